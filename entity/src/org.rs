@@ -1,0 +1,40 @@
+//! One row per organization: its lifecycle state and every pending deadline.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "orgs")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: String,
+    /// `trial`, `active`, `grace_period`, `locked` or `canceled`.
+    pub state: String,
+    /// Sorted, comma-separated lock reasons; empty unless locked.
+    pub lock_reasons: String,
+    pub plan: String,
+    pub tier: i64,
+    /// JSON array of add-on ids.
+    pub addons: String,
+    pub currency: String,
+    /// JSON array of account admin emails.
+    pub admins: String,
+    pub billing_email: String,
+    pub payment_method: bool,
+    pub subscriber: bool,
+    pub signup_at: DateTimeUtc,
+    pub trial_ends_at: Option<DateTimeUtc>,
+    pub grace_ends_at: Option<DateTimeUtc>,
+    pub cancel_at: Option<DateTimeUtc>,
+    pub next_cycle_at: Option<DateTimeUtc>,
+    /// The earliest of the pending deadlines above: what the sweep's index scans.
+    pub next_due_at: Option<DateTimeUtc>,
+    pub canceled_at: Option<DateTimeUtc>,
+    /// Optimistic concurrency: every update bumps it and filters on the value it read.
+    pub version: i64,
+    pub updated_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

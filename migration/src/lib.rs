@@ -1,0 +1,18 @@
+//! acctd's schema history. Migrations are frozen: this crate never imports `entity`, and a
+//! released migration is never edited, only followed by a new one.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261122_000001_create_lifecycle_tables;
+
+/// Every migration, in order.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(
+            m20261122_000001_create_lifecycle_tables::Migration,
+        )]
+    }
+}

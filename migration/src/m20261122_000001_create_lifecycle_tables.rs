@@ -1,0 +1,299 @@
+use sea_orm_migration::{
+    prelude::*,
+    schema::{
+        big_integer, big_pk_auto, boolean, integer, string, string_null, string_uniq, text,
+        text_null, timestamp_with_time_zone, timestamp_with_time_zone_null,
+    },
+};
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(Orgs::Table)
+                    .col(string(Orgs::Id).primary_key())
+                    .col(string(Orgs::State))
+                    .col(string(Orgs::LockReasons))
+                    .col(string(Orgs::Plan))
+                    .col(big_integer(Orgs::Tier))
+                    .col(text(Orgs::Addons))
+                    .col(string(Orgs::Currency))
+                    .col(text(Orgs::Admins))
+                    .col(string(Orgs::BillingEmail))
+                    .col(boolean(Orgs::PaymentMethod))
+                    .col(boolean(Orgs::Subscriber))
+                    .col(timestamp_with_time_zone(Orgs::SignupAt))
+                    .col(timestamp_with_time_zone_null(Orgs::TrialEndsAt))
+                    .col(timestamp_with_time_zone_null(Orgs::GraceEndsAt))
+                    .col(timestamp_with_time_zone_null(Orgs::CancelAt))
+                    .col(timestamp_with_time_zone_null(Orgs::NextCycleAt))
+                    .col(timestamp_with_time_zone_null(Orgs::NextDueAt))
+                    .col(timestamp_with_time_zone_null(Orgs::CanceledAt))
+                    .col(big_integer(Orgs::Version))
+                    .col(timestamp_with_time_zone(Orgs::UpdatedAt))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_orgs_next_due_at")
+                    .table(Orgs::Table)
+                    .col(Orgs::NextDueAt)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_orgs_state")
+                    .table(Orgs::Table)
+                    .col(Orgs::State)
+                    .to_owned(),
+            )
+            .await?;
+
+        manager
+            .create_table(
+                Table::create()
+                    .table(Transitions::Table)
+                    .col(big_pk_auto(Transitions::Id))
+                    .col(string(Transitions::OrgId))
+                    .col(string_null(Transitions::FromState))
+                    .col(string(Transitions::ToState))
+                    .col(string(Transitions::Cause))
+                    .col(string(Transitions::LockReasons))
+                    .col(string(Transitions::Actor))
+                    .col(text_null(Transitions::Reason))
+                    .col(timestamp_with_time_zone(Transitions::At))
+                    .col(timestamp_with_time_zone(Transitions::RecordedAt))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_transitions_org_at")
+                    .table(Transitions::Table)
+                    .col(Transitions::OrgId)
+                    .col(Transitions::Id)
+                    .to_owned(),
+            )
+            .await?;
+
+        manager
+            .create_table(
+                Table::create()
+                    .table(Invoices::Table)
+                    .col(big_pk_auto(Invoices::Id))
+                    .col(string(Invoices::OrgId))
+                    .col(string(Invoices::Key))
+                    .col(string(Invoices::Period))
+                    .col(string(Invoices::Kind))
+                    .col(string(Invoices::Currency))
+                    .col(big_integer(Invoices::TotalCents))
+                    .col(string(Invoices::Status))
+                    .col(timestamp_with_time_zone(Invoices::IssuedAt))
+                    .col(timestamp_with_time_zone_null(Invoices::PaidAt))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_invoices_org_key")
+                    .table(Invoices::Table)
+                    .col(Invoices::OrgId)
+                    .col(Invoices::Key)
+                    .unique()
+                    .to_owned(),
+            )
+            .await?;
+
+        manager
+            .create_table(
+                Table::create()
+                    .table(InvoiceLines::Table)
+                    .col(big_pk_auto(InvoiceLines::Id))
+                    .col(big_integer(InvoiceLines::InvoiceId))
+                    .col(integer(InvoiceLines::Position))
+                    .col(string(InvoiceLines::Kind))
+                    .col(text(InvoiceLines::Description))
+                    .col(big_integer(InvoiceLines::AmountCents))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_invoice_lines_invoice")
+                    .table(InvoiceLines::Table)
+                    .col(InvoiceLines::InvoiceId)
+                    .to_owned(),
+            )
+            .await?;
+
+        manager
+            .create_table(
+                Table::create()
+                    .table(Payments::Table)
+                    .col(big_pk_auto(Payments::Id))
+                    .col(big_integer(Payments::InvoiceId))
+                    .col(string(Payments::OrgId))
+                    .col(string(Payments::Outcome))
+                    .col(string(Payments::Source))
+                    .col(timestamp_with_time_zone(Payments::At))
+                    .col(timestamp_with_time_zone(Payments::RecordedAt))
+                    .to_owned(),
+            )
+            .await?;
+
+        manager
+            .create_table(
+                Table::create()
+                    .table(Outbox::Table)
+                    .col(big_pk_auto(Outbox::Id))
+                    .col(string(Outbox::OrgId))
+                    .col(string(Outbox::Channel))
+                    .col(string(Outbox::Template))
+                    .col(text(Outbox::Recipients))
+                    .col(text(Outbox::Payload))
+                    .col(string_uniq(Outbox::DedupeKey))
+                    .col(timestamp_with_time_zone(Outbox::At))
+                    .col(string(Outbox::Status))
+                    .col(integer(Outbox::Attempts))
+                    .col(timestamp_with_time_zone(Outbox::NextAttemptAt))
+                    .col(text_null(Outbox::LastError))
+                    .col(timestamp_with_time_zone_null(Outbox::SentAt))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_outbox_status_next")
+                    .table(Outbox::Table)
+                    .col(Outbox::Status)
+                    .col(Outbox::NextAttemptAt)
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for table in [
+            Outbox::Table.into_iden(),
+            Payments::Table.into_iden(),
+            InvoiceLines::Table.into_iden(),
+            Invoices::Table.into_iden(),
+            Transitions::Table.into_iden(),
+            Orgs::Table.into_iden(),
+        ] {
+            manager
+                .drop_table(Table::drop().table(table).to_owned())
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(DeriveIden)]
+enum Orgs {
+    Table,
+    Id,
+    State,
+    LockReasons,
+    Plan,
+    Tier,
+    Addons,
+    Currency,
+    Admins,
+    BillingEmail,
+    PaymentMethod,
+    Subscriber,
+    SignupAt,
+    TrialEndsAt,
+    GraceEndsAt,
+    CancelAt,
+    NextCycleAt,
+    NextDueAt,
+    CanceledAt,
+    Version,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+enum Transitions {
+    Table,
+    Id,
+    OrgId,
+    FromState,
+    ToState,
+    Cause,
+    LockReasons,
+    Actor,
+    Reason,
+    At,
+    RecordedAt,
+}
+
+#[derive(DeriveIden)]
+enum Invoices {
+    Table,
+    Id,
+    OrgId,
+    Key,
+    Period,
+    Kind,
+    Currency,
+    TotalCents,
+    Status,
+    IssuedAt,
+    PaidAt,
+}
+
+#[derive(DeriveIden)]
+enum InvoiceLines {
+    Table,
+    Id,
+    InvoiceId,
+    Position,
+    Kind,
+    Description,
+    AmountCents,
+}
+
+#[derive(DeriveIden)]
+enum Payments {
+    Table,
+    Id,
+    InvoiceId,
+    OrgId,
+    Outcome,
+    Source,
+    At,
+    RecordedAt,
+}
+
+#[derive(DeriveIden)]
+enum Outbox {
+    Table,
+    Id,
+    OrgId,
+    Channel,
+    Template,
+    Recipients,
+    Payload,
+    DedupeKey,
+    At,
+    Status,
+    Attempts,
+    NextAttemptAt,
+    LastError,
+    SentAt,
+}

@@ -1,0 +1,50 @@
+//! The command line (clap derive). Handlers live in `main.rs`'s dispatch and in
+//! [`crate::cli::admin`].
+
+pub mod admin;
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand};
+
+/// acctd: the account lifecycle daemon.
+#[derive(Debug, Parser)]
+#[command(name = "acctd", version, about)]
+pub struct Cli {
+    /// Settings file; a missing ./config.toml means built-in defaults.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Database URL, overriding `database.url` (<sqlite://FILE?mode=rwc> or postgres://…).
+    #[arg(long, global = true, value_name = "URL")]
+    pub db: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: catch up on due deadlines, then sweep on a schedule.
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Run a time-travel scenario and print JSON Lines (exit 1 if an expectation fails).
+    Simulate {
+        /// The scenario file (TOML).
+        scenario: PathBuf,
+    },
+    /// Process everything due up to TIME (default: now) once, then exit.
+    Tick {
+        /// RFC 3339 instant, e.g. 2026-04-01T00:00:00Z.
+        #[arg(long, value_name = "TIME")]
+        until: Option<DateTime<Utc>>,
+        /// Print every fact as JSON Lines instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate the settings and print them.
+    CheckConfig,
+    /// Manual operations and inspection, against the configured database.
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
+}

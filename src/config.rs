@@ -1,0 +1,679 @@
+//! Settings: defaults in code, then `config.toml` (or `--config PATH`), then
+//! `config.local.toml` beside it, then environment variables `ACCTD__SECTION__KEY`.
+//! Every layer is merged key by key, then validated once.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{self, entitlement, price};
+
+/// A configuration problem, located in its file.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{file}:{line}:{column}: {message}")]
+    Parse {
+        file: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{file}:{line}: key `{key}`: {message}")]
+    Invalid {
+        file: PathBuf,
+        line: usize,
+        key: String,
+        message: String,
+    },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Every setting of acctd. See `config.toml` for each key's meaning.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub database: Database,
+    pub daemon: Daemon,
+    pub lifecycle: Lifecycle,
+    pub log: Log,
+    pub billing: Billing,
+    pub plans: BTreeMap<String, Plan>,
+    pub addons: BTreeMap<String, Addon>,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Database {
+    pub url: String,
+    pub max_connections: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Daemon {
+    pub sweep_every_seconds: u64,
+    pub batch_size: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Lifecycle {
+    pub trial_days: u32,
+    pub grace_days: u32,
+    pub cancel_after_lock_days: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Billing {
+    pub currency: String,
+    pub overage_multiplier: Decimal,
+    pub tiers: Vec<u32>,
+    pub max_self_serve_tier: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    pub price_per_100_mau: Decimal,
+    pub data_points_per_mau: u64,
+    pub retention_days: u32,
+    #[serde(default)]
+    pub tier_prices: BTreeMap<String, Decimal>,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Addon {
+    pub name: String,
+    pub price_per_100_mau: Decimal,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let plan = |price: &str, points, days| Plan {
+            price_per_100_mau: dec(price),
+            data_points_per_mau: points,
+            retention_days: days,
+            tier_prices: BTreeMap::new(),
+        };
+        Self {
+            database: Database::default(),
+            daemon: Daemon::default(),
+            lifecycle: Lifecycle::default(),
+            log: Log::default(),
+            billing: Billing::default(),
+            plans: BTreeMap::from([
+                ("basic".to_owned(), plan("1.00", 2_000, 365)),
+                ("essentials".to_owned(), plan("1.25", 10_000, 3 * 365)),
+            ]),
+            addons: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for Database {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://acctd.db?mode=rwc".to_owned(),
+            max_connections: 8,
+        }
+    }
+}
+
+impl Default for Daemon {
+    fn default() -> Self {
+        Self {
+            sweep_every_seconds: 5,
+            batch_size: 500,
+        }
+    }
+}
+
+impl Default for Lifecycle {
+    fn default() -> Self {
+        Self {
+            trial_days: 30,
+            grace_days: 10,
+            cancel_after_lock_days: 14,
+        }
+    }
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Self {
+            level: "info".to_owned(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+impl Default for Billing {
+    fn default() -> Self {
+        Self {
+            currency: "USD".to_owned(),
+            overage_multiplier: dec("1.2"),
+            tiers: vec![
+                5_000, 10_000, 15_000, 20_000, 25_000, 30_000, 40_000, 50_000, 75_000, 100_000,
+            ],
+            max_self_serve_tier: 100_000,
+        }
+    }
+}
+
+fn dec(s: &str) -> Decimal {
+    // Proven invariant: only called with literal decimals written in this file.
+    Decimal::from_str(s).expect("literal decimal")
+}
+
+/// The default config file, read if present.
+pub const DEFAULT_PATH: &str = "config.toml";
+
+/// A layer of TOML with the file it came from, for error messages.
+pub struct Layer {
+    pub file: PathBuf,
+    pub text: String,
+    pub table: toml::Table,
+}
+
+impl Layer {
+    /// Reads and parses a TOML file, checking its keys against [`Settings`] so that an
+    /// unknown key or a wrong type is reported with its line.
+    ///
+    /// # Errors
+    /// [`Error::Read`] or [`Error::Parse`].
+    pub fn read(file: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(file).map_err(|source| Error::Read {
+            file: file.to_owned(),
+            source,
+        })?;
+        Self::parse(file, text)
+    }
+
+    /// Parses TOML text that stands for a whole settings file.
+    ///
+    /// # Errors
+    /// [`Error::Parse`].
+    pub fn parse(file: &Path, text: String) -> Result<Self> {
+        let located = |e: toml::de::Error| {
+            let (line, column) = e.span().map_or((1, 1), |span| line_col(&text, span.start));
+            Error::Parse {
+                file: file.to_owned(),
+                line,
+                column,
+                message: e.message().trim().to_owned(),
+            }
+        };
+        let table: toml::Table = toml::from_str(&text).map_err(located)?;
+        toml::from_str::<Settings>(&text).map_err(located)?;
+        Ok(Self {
+            file: file.to_owned(),
+            text,
+            table,
+        })
+    }
+}
+
+/// 1-based line and column of a byte offset.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, column)
+}
+
+/// The line where a dotted key is set (or its table opens), found by walking the table
+/// headers; a key may be given by its last segments only.
+pub fn line_of_key(text: &str, key: &str) -> Option<usize> {
+    if key.is_empty() {
+        return None;
+    }
+    let mut table = String::new();
+    for (index, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if let Some(header) = line.strip_prefix('[') {
+            table = header
+                .trim_matches(|c| c == '[' || c == ']')
+                .trim()
+                .replace('"', "");
+            if table == key || table.ends_with(&format!(".{key}")) {
+                return Some(index + 1);
+            }
+            continue;
+        }
+        if let Some((name, _)) = line.split_once('=') {
+            let name = name.trim().replace('"', "");
+            let full = if table.is_empty() {
+                name
+            } else {
+                format!("{table}.{name}")
+            };
+            if full == key || full.ends_with(&format!(".{key}")) {
+                return Some(index + 1);
+            }
+        }
+    }
+    None
+}
+
+/// Merges `overlay` into `base`, key by key (tables recursively, other values replaced).
+pub fn merge(base: &mut toml::Table, overlay: toml::Table) {
+    for (key, value) in overlay {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(into)), toml::Value::Table(from)) => merge(into, from),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+/// The environment prefix: `ACCTD__DATABASE__URL` sets `database.url`.
+pub const ENV_PREFIX: &str = "ACCTD__";
+
+impl Settings {
+    /// These settings with a `[config]` table of overrides (a scenario's) merged on top,
+    /// validated; errors are located in `file`.
+    ///
+    /// # Errors
+    /// An unknown key, a wrong type or an invalid value in the overrides.
+    pub fn with_overrides(&self, file: &Path, text: &str, overrides: toml::Table) -> Result<Self> {
+        let mut table = toml::Table::try_from(self).map_err(|e| Error::Invalid {
+            file: file.to_owned(),
+            line: 1,
+            key: String::new(),
+            message: e.to_string(),
+        })?;
+        merge(&mut table, overrides);
+        let sources = [(file.to_owned(), text.to_owned())];
+        let settings: Settings = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| invalid_at(&sources, "", e.message().trim()))?;
+        settings
+            .validate()
+            .map_err(|(key, message)| invalid_at(&sources, &key, &message))?;
+        Ok(settings)
+    }
+
+    /// Loads the layers: defaults, the file (`path`, or `config.toml` if it exists),
+    /// `config.local.toml` beside it, then the environment; validates the result.
+    ///
+    /// # Errors
+    /// A missing explicit file, a parse error, an invalid value or environment variable.
+    pub fn load(path: Option<&Path>) -> Result<Self> {
+        let file = path.map_or_else(|| PathBuf::from(DEFAULT_PATH), Path::to_path_buf);
+        let mut layers = Vec::new();
+        if path.is_some() || file.exists() {
+            layers.push(Layer::read(&file)?);
+            let local = file.with_file_name("config.local.toml");
+            if local.exists() {
+                layers.push(Layer::read(&local)?);
+            }
+        }
+        Self::from_layers(layers, std::env::vars())
+    }
+
+    /// Builds settings from parsed layers and environment variables, then validates.
+    ///
+    /// # Errors
+    /// An invalid merged value (located in the last layer that sets it) or variable.
+    pub fn from_layers(
+        layers: Vec<Layer>,
+        env: impl Iterator<Item = (String, String)>,
+    ) -> Result<Self> {
+        let mut table = toml::Table::try_from(Settings::default())
+            .map_err(|e| invalid_in(&layers, "", &e.to_string()))?;
+        let sources: Vec<(PathBuf, String)> = layers
+            .iter()
+            .map(|l| (l.file.clone(), l.text.clone()))
+            .collect();
+        for layer in layers {
+            merge(&mut table, layer.table);
+        }
+        let mut env: Vec<(String, String)> =
+            env.filter(|(k, _)| k.starts_with(ENV_PREFIX)).collect();
+        env.sort();
+        for (var, value) in &env {
+            let path: Vec<String> = var[ENV_PREFIX.len()..]
+                .split("__")
+                .map(str::to_lowercase)
+                .collect();
+            set_path(&mut table, &path, parse_env_value(value));
+        }
+        let settings: Settings =
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| match env.first() {
+                    Some((var, _)) => Error::Env {
+                        var: var.clone(),
+                        message: e.message().trim().to_owned(),
+                    },
+                    None => invalid_at(&sources, "", e.message().trim()),
+                })?;
+        settings
+            .validate()
+            .map_err(|(key, message)| invalid_at(&sources, &key, &message))?;
+        Ok(settings)
+    }
+
+    /// Checks every rule a value must follow; returns the offending key and why.
+    ///
+    /// # Errors
+    /// `(key, message)` for the first invalid value.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let fail = |key: &str, message: String| Err((key.to_owned(), message));
+        if self.database.url.is_empty() {
+            return fail("database.url", "must not be empty".into());
+        }
+        if !(self.database.url.starts_with("sqlite:") || self.database.url.starts_with("postgres"))
+        {
+            return fail(
+                "database.url",
+                format!(
+                    "`{}` is neither sqlite:… nor postgres://…",
+                    self.database.url
+                ),
+            );
+        }
+        if self.daemon.sweep_every_seconds == 0 {
+            return fail("daemon.sweep_every_seconds", "must be at least 1".into());
+        }
+        if self.daemon.batch_size == 0 {
+            return fail("daemon.batch_size", "must be at least 1".into());
+        }
+        for (key, days) in [
+            ("lifecycle.trial_days", self.lifecycle.trial_days),
+            ("lifecycle.grace_days", self.lifecycle.grace_days),
+            (
+                "lifecycle.cancel_after_lock_days",
+                self.lifecycle.cancel_after_lock_days,
+            ),
+        ] {
+            if days == 0 || days > 3650 {
+                return fail(key, format!("{days} days is out of range 1..=3650"));
+            }
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return fail(
+                "log.level",
+                format!("`{}` is not a log filter", self.log.level),
+            );
+        }
+        if self.billing.currency.len() != 3
+            || !self
+                .billing
+                .currency
+                .chars()
+                .all(|c| c.is_ascii_uppercase())
+        {
+            return fail(
+                "billing.currency",
+                format!("`{}` is not an ISO 4217 code", self.billing.currency),
+            );
+        }
+        if self.billing.overage_multiplier < Decimal::ONE {
+            return fail("billing.overage_multiplier", "must be at least 1".into());
+        }
+        if self.billing.tiers.is_empty() || self.billing.tiers.contains(&0) {
+            return fail(
+                "billing.tiers",
+                "must list at least one tier, none of them 0".into(),
+            );
+        }
+        if let Some(tier) = self
+            .billing
+            .tiers
+            .iter()
+            .find(|t| **t > self.billing.max_self_serve_tier)
+        {
+            return fail(
+                "billing.tiers",
+                format!(
+                    "tier {tier} is above billing.max_self_serve_tier ({})",
+                    self.billing.max_self_serve_tier
+                ),
+            );
+        }
+        if self.plans.is_empty() {
+            return fail("plans", "at least one plan is required".into());
+        }
+        for (name, plan) in &self.plans {
+            if plan.price_per_100_mau.is_sign_negative() {
+                return fail(
+                    &format!("plans.{name}.price_per_100_mau"),
+                    "must not be negative".into(),
+                );
+            }
+            if plan.data_points_per_mau == 0 {
+                return fail(
+                    &format!("plans.{name}.data_points_per_mau"),
+                    "must be at least 1".into(),
+                );
+            }
+            for (tier, price) in &plan.tier_prices {
+                let ok = tier
+                    .parse::<u32>()
+                    .is_ok_and(|t| self.billing.tiers.contains(&t));
+                if !ok {
+                    return fail(
+                        &format!("plans.{name}.tier_prices.{tier}"),
+                        format!("`{tier}` is not one of billing.tiers"),
+                    );
+                }
+                if price.is_sign_negative() {
+                    return fail(
+                        &format!("plans.{name}.tier_prices.{tier}"),
+                        "must not be negative".into(),
+                    );
+                }
+            }
+        }
+        for (id, addon) in &self.addons {
+            if addon.price_per_100_mau.is_sign_negative() {
+                return fail(
+                    &format!("addons.{id}.price_per_100_mau"),
+                    "must not be negative".into(),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The lifecycle timers.
+    pub fn timers(&self) -> domain::Timers {
+        domain::Timers {
+            trial: chrono::Duration::days(i64::from(self.lifecycle.trial_days)),
+            grace: chrono::Duration::days(i64::from(self.lifecycle.grace_days)),
+            lock_to_cancel: chrono::Duration::days(i64::from(
+                self.lifecycle.cancel_after_lock_days,
+            )),
+        }
+    }
+
+    /// The price book the billing code reads.
+    pub fn price_book(&self) -> price::PriceBook {
+        price::PriceBook {
+            plans: self
+                .plans
+                .iter()
+                .map(|(name, plan)| {
+                    let tier_prices = plan
+                        .tier_prices
+                        .iter()
+                        .filter_map(|(tier, price)| Some((tier.parse().ok()?, *price)))
+                        .collect();
+                    (
+                        name.clone(),
+                        price::PlanPrice {
+                            price_per_100_mau: plan.price_per_100_mau,
+                            data_points_per_mau: plan.data_points_per_mau,
+                            tier_prices,
+                        },
+                    )
+                })
+                .collect(),
+            addons: self
+                .addons
+                .iter()
+                .map(|(id, addon)| {
+                    (
+                        id.clone(),
+                        price::AddonPrice {
+                            name: addon.name.clone(),
+                            price_per_100_mau: addon.price_per_100_mau,
+                        },
+                    )
+                })
+                .collect(),
+            tiers: self.billing.tiers.clone(),
+            max_self_serve_tier: self.billing.max_self_serve_tier,
+            overage_multiplier: self.billing.overage_multiplier,
+        }
+    }
+
+    /// The entitlement matrix.
+    pub fn entitlements(&self) -> entitlement::Matrix {
+        entitlement::Matrix::default()
+    }
+}
+
+fn invalid_in(layers: &[Layer], key: &str, message: &str) -> Error {
+    let sources: Vec<(PathBuf, String)> = layers
+        .iter()
+        .map(|l| (l.file.clone(), l.text.clone()))
+        .collect();
+    invalid_at(&sources, key, message)
+}
+
+/// Locates `key` in the last layer that mentions it. Without a key, the first name in
+/// backticks in the message (serde's "unknown field `x`") is looked up instead.
+fn invalid_at(sources: &[(PathBuf, String)], key: &str, message: &str) -> Error {
+    let named = message.split('`').nth(1).unwrap_or_default();
+    let key = if key.is_empty() { named } else { key };
+    let found = sources
+        .iter()
+        .rev()
+        .find_map(|(file, text)| line_of_key(text, key).map(|line| (file.clone(), line)));
+    let (file, line) = found.unwrap_or_else(|| {
+        let file = sources
+            .last()
+            .map_or_else(|| PathBuf::from("(defaults)"), |(f, _)| f.clone());
+        (file, 1)
+    });
+    Error::Invalid {
+        file,
+        line,
+        key: key.to_owned(),
+        message: message.to_owned(),
+    }
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) {
+    match path {
+        [] => {}
+        [last] => {
+            table.insert(last.clone(), value);
+        }
+        [first, rest @ ..] => {
+            let entry = table
+                .entry(first.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let toml::Value::Table(inner) = entry {
+                set_path(inner, rest, value);
+            }
+        }
+    }
+}
+
+/// An environment value is read as a TOML value if it parses as one (numbers, booleans,
+/// arrays, quoted strings), else as a plain string.
+fn parse_env_value(raw: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
+}
+
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(text: &str) -> Result<Layer> {
+        Layer::parse(Path::new("c.toml"), text.to_owned())
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let err = layer("[lifecycle]\ngrace_days = 5\ngrace_dayz = 3\n")
+            .err()
+            .unwrap();
+        let msg = err.to_string();
+        assert!(msg.starts_with("c.toml:3:"), "{msg}");
+        assert!(msg.contains("grace_dayz"), "{msg}");
+    }
+
+    #[test]
+    fn invalid_value_is_located() {
+        let l = layer("[daemon]\nbatch_size = 0\n").unwrap();
+        let err = Settings::from_layers(vec![l], std::iter::empty()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "c.toml:2: key `daemon.batch_size`: must be at least 1"
+        );
+    }
+
+    #[test]
+    fn layers_merge_key_by_key_and_env_wins() {
+        let l = layer("[plans.essentials.tier_prices]\n20000 = \"200.00\"\n").unwrap();
+        let env = [("ACCTD__LIFECYCLE__GRACE_DAYS".to_owned(), "7".to_owned())];
+        let s = Settings::from_layers(vec![l], env.into_iter()).unwrap();
+        assert_eq!(s.lifecycle.grace_days, 7);
+        assert_eq!(s.plans["essentials"].price_per_100_mau, dec("1.25"));
+        assert_eq!(s.plans["essentials"].tier_prices["20000"], dec("200.00"));
+        assert_eq!(s.plans.len(), 2);
+    }
+
+    #[test]
+    fn committed_config_file_equals_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
+        let l = Layer::read(&path).unwrap();
+        let s = Settings::from_layers(vec![l], std::iter::empty()).unwrap();
+        assert_eq!(s, Settings::default());
+    }
+}

@@ -1,0 +1,952 @@
+//! The one code path. The daemon's scheduler, the CLI, the simulator and the tests all call
+//! these methods: load due orgs (or the org a command names), run the machine at each
+//! event's effective instant, and persist the new state with its audit rows, invoices and
+//! outbox messages in one transaction.
+//!
+//! **Architecture Invariant:** the engine never reads the system clock; "now" comes from
+//! the injected [`Clock`]. A deadline takes effect at its own instant even when processed
+//! late, and the deadlines it chains are computed from that instant.
+
+pub mod fact;
+pub mod gateway;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use sea_orm::{DatabaseConnection, DatabaseTransaction, TransactionTrait};
+
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::domain::entitlement::Matrix;
+use crate::domain::period::{next_first_after, Period};
+use crate::domain::price::{PriceBook, PriceError};
+use crate::domain::{
+    self, command_to_reach, decide, Charge, Deadline, Effect, Event, Lifecycle, LockReason, Org,
+    Refusal, Status, Timers,
+};
+use crate::storage::audit::{OutboxMessage, TransitionRecord};
+use crate::storage::billing::{self, Invoice, InvoiceKind, InvoiceStatus, NewInvoice};
+use crate::storage::{self, org as orgs};
+pub use fact::{Fact, Report};
+pub use gateway::{ExternalGateway, PaymentGateway, ScriptedGateway};
+
+/// Why an engine call did nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("unknown org `{0}`")]
+    UnknownOrg(String),
+    #[error("unknown invoice {0}")]
+    UnknownInvoice(i64),
+    #[error("org `{0}` exists already")]
+    Exists(String),
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error(transparent)]
+    Price(#[from] PriceError),
+    #[error(transparent)]
+    Storage(#[from] storage::Error),
+}
+
+impl From<sea_orm::DbErr> for Error {
+    fn from(e: sea_orm::DbErr) -> Self {
+        Error::Storage(e.into())
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The rules the engine applies, taken from [`Settings`].
+#[derive(Clone, Debug)]
+pub struct Rules {
+    pub timers: Timers,
+    pub prices: PriceBook,
+    pub entitlements: Matrix,
+    pub currency: String,
+    pub batch_size: u64,
+}
+
+impl Rules {
+    pub fn from_settings(settings: &Settings) -> Self {
+        Self {
+            timers: settings.timers(),
+            prices: settings.price_book(),
+            entitlements: settings.entitlements(),
+            currency: settings.billing.currency.clone(),
+            batch_size: u64::from(settings.daemon.batch_size),
+        }
+    }
+}
+
+/// Who asked, and why: stored in the audit trail.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Actor {
+    pub name: String,
+    pub reason: Option<String>,
+}
+
+impl Actor {
+    /// The engine itself (deadlines, the monthly cycle).
+    pub fn system() -> Self {
+        Self {
+            name: "system".to_owned(),
+            reason: None,
+        }
+    }
+
+    pub fn new(name: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            reason: Some(reason.into()),
+        }
+    }
+}
+
+/// A new org.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Signup {
+    pub id: String,
+    pub plan: String,
+    pub tier: u32,
+    pub admins: Vec<String>,
+    /// Defaults to the first admin.
+    pub billing_email: Option<String>,
+    pub payment_method: bool,
+    pub addons: Vec<String>,
+    /// Import an existing subscriber whose current period is paid, instead of a trial.
+    pub active: bool,
+}
+
+/// Requests against one org (SPEC sections 3 and 10).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    EndTrial,
+    AddPaymentMethod,
+    /// The card works again: overdue invoices are charged at once.
+    RetryOverdue,
+    Lock,
+    Unlock {
+        reason: LockReason,
+    },
+    ExtendTrial {
+        days: u32,
+    },
+    ExtendGrace {
+        days: u32,
+    },
+    PostponeCancel {
+        days: u32,
+    },
+    MarkPaid,
+    Cancel {
+        confirm: String,
+    },
+    /// A generic move to a named state, accepted only along a legal edge.
+    Transition {
+        to: Status,
+    },
+}
+
+/// The engine: a database, the rules, a payment gateway and a clock.
+#[derive(Clone)]
+pub struct Engine {
+    db: DatabaseConnection,
+    rules: Arc<Rules>,
+    gateway: Arc<dyn PaymentGateway>,
+    clock: Arc<dyn Clock>,
+}
+
+/// The writes of one transaction, buffered so that audit and outbox rows go in bulk.
+struct Work<'a> {
+    txn: &'a DatabaseTransaction,
+    recorded_at: DateTime<Utc>,
+    transitions: Vec<TransitionRecord>,
+    outbox: Vec<OutboxMessage>,
+    facts: Vec<Fact>,
+}
+
+impl<'a> Work<'a> {
+    fn new(txn: &'a DatabaseTransaction, recorded_at: DateTime<Utc>) -> Self {
+        Self {
+            txn,
+            recorded_at,
+            transitions: Vec::new(),
+            outbox: Vec::new(),
+            facts: Vec::new(),
+        }
+    }
+
+    async fn flush(&mut self) -> Result<()> {
+        storage::audit::insert_transitions(self.txn, &self.transitions).await?;
+        storage::audit::enqueue(self.txn, &self.outbox).await?;
+        self.transitions.clear();
+        self.outbox.clear();
+        Ok(())
+    }
+
+    fn email(
+        &mut self,
+        org: &Org,
+        template: &str,
+        at: DateTime<Utc>,
+        key: String,
+        payload: serde_json::Value,
+    ) {
+        let to = if matches!(template, "invoice" | "payment_failed") {
+            vec![org.billing_email.clone()]
+        } else {
+            org.admins.clone()
+        };
+        self.facts.push(Fact::Email {
+            at,
+            org: org.id.clone(),
+            template: template.to_owned(),
+            to: to.clone(),
+        });
+        self.outbox.push(OutboxMessage {
+            org_id: org.id.clone(),
+            channel: "email",
+            template: template.to_owned(),
+            recipients: to,
+            payload,
+            dedupe_key: key,
+            at,
+        });
+    }
+}
+
+fn rfc3339(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn lifecycle_payload(org: &Org, at: DateTime<Utc>) -> serde_json::Value {
+    let l = &org.lifecycle;
+    serde_json::json!({
+        "org": org.id,
+        "at": rfc3339(at),
+        "state": l.status.as_str(),
+        "lock_reasons": l.reasons.iter().map(LockReason::as_str).collect::<Vec<_>>(),
+        "trial_ends_at": l.trial_ends_at.map(rfc3339),
+        "grace_ends_at": l.grace_ends_at.map(rfc3339),
+        "cancel_at": l.cancel_at.map(rfc3339),
+        "plan": org.plan,
+        "tier": org.tier,
+    })
+}
+
+impl Engine {
+    pub fn new(
+        db: DatabaseConnection,
+        rules: Rules,
+        gateway: Arc<dyn PaymentGateway>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            db,
+            rules: Arc::new(rules),
+            gateway,
+            clock,
+        }
+    }
+
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// Processes every deadline due at or before `until`, in batches of
+    /// `rules.batch_size` orgs, one transaction per batch.
+    ///
+    /// # Errors
+    /// A storage error; the batch in flight is rolled back and nothing of it is lost.
+    pub async fn tick(&self, until: DateTime<Utc>) -> Result<Report> {
+        let mut report = Report::default();
+        while self.sweep_batch(until, &mut report).await? == self.rules.batch_size {}
+        Ok(report)
+    }
+
+    /// One batch of [`Engine::tick`]; returns how many orgs it claimed.
+    ///
+    /// # Errors
+    /// A storage error; the batch is rolled back.
+    pub async fn sweep_batch(&self, until: DateTime<Utc>, report: &mut Report) -> Result<u64> {
+        let txn = self.db.begin().await?;
+        storage::lock_writes(&txn).await?;
+        let due = orgs::claim_due(&txn, until, self.rules.batch_size).await?;
+        let claimed = due.len() as u64;
+        let mut work = Work::new(&txn, self.clock.now());
+        for mut org in due {
+            self.advance(&mut work, &mut org, until).await?;
+            orgs::update(&txn, &mut org, work.recorded_at).await?;
+        }
+        work.flush().await?;
+        let facts = std::mem::take(&mut work.facts);
+        txn.commit().await?;
+        report.facts.extend(facts);
+        Ok(claimed)
+    }
+
+    /// Signs an org up at the clock's instant: a trial, or an imported subscriber.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`], [`Error::Price`] or [`Error::Exists`] for bad input.
+    pub async fn signup(&self, signup: Signup, actor: &Actor) -> Result<Report> {
+        let at = self.clock.now();
+        validate_id(&signup.id)?;
+        if signup.admins.is_empty() {
+            return Err(invalid("admins", "at least one account admin is required"));
+        }
+        if let Some(bad) = signup.admins.iter().find(|a| !looks_like_email(a)) {
+            return Err(invalid(
+                "admins",
+                format!("`{bad}` is not an email address"),
+            ));
+        }
+        if let Some(bad) = signup
+            .billing_email
+            .as_ref()
+            .filter(|e| !looks_like_email(e))
+        {
+            return Err(invalid(
+                "billing_email",
+                format!("`{bad}` is not an email address"),
+            ));
+        }
+        self.rules.prices.plan(&signup.plan)?;
+        self.rules.prices.check_tier(signup.tier)?;
+        for addon in &signup.addons {
+            self.rules.prices.addon(addon)?;
+        }
+        let mut lifecycle = Lifecycle::trial(at + self.rules.timers.trial, signup.payment_method);
+        if signup.active {
+            lifecycle.status = Status::Active;
+            lifecycle.trial_ends_at = None;
+            lifecycle.subscriber = true;
+            lifecycle.next_cycle_at = Some(next_first_after(at));
+        }
+        let org = Org {
+            billing_email: signup
+                .billing_email
+                .clone()
+                .unwrap_or_else(|| signup.admins[0].clone()),
+            id: signup.id,
+            plan: signup.plan,
+            tier: signup.tier,
+            addons: signup.addons,
+            currency: self.rules.currency.clone(),
+            admins: signup.admins,
+            signup_at: at,
+            canceled_at: None,
+            lifecycle,
+            version: 0,
+        };
+        let txn = self.db.begin().await?;
+        storage::lock_writes(&txn).await?;
+        if orgs::load(&txn, &org.id).await?.is_some() {
+            return Err(Error::Exists(org.id));
+        }
+        orgs::insert(&txn, &org, at).await?;
+        let mut work = Work::new(&txn, at);
+        work.record(&org, None, "signup", actor, at);
+        work.flush().await?;
+        let facts = std::mem::take(&mut work.facts);
+        txn.commit().await?;
+        Ok(Report { facts })
+    }
+
+    /// Applies a command to one org at the clock's instant, after catching the org up on
+    /// its due deadlines. Retries when a concurrent writer changed the org meanwhile.
+    ///
+    /// # Errors
+    /// [`Error::Refused`] with the legal moves, [`Error::UnknownOrg`], [`Error::Invalid`];
+    /// nothing changes then.
+    pub async fn command(&self, org_id: &str, command: &Command, actor: &Actor) -> Result<Report> {
+        let mut attempt = 0;
+        loop {
+            match self.try_command(org_id, command, actor).await {
+                Err(Error::Storage(storage::Error::Stale { .. })) if attempt < 5 => attempt += 1,
+                other => return other,
+            }
+        }
+    }
+
+    async fn try_command(&self, org_id: &str, command: &Command, actor: &Actor) -> Result<Report> {
+        let at = self.clock.now();
+        let txn = self.db.begin().await?;
+        storage::lock_writes(&txn).await?;
+        let mut org = orgs::load(&txn, org_id)
+            .await?
+            .ok_or_else(|| Error::UnknownOrg(org_id.to_owned()))?;
+        let mut work = Work::new(&txn, at);
+        self.advance(&mut work, &mut org, at).await?;
+        self.execute(&mut work, &mut org, command, actor, at)
+            .await?;
+        orgs::update(&txn, &mut org, at).await?;
+        work.flush().await?;
+        let facts = std::mem::take(&mut work.facts);
+        txn.commit().await?;
+        Ok(Report { facts })
+    }
+
+    /// Records a payment outcome reported by the gateway for an invoice.
+    ///
+    /// # Errors
+    /// [`Error::UnknownInvoice`]; a storage error.
+    pub async fn payment_outcome(
+        &self,
+        invoice_id: i64,
+        succeeded: bool,
+        actor: &Actor,
+    ) -> Result<Report> {
+        let at = self.clock.now();
+        let txn = self.db.begin().await?;
+        storage::lock_writes(&txn).await?;
+        let invoice = billing::find(&txn, invoice_id)
+            .await?
+            .ok_or(Error::UnknownInvoice(invoice_id))?;
+        let mut org = orgs::load(&txn, &invoice.org_id)
+            .await?
+            .ok_or_else(|| Error::UnknownOrg(invoice.org_id.clone()))?;
+        if invoice.status == InvoiceStatus::Paid {
+            return Err(invalid(
+                "invoice",
+                format!("invoice {invoice_id} is paid already"),
+            ));
+        }
+        let mut work = Work::new(&txn, at);
+        self.advance(&mut work, &mut org, at).await?;
+        let charge = if succeeded {
+            Charge::Succeeded
+        } else {
+            Charge::Failed
+        };
+        self.settle_charge(&mut work, &org, &invoice, charge, "gateway", at)
+            .await?;
+        self.apply_charge(&mut work, &mut org, &invoice, charge, actor, at)
+            .await?;
+        orgs::update(&txn, &mut org, at).await?;
+        work.flush().await?;
+        let facts = std::mem::take(&mut work.facts);
+        txn.commit().await?;
+        Ok(Report { facts })
+    }
+
+    /// Fires the org's deadlines due at or before `until`, each at its own instant.
+    async fn advance(
+        &self,
+        work: &mut Work<'_>,
+        org: &mut Org,
+        until: DateTime<Utc>,
+    ) -> Result<()> {
+        let system = Actor::system();
+        while let Some((at, deadline)) = org.lifecycle.next_deadline() {
+            if at > until {
+                break;
+            }
+            match deadline {
+                Deadline::TrialEnd => {
+                    let charge = self.conversion_charge(work, org, at).await?;
+                    self.apply(work, org, Event::TrialEnded { charge }, &system, at)
+                        .await?;
+                }
+                Deadline::GraceEnd => {
+                    self.apply(work, org, Event::GraceExpired, &system, at)
+                        .await?;
+                }
+                Deadline::Cancel => {
+                    self.apply(work, org, Event::CancelDue, &system, at).await?;
+                }
+                Deadline::MonthlyCycle => self.monthly_cycle(work, org, at).await?,
+            }
+            if org.lifecycle.next_deadline() == Some((at, deadline)) {
+                // Every handler consumes the deadline it was given; if a rule ever did
+                // not, dropping it here keeps the sweep from spinning on one org.
+                tracing::error!(org = %org.id, ?deadline, "deadline not consumed; dropped");
+                drop_deadline(&mut org.lifecycle, deadline);
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the machine and carries out its effects. Facts never fail here; a refused
+    /// command returns the refusal and the caller rolls back.
+    async fn apply(
+        &self,
+        work: &mut Work<'_>,
+        org: &mut Org,
+        event: Event,
+        actor: &Actor,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        let decision = decide(&org.lifecycle, event, at, self.rules.timers)?;
+        let from = org.lifecycle.status;
+        org.lifecycle = decision.lifecycle;
+        if let Some(transition) = &decision.transition {
+            tracing::info!(
+                org = %org.id, from = %from, to = %transition.to, cause = transition.cause,
+                at = %rfc3339(at), "transition"
+            );
+            work.record(org, Some(from), transition.cause, actor, at);
+        }
+        for effect in decision.effects {
+            match effect {
+                Effect::Notify(template) => {
+                    let key = format!(
+                        "{}:{}:{}:{}",
+                        org.id,
+                        template.as_str(),
+                        event.cause(),
+                        rfc3339(at)
+                    );
+                    work.email(org, template.as_str(), at, key, lifecycle_payload(org, at));
+                }
+                Effect::SettleOverdue => {
+                    billing::settle_overdue(work.txn, &org.id, at).await?;
+                }
+                Effect::Purge => {
+                    org.canceled_at = Some(at);
+                    work.outbox.push(OutboxMessage {
+                        org_id: org.id.clone(),
+                        channel: "event",
+                        template: "org.canceled".to_owned(),
+                        recipients: Vec::new(),
+                        payload: lifecycle_payload(org, at),
+                        dedupe_key: format!("{}:org.canceled", org.id),
+                        at,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn execute(
+        &self,
+        work: &mut Work<'_>,
+        org: &mut Org,
+        command: &Command,
+        actor: &Actor,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        let simple = |event| Some(event);
+        let event = match command {
+            Command::EndTrial => {
+                let provisional = if org.lifecycle.payment_method {
+                    Charge::Pending
+                } else {
+                    Charge::NoCard
+                };
+                decide(
+                    &org.lifecycle,
+                    Event::EndTrial {
+                        charge: provisional,
+                    },
+                    at,
+                    self.rules.timers,
+                )?;
+                let charge = self.conversion_charge(work, org, at).await?;
+                simple(Event::EndTrial { charge })
+            }
+            Command::AddPaymentMethod => {
+                let event = Event::AddPaymentMethod {
+                    charge: Charge::Pending,
+                };
+                decide(&org.lifecycle, event, at, self.rules.timers)?;
+                let converts = org.lifecycle.status == Status::Locked
+                    && org.lifecycle.reasons.contains(LockReason::TrialExpired);
+                org.lifecycle.payment_method = true;
+                let charge = if converts {
+                    self.conversion_charge(work, org, at).await?
+                } else {
+                    Charge::Pending
+                };
+                simple(Event::AddPaymentMethod { charge })
+            }
+            Command::RetryOverdue => {
+                self.retry_overdue(work, org, actor, at).await?;
+                None
+            }
+            Command::Lock => simple(Event::Lock),
+            Command::Unlock { reason } => simple(Event::Unlock { reason: *reason }),
+            Command::ExtendTrial { days } => simple(Event::ExtendTrial {
+                days: positive(*days)?,
+            }),
+            Command::ExtendGrace { days } => simple(Event::ExtendGrace {
+                days: positive(*days)?,
+            }),
+            Command::PostponeCancel { days } => simple(Event::PostponeCancel {
+                days: positive(*days)?,
+            }),
+            Command::MarkPaid => {
+                decide(&org.lifecycle, Event::MarkPaid, at, self.rules.timers)?;
+                for invoice in billing::overdue(work.txn, &org.id).await? {
+                    billing::record_payment(
+                        work.txn,
+                        invoice.id,
+                        &org.id,
+                        true,
+                        "manual",
+                        at,
+                        work.recorded_at,
+                    )
+                    .await?;
+                    work.facts.push(Fact::Payment {
+                        at,
+                        org: org.id.clone(),
+                        invoice: invoice.id,
+                        succeeded: true,
+                    });
+                }
+                simple(Event::MarkPaid)
+            }
+            Command::Cancel { confirm } => {
+                if confirm != "DELETE" {
+                    return Err(invalid(
+                        "confirm",
+                        "cancellation must be confirmed with exactly `DELETE`",
+                    ));
+                }
+                simple(Event::Cancel)
+            }
+            Command::Transition { to } => {
+                if *to == Status::Canceled {
+                    return Err(invalid(
+                        "to",
+                        "use `cancel` with the confirmation `DELETE` to cancel",
+                    ));
+                }
+                let event = command_to_reach(&org.lifecycle, *to, at, self.rules.timers)?;
+                let command = match event {
+                    Event::Lock => Command::Lock,
+                    Event::EndTrial { .. } => Command::EndTrial,
+                    Event::MarkPaid => Command::MarkPaid,
+                    Event::Unlock { reason } => Command::Unlock { reason },
+                    other => {
+                        return Err(invalid("to", format!("unsupported edge {}", other.cause())))
+                    }
+                };
+                return Box::pin(self.execute(work, org, &command, actor, at)).await;
+            }
+        };
+        if let Some(event) = event {
+            self.apply(work, org, event, actor, at).await?;
+        }
+        Ok(())
+    }
+
+    /// Issues the rest-of-month invoice that converts a trial and charges it.
+    async fn conversion_charge(
+        &self,
+        work: &mut Work<'_>,
+        org: &Org,
+        at: DateTime<Utc>,
+    ) -> Result<Charge> {
+        if !org.lifecycle.payment_method {
+            return Ok(Charge::NoCard);
+        }
+        let lines = self
+            .rules
+            .prices
+            .rest_of_period_lines(&org.plan, org.tier, &org.addons, at)?;
+        let new = NewInvoice {
+            org_id: &org.id,
+            key: format!("conversion:{}", rfc3339(at)),
+            period: Period::containing(at).label(),
+            kind: InvoiceKind::Conversion,
+            currency: &org.currency,
+            lines,
+            issued_at: at,
+        };
+        let Some(invoice) = self.issue(work, org, new).await? else {
+            return Ok(Charge::Pending);
+        };
+        let charge = self.gateway.charge(org, invoice.id, invoice.total);
+        self.settle_charge(work, org, &invoice, charge, "gateway", at)
+            .await?;
+        Ok(charge)
+    }
+
+    /// SPEC section 5's monthly cycle for one org at the 1st `at`: issue the period's
+    /// invoice once (its key is unique per org and period) and charge it.
+    async fn monthly_cycle(
+        &self,
+        work: &mut Work<'_>,
+        org: &mut Org,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        let period = Period::containing(at);
+        org.lifecycle.next_cycle_at = Some(period.end());
+        if !org.lifecycle.subscriber || org.lifecycle.status == Status::Canceled {
+            org.lifecycle.next_cycle_at = None;
+            return Ok(());
+        }
+        let lines = self
+            .rules
+            .prices
+            .monthly_lines(&org.plan, org.tier, &org.addons)?;
+        let new = NewInvoice {
+            org_id: &org.id,
+            key: format!("cycle:{}", period.label()),
+            period: period.label(),
+            kind: InvoiceKind::Cycle,
+            currency: &org.currency,
+            lines,
+            issued_at: at,
+        };
+        if let Some(invoice) = self.issue(work, org, new).await? {
+            let charge = self.gateway.charge(org, invoice.id, invoice.total);
+            self.settle_charge(work, org, &invoice, charge, "gateway", at)
+                .await?;
+            self.apply_charge(work, org, &invoice, charge, &Actor::system(), at)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn issue(
+        &self,
+        work: &mut Work<'_>,
+        org: &Org,
+        new: NewInvoice<'_>,
+    ) -> Result<Option<Invoice>> {
+        let at = new.issued_at;
+        let Some(invoice) = billing::issue(work.txn, new).await? else {
+            return Ok(None);
+        };
+        work.facts.push(Fact::Invoice {
+            at,
+            org: org.id.clone(),
+            id: invoice.id,
+            period: invoice.period.clone(),
+            lines: invoice.lines.clone(),
+            total: invoice.total,
+        });
+        let payload = serde_json::json!({
+            "org": org.id,
+            "invoice": invoice.id,
+            "period": invoice.period,
+            "currency": invoice.currency,
+            "total": invoice.total.to_string(),
+            "lines": invoice.lines.iter().map(|l| serde_json::json!({
+                "kind": l.kind.as_str(), "description": l.description, "amount": l.amount.to_string()
+            })).collect::<Vec<_>>(),
+        });
+        work.email(
+            org,
+            "invoice",
+            at,
+            format!("{}:invoice:{}", org.id, invoice.id),
+            payload,
+        );
+        Ok(Some(invoice))
+    }
+
+    /// Stores a charge's outcome on the invoice and as a payment row.
+    async fn settle_charge(
+        &self,
+        work: &mut Work<'_>,
+        org: &Org,
+        invoice: &Invoice,
+        charge: Charge,
+        source: &str,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        let succeeded = match charge {
+            Charge::Succeeded => true,
+            Charge::Failed => false,
+            Charge::Pending | Charge::NoCard => return Ok(()),
+        };
+        let status = if succeeded {
+            InvoiceStatus::Paid
+        } else {
+            InvoiceStatus::Failed
+        };
+        billing::set_status(work.txn, invoice.id, status, at).await?;
+        billing::record_payment(
+            work.txn,
+            invoice.id,
+            &org.id,
+            succeeded,
+            source,
+            at,
+            work.recorded_at,
+        )
+        .await?;
+        work.facts.push(Fact::Payment {
+            at,
+            org: org.id.clone(),
+            invoice: invoice.id,
+            succeeded,
+        });
+        Ok(())
+    }
+
+    /// Feeds a known charge outcome to the machine as a payment fact.
+    async fn apply_charge(
+        &self,
+        work: &mut Work<'_>,
+        org: &mut Org,
+        invoice: &Invoice,
+        charge: Charge,
+        actor: &Actor,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        let event = match charge {
+            Charge::Succeeded => Event::PaymentSucceeded {
+                conversion: invoice.kind == InvoiceKind::Conversion,
+            },
+            Charge::Failed => Event::PaymentFailed,
+            Charge::Pending | Charge::NoCard => return Ok(()),
+        };
+        self.apply(work, org, event, actor, at).await
+    }
+
+    /// Charges the newest overdue invoice again; a success settles all of them.
+    async fn retry_overdue(
+        &self,
+        work: &mut Work<'_>,
+        org: &mut Org,
+        actor: &Actor,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        if org.lifecycle.status == Status::Canceled {
+            return Ok(());
+        }
+        let Some(invoice) = billing::overdue(work.txn, &org.id).await?.pop() else {
+            return Ok(());
+        };
+        let charge = self.gateway.charge(org, invoice.id, invoice.total);
+        self.settle_charge(work, org, &invoice, charge, "gateway", at)
+            .await?;
+        if charge == Charge::Succeeded {
+            self.apply_charge(work, org, &invoice, charge, actor, at)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Loads an org with its entitlements (read-only).
+    ///
+    /// # Errors
+    /// A storage error.
+    pub async fn org(&self, id: &str) -> Result<Option<Org>> {
+        Ok(orgs::load(&self.db, id).await?)
+    }
+}
+
+impl Work<'_> {
+    fn record(
+        &mut self,
+        org: &Org,
+        from: Option<Status>,
+        cause: &str,
+        actor: &Actor,
+        at: DateTime<Utc>,
+    ) {
+        let l = &org.lifecycle;
+        self.transitions.push(TransitionRecord {
+            org_id: org.id.clone(),
+            from,
+            to: l.status,
+            cause: cause.to_owned(),
+            reasons: l.reasons,
+            actor: actor.name.clone(),
+            reason: actor.reason.clone(),
+            at,
+            recorded_at: self.recorded_at,
+        });
+        self.facts.push(Fact::Transition {
+            at,
+            org: org.id.clone(),
+            from,
+            to: l.status,
+            cause: cause.to_owned(),
+            reasons: l.reasons,
+            actor: actor.name.clone(),
+        });
+    }
+}
+
+fn drop_deadline(lifecycle: &mut Lifecycle, deadline: Deadline) {
+    match deadline {
+        Deadline::TrialEnd => lifecycle.trial_ends_at = None,
+        Deadline::GraceEnd => lifecycle.grace_ends_at = None,
+        Deadline::Cancel => lifecycle.cancel_at = None,
+        Deadline::MonthlyCycle => lifecycle.next_cycle_at = None,
+    }
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> Error {
+    Error::Invalid {
+        field,
+        message: message.into(),
+    }
+}
+
+fn positive(days: u32) -> Result<u32> {
+    if (1..=3650).contains(&days) {
+        Ok(days)
+    } else {
+        Err(invalid("days", format!("{days} is out of range 1..=3650")))
+    }
+}
+
+fn validate_id(id: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            "id",
+            format!("`{id}` must be 1 to 64 letters, digits, `-`, `_` or `.`"),
+        ))
+    }
+}
+
+fn looks_like_email(s: &str) -> bool {
+    s.split_once('@').is_some_and(|(user, host)| {
+        !user.is_empty() && host.contains('.') && !s.contains(char::is_whitespace)
+    })
+}
+
+/// What `acctd admin show` and the API report about an org.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct View {
+    pub org: Org,
+    pub entitlements: domain::entitlement::Entitlements,
+    pub legal_moves: Vec<String>,
+}
+
+impl Engine {
+    /// The org with its derived entitlements and legal moves.
+    ///
+    /// # Errors
+    /// [`Error::UnknownOrg`]; a storage error.
+    pub async fn view(&self, id: &str) -> Result<View> {
+        let org = self
+            .org(id)
+            .await?
+            .ok_or_else(|| Error::UnknownOrg(id.to_owned()))?;
+        let l = &org.lifecycle;
+        Ok(View {
+            entitlements: self.rules.entitlements.of(l.status, l.reasons),
+            legal_moves: domain::legal_moves(l, self.clock.now(), self.rules.timers),
+            org,
+        })
+    }
+}

@@ -1,0 +1,22 @@
+//! acctd: the account lifecycle daemon.
+//!
+//! Components, from the inside out:
+//! - [`domain`]: the statig lifecycle machine, entitlements and prices; pure, no I/O.
+//! - [`storage`]: repositories over sea-orm (`SQLite` or `PostgreSQL`); the only user of the
+//!   `entity` crate.
+//! - [`engine`]: the one code path that loads due orgs, runs the machine and persists the
+//!   result with its audit rows and notifications, driven by a [`clock::Clock`].
+//! - [`scheduler`]: the daemon's wall-clock wake-ups (tokio-cron-scheduler).
+//! - [`simulate`]: time-travel scenarios on a virtual clock and an in-memory database.
+//! - [`config`], [`telemetry`], [`cli`]: settings, logs, the command line.
+
+pub mod app;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod engine;
+pub mod scheduler;
+pub mod simulate;
+pub mod storage;
+pub mod telemetry;

@@ -1,0 +1,200 @@
+//! The `acctd` binary: parse the command line, load settings, start telemetry, dispatch.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use acctd::app::App;
+use acctd::cli::{Cli, Command};
+use acctd::clock::SystemClock;
+use acctd::config::Settings;
+use acctd::engine::{Engine, ExternalGateway, Rules};
+use acctd::{cli, simulate, storage, telemetry};
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+/// Bad input: config, scenario, arguments, a refused move (SPEC section 8).
+const BAD_INPUT: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut settings = match Settings::load(cli.config.as_deref()) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("acctd: {e}");
+            return ExitCode::from(BAD_INPUT);
+        }
+    };
+    if let Some(url) = &cli.db {
+        settings.database.url.clone_from(url);
+    }
+    if let Err((key, message)) = settings.validate() {
+        eprintln!("acctd: --db: {key}: {message}");
+        return ExitCode::from(BAD_INPUT);
+    }
+    // The simulator's stdout is its output; keep the log quiet unless asked.
+    let level = if matches!(cli.command, Command::Simulate { .. }) {
+        "warn"
+    } else {
+        settings.log.level.as_str()
+    };
+    telemetry::init(level, settings.log.format, std::io::stderr);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("acctd: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(dispatch(cli.command, settings))
+}
+
+async fn dispatch(command: Command, settings: Settings) -> ExitCode {
+    match command {
+        Command::Serve => report(serve(settings).await),
+        Command::Migrate => report(migrate(&settings).await),
+        Command::CheckConfig => {
+            match toml::to_string_pretty(&settings) {
+                Ok(text) => println!("# settings are valid\n{text}"),
+                Err(e) => eprintln!("acctd: {e}"),
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Simulate { scenario } => simulate_file(&scenario, &settings).await,
+        Command::Tick { until, json } => report(tick(&settings, until, json).await),
+        Command::Admin(admin) => {
+            let engine = match engine(&settings).await {
+                Ok(engine) => engine,
+                Err(e) => return report(Err(e)),
+            };
+            let mut out = std::io::stdout().lock();
+            match cli::admin::run(&engine, admin, &mut out).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(cli::admin::Failure::Input(message)) => {
+                    eprintln!("acctd: {message}");
+                    ExitCode::from(BAD_INPUT)
+                }
+                Err(cli::admin::Failure::Other(e)) => report(Err(e)),
+            }
+        }
+    }
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error.cause_chain = ?e, "failed");
+            eprintln!("acctd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn engine(settings: &Settings) -> anyhow::Result<Engine> {
+    let db = storage::connect(&settings.database.url, settings.database.max_connections).await?;
+    storage::migrate(&db).await?;
+    Ok(Engine::new(
+        db,
+        Rules::from_settings(settings),
+        Arc::new(ExternalGateway),
+        Arc::new(SystemClock),
+    ))
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let app = App::build(settings).await?;
+    let shutdown = CancellationToken::new();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        signal.cancel();
+    });
+    app.run(shutdown).await
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        else {
+            let _ = ctrl_c.await;
+            return;
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    let db = storage::connect(&settings.database.url, settings.database.max_connections).await?;
+    storage::migrate(&db).await?;
+    println!(
+        "migrations applied to {}",
+        acctd::app::redact(&settings.database.url)
+    );
+    Ok(())
+}
+
+async fn tick(
+    settings: &Settings,
+    until: Option<chrono::DateTime<chrono::Utc>>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let engine = engine(settings).await?;
+    let until = until.map_or_else(|| engine.now(), acctd::clock::truncate);
+    let report = engine.tick(until).await?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        for fact in &report.facts {
+            simulate::output::fact(&mut out, fact)?;
+        }
+    } else {
+        let orgs: std::collections::BTreeSet<&str> =
+            report.facts.iter().map(acctd::engine::Fact::org).collect();
+        writeln!(
+            out,
+            "tick until {}: {} transitions, {} facts, {} orgs",
+            until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            report.transitions(),
+            report.facts.len(),
+            orgs.len()
+        )?;
+    }
+    Ok(())
+}
+
+async fn simulate_file(path: &std::path::Path, settings: &Settings) -> ExitCode {
+    let scenario = match simulate::scenario::load(path) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("acctd: {e}");
+            return ExitCode::from(BAD_INPUT);
+        }
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let result = simulate::run(&scenario, settings, &mut out).await;
+    let _ = out.flush();
+    match result {
+        Ok(summary) if summary.failed == 0 => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::from(1),
+        Err(e @ (simulate::Error::Scenario(_) | simulate::Error::Config(_))) => {
+            eprintln!("acctd: {e}");
+            ExitCode::from(BAD_INPUT)
+        }
+        Err(e) => {
+            eprintln!("acctd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

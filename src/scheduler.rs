@@ -1,0 +1,87 @@
+//! The daemon's wall-clock wake-ups. tokio-cron-scheduler only rings the bell; the
+//! deadlines live in the database and the engine decides what is due, so a missed or
+//! doubled wake-up changes nothing.
+//!
+//! **Architecture Invariant:** no job per org and no domain logic in a job: one repeated
+//! sweep wake-up and one monthly wake-up (00:00 UTC on the 1st), both of which only
+//! notify [`run`]'s loop.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::{self, Engine, Report};
+
+/// Cron expression (with seconds) of the monthly cycle's wake-up, in UTC.
+pub const MONTHLY: &str = "0 0 0 1 * *";
+
+/// Starts the wake-up jobs; they notify `bell`.
+///
+/// # Errors
+/// The scheduler could not start.
+pub async fn start(every: Duration, bell: Arc<Notify>) -> Result<JobScheduler, JobSchedulerError> {
+    let scheduler = JobScheduler::new().await?;
+    let sweep_bell = bell.clone();
+    scheduler
+        .add(Job::new_repeated_async(every, move |_, _| {
+            let bell = sweep_bell.clone();
+            Box::pin(async move { bell.notify_one() })
+        })?)
+        .await?;
+    scheduler
+        .add(Job::new_async(MONTHLY, move |_, _| {
+            let bell = bell.clone();
+            Box::pin(async move {
+                tracing::info!("monthly cycle wake-up");
+                bell.notify_one();
+            })
+        })?)
+        .await?;
+    scheduler.start().await?;
+    Ok(scheduler)
+}
+
+/// The engine loop: catch up at once, then sweep on every bell until `token` is
+/// cancelled. A batch in flight is finished before returning; the next one is not begun.
+pub async fn run(engine: Engine, bell: Arc<Notify>, token: CancellationToken) {
+    loop {
+        if let Err(e) = sweep(&engine, &token).await {
+            tracing::error!(error = %e, error.cause_chain = ?e, "sweep failed; retrying on the next wake-up");
+        }
+        tokio::select! {
+            () = bell.notified() => {}
+            () = token.cancelled() => break,
+        }
+    }
+    tracing::info!("engine loop stopped");
+}
+
+/// Sweeps everything due now, one batch at a time, stopping between batches on shutdown.
+///
+/// # Errors
+/// A storage error from the batch that failed (it was rolled back).
+pub async fn sweep(engine: &Engine, token: &CancellationToken) -> engine::Result<Report> {
+    let until = engine.now();
+    let started = std::time::Instant::now();
+    let mut report = Report::default();
+    let mut orgs = 0;
+    loop {
+        let claimed = engine.sweep_batch(until, &mut report).await?;
+        orgs += claimed;
+        if claimed < engine.rules().batch_size || token.is_cancelled() {
+            break;
+        }
+    }
+    if orgs > 0 {
+        tracing::info!(
+            orgs,
+            transitions = report.transitions(),
+            elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "sweep"
+        );
+    }
+    Ok(report)
+}

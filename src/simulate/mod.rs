@@ -1,0 +1,274 @@
+//! Time-travel simulation (SPEC section 9): a scenario runs through the same [`Engine`]
+//! as the daemon, on a [`VirtualClock`], a scripted card and an in-memory `SQLite`
+//! database, and prints one JSON object per fact. Deterministic: the same scenario gives
+//! the same bytes.
+
+pub mod output;
+pub mod scenario;
+
+use std::io::Write;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::clock::VirtualClock;
+use crate::config::{self, Settings};
+use crate::engine::{self, Actor, Command, Engine, Fact, Rules, ScriptedGateway, Signup};
+use crate::storage;
+pub use scenario::Scenario;
+use scenario::{Action, AdminOp, Expect};
+
+/// Why a simulation could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Scenario(#[from] scenario::Error),
+    #[error(transparent)]
+    Config(#[from] config::Error),
+    #[error("engine: {0}")]
+    Engine(#[from] engine::Error),
+    #[error("output: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl From<storage::Error> for Error {
+    fn from(e: storage::Error) -> Self {
+        Error::Engine(e.into())
+    }
+}
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Summary {
+    pub expectations: usize,
+    pub failed: usize,
+}
+
+enum Item<'a> {
+    Signup(&'a scenario::Org),
+    Step(&'a scenario::Step),
+    Expect(&'a Expect),
+}
+
+/// Runs a scenario, writing JSON Lines to `out`.
+///
+/// # Errors
+/// Invalid `[config]` overrides, or a storage failure.
+pub async fn run(
+    scenario: &Scenario,
+    base: &Settings,
+    out: &mut impl Write,
+) -> Result<Summary, Error> {
+    let settings = match &scenario.config {
+        Some(overrides) => {
+            base.with_overrides(&scenario.file, &scenario.text, overrides.clone())?
+        }
+        None => base.clone(),
+    };
+    let db = storage::connect("sqlite::memory:", 1).await?;
+    storage::migrate(&db).await?;
+    let clock = Arc::new(VirtualClock::new(scenario.start));
+    let gateway = Arc::new(ScriptedGateway::default());
+    let engine = Engine::new(
+        db,
+        Rules::from_settings(&settings),
+        gateway.clone(),
+        clock.clone(),
+    );
+
+    // Signups, steps, then expectations at the same instant, each in file order.
+    let mut timeline: Vec<(DateTime<Utc>, u8, usize, Item<'_>)> = Vec::new();
+    timeline.extend(
+        scenario
+            .orgs
+            .iter()
+            .enumerate()
+            .map(|(i, o)| (o.signup_at, 0, i, Item::Signup(o))),
+    );
+    timeline.extend(
+        scenario
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.at, 1, i, Item::Step(s))),
+    );
+    timeline.extend(
+        scenario
+            .expects
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.at, 2, i, Item::Expect(e))),
+    );
+    timeline.sort_by_key(|(at, kind, index, _)| (*at, *kind, *index));
+
+    let mut summary = Summary {
+        expectations: 0,
+        failed: 0,
+    };
+    for (at, _, _, item) in &timeline {
+        clock.set(*at);
+        emit(out, engine.tick(*at).await?.facts)?;
+        match item {
+            Item::Signup(org) => {
+                let signup = Signup {
+                    id: org.id.clone(),
+                    plan: org.plan.clone(),
+                    tier: org.tier,
+                    admins: org.admins.clone(),
+                    billing_email: org.billing_email.clone(),
+                    payment_method: org.payment_method,
+                    addons: org.addons.clone(),
+                    active: org.active,
+                };
+                match engine.signup(signup, &Actor::system()).await {
+                    Ok(report) => emit(out, report.facts)?,
+                    // A bad org declaration is bad input, not a refused step.
+                    Err(e) => {
+                        return Err(scenario::Error {
+                            file: scenario.file.clone(),
+                            line: org.line,
+                            key: "org".to_owned(),
+                            message: e.to_string(),
+                        }
+                        .into())
+                    }
+                }
+            }
+            Item::Step(step) => step_run(&engine, &gateway, step, out).await?,
+            Item::Expect(expect) => {
+                summary.expectations += 1;
+                if !check(&engine, expect, out).await? {
+                    summary.failed += 1;
+                }
+            }
+        }
+    }
+    let last = scenario.until - Duration::seconds(1);
+    clock.set(last);
+    emit(out, engine.tick(last).await?.facts)?;
+    output::summary(out, summary.expectations, summary.failed)?;
+    Ok(summary)
+}
+
+async fn step_run(
+    engine: &Engine,
+    gateway: &ScriptedGateway,
+    step: &scenario::Step,
+    out: &mut impl Write,
+) -> Result<(), Error> {
+    let customer = Actor::new(step.org.clone(), step.name.clone());
+    let (command, actor) = match &step.action {
+        Action::AddPaymentMethod => (Command::AddPaymentMethod, customer),
+        Action::CardDeclined => {
+            gateway.decline(&step.org);
+            return Ok(());
+        }
+        Action::CardUpdated => {
+            gateway.approve(&step.org);
+            (Command::AddPaymentMethod, customer)
+        }
+        Action::EndTrial => (Command::EndTrial, customer),
+        Action::Cancel { confirm, reason } => (
+            Command::Cancel {
+                confirm: confirm.clone(),
+            },
+            Actor {
+                name: step.org.clone(),
+                reason: reason.clone(),
+            },
+        ),
+        Action::Admin { op, actor, reason } => {
+            let command = match op {
+                AdminOp::Lock => Command::Lock,
+                AdminOp::Unlock(reason) => Command::Unlock { reason: *reason },
+                AdminOp::ExtendTrial(days) => Command::ExtendTrial { days: *days },
+                AdminOp::EndTrial => Command::EndTrial,
+                AdminOp::ExtendGrace(days) => Command::ExtendGrace { days: *days },
+                AdminOp::PostponeCancel(days) => Command::PostponeCancel { days: *days },
+                AdminOp::MarkPaid => Command::MarkPaid,
+                AdminOp::Transition(to) => Command::Transition { to: *to },
+            };
+            (command, Actor::new(actor.clone(), reason.clone()))
+        }
+    };
+    let mut result = engine.command(&step.org, &command, &actor).await;
+    if matches!(step.action, Action::CardUpdated) {
+        // A new working card: retry what is overdue at once.
+        result = match result {
+            Ok(mut report) => engine
+                .command(&step.org, &Command::RetryOverdue, &actor)
+                .await
+                .map(|more| {
+                    report.extend(more);
+                    report
+                }),
+            Err(e) => Err(e),
+        };
+    }
+    match result {
+        Ok(report) => emit(out, report.facts)?,
+        Err(e @ engine::Error::Storage(_)) => return Err(e.into()),
+        Err(e) => output::rejected(out, step.at, &step.org, &step.name, &e.to_string())?,
+    }
+    Ok(())
+}
+
+async fn check(engine: &Engine, expect: &Expect, out: &mut impl Write) -> Result<bool, Error> {
+    let view = engine.view(&expect.org).await?;
+    let l = &view.org.lifecycle;
+    let mut expected = serde_json::Map::new();
+    let mut actual = serde_json::Map::new();
+    let mut ok = true;
+    if let Some(state) = expect.state {
+        ok &= state == l.status;
+        expected.insert("state".into(), state.as_str().into());
+        actual.insert("state".into(), l.status.as_str().into());
+    }
+    if let Some(reasons) = &expect.lock_reasons {
+        let have: Vec<_> = l.reasons.iter().collect();
+        ok &= *reasons == have;
+        expected.insert(
+            "lock_reasons".into(),
+            reasons
+                .iter()
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .into(),
+        );
+        actual.insert(
+            "lock_reasons".into(),
+            have.iter().map(|r| r.as_str()).collect::<Vec<_>>().into(),
+        );
+    }
+    if !expect.entitlements.is_empty() {
+        let e = view.entitlements;
+        let have = |key: &str| match key {
+            "dashboard" => e.dashboard,
+            "exports" => e.exports,
+            "ingestion" => e.ingestion,
+            "campaigns" => e.campaigns,
+            // Usage metering is not in this version: no upgrade prompt yet.
+            _ => false,
+        };
+        let mut want = serde_json::Map::new();
+        let mut got = serde_json::Map::new();
+        for (key, value) in &expect.entitlements {
+            ok &= *value == have(key);
+            want.insert(key.clone(), (*value).into());
+            got.insert(key.clone(), have(key).into());
+        }
+        expected.insert("entitlements".into(), want.into());
+        actual.insert("entitlements".into(), got.into());
+    }
+    output::expect(out, expect.at, &expect.org, ok, expected, actual)?;
+    Ok(ok)
+}
+
+/// Writes facts in effective-time order; ties keep the order they happened in.
+fn emit(out: &mut impl Write, mut facts: Vec<Fact>) -> std::io::Result<()> {
+    facts.sort_by_key(Fact::at);
+    for fact in &facts {
+        output::fact(out, fact)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,558 @@
+//! Scenario files (SPEC section 9): parsed with spans so that every error names the file,
+//! the line and the key.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::config::line_col;
+use crate::domain::{LockReason, Status};
+
+/// A scenario the simulator refuses to run: exit code 2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    pub file: PathBuf,
+    pub line: usize,
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}:{}: {}", self.file.display(), self.line, self.message)
+        } else {
+            write!(
+                f,
+                "{}:{}: key `{}`: {}",
+                self.file.display(),
+                self.line,
+                self.key,
+                self.message
+            )
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    start: Spanned<String>,
+    until: Spanned<String>,
+    #[serde(default)]
+    config: Option<toml::Table>,
+    #[serde(default)]
+    org: Vec<RawOrg>,
+    #[serde(default)]
+    step: Vec<RawStep>,
+    #[serde(default)]
+    expect: Vec<RawExpect>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOrg {
+    id: Spanned<String>,
+    plan: Spanned<String>,
+    tier: Spanned<u32>,
+    admins: Spanned<Vec<String>>,
+    billing_email: Option<Spanned<String>>,
+    #[serde(default)]
+    payment_method: bool,
+    state: Option<Spanned<String>>,
+    #[serde(default)]
+    addons: Vec<String>,
+    signup_at: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    at: Spanned<String>,
+    org: Spanned<String>,
+    action: Spanned<String>,
+    project: Option<Spanned<String>>,
+    mau: Option<Spanned<u64>>,
+    data_points: Option<Spanned<u64>>,
+    correction: Option<Spanned<bool>>,
+    tier: Option<Spanned<u32>>,
+    addon: Option<Spanned<String>>,
+    confirm: Option<Spanned<String>>,
+    reason: Option<Spanned<String>>,
+    op: Option<Spanned<String>>,
+    actor: Option<Spanned<String>>,
+    days: Option<Spanned<u32>>,
+    lock_reason: Option<Spanned<String>>,
+    to: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExpect {
+    at: Spanned<String>,
+    org: Spanned<String>,
+    state: Option<Spanned<String>>,
+    lock_reasons: Option<Spanned<Vec<String>>>,
+    entitlements: Option<Spanned<BTreeMap<String, bool>>>,
+}
+
+/// A parsed, validated scenario.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scenario {
+    pub file: PathBuf,
+    pub text: String,
+    pub start: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+    pub config: Option<toml::Table>,
+    pub orgs: Vec<Org>,
+    pub steps: Vec<Step>,
+    pub expects: Vec<Expect>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Org {
+    pub id: String,
+    pub plan: String,
+    pub tier: u32,
+    pub admins: Vec<String>,
+    pub billing_email: Option<String>,
+    pub payment_method: bool,
+    pub active: bool,
+    pub addons: Vec<String>,
+    pub signup_at: DateTime<Utc>,
+    pub line: usize,
+}
+
+/// The manual operations an `admin` step can run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminOp {
+    Lock,
+    Unlock(LockReason),
+    ExtendTrial(u32),
+    EndTrial,
+    ExtendGrace(u32),
+    PostponeCancel(u32),
+    MarkPaid,
+    Transition(Status),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    AddPaymentMethod,
+    CardDeclined,
+    CardUpdated,
+    EndTrial,
+    Cancel {
+        confirm: String,
+        reason: Option<String>,
+    },
+    Admin {
+        op: AdminOp,
+        actor: String,
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub at: DateTime<Utc>,
+    pub org: String,
+    /// The action's name as written.
+    pub name: String,
+    pub action: Action,
+    pub line: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expect {
+    pub at: DateTime<Utc>,
+    pub org: String,
+    pub state: Option<Status>,
+    pub lock_reasons: Option<Vec<LockReason>>,
+    pub entitlements: BTreeMap<String, bool>,
+    pub line: usize,
+}
+
+/// Actions SPEC section 9 lists that this version does not run yet.
+const NOT_YET: [(&str, &str); 7] = [
+    ("usage", "usage metering"),
+    ("upgrade", "plan changes"),
+    ("downgrade", "plan changes"),
+    ("cancel_downgrade", "plan changes"),
+    ("add_addon", "add-ons"),
+    ("remove_addon", "add-ons"),
+    ("cancel_addon_removal", "add-ons"),
+];
+
+const ACTIONS: &str = "add_payment_method, card_declined, card_updated, end_trial, cancel, admin";
+const OPS: &str =
+    "lock, unlock, extend_trial, end_trial, extend_grace, postpone_cancel, mark_paid, transition";
+
+struct Ctx<'a> {
+    file: &'a Path,
+    text: &'a str,
+}
+
+impl Ctx<'_> {
+    fn line<T>(&self, s: &Spanned<T>) -> usize {
+        line_col(self.text, s.span().start).0
+    }
+
+    fn err<T>(&self, at: &Spanned<T>, key: &str, message: impl Into<String>) -> Error {
+        Error {
+            file: self.file.to_owned(),
+            line: self.line(at),
+            key: key.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    fn time(&self, s: &Spanned<String>, key: &str) -> Result<DateTime<Utc>, Error> {
+        DateTime::parse_from_rfc3339(s.get_ref())
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| {
+                self.err(
+                    s,
+                    key,
+                    format!(
+                        "`{}` is not an RFC 3339 time like \"2026-03-05T10:00:00Z\" ({e})",
+                        s.get_ref()
+                    ),
+                )
+            })
+            .and_then(|t| {
+                if t.timestamp_subsec_nanos() == 0 {
+                    Ok(t)
+                } else {
+                    Err(self.err(s, key, "times are whole seconds"))
+                }
+            })
+    }
+}
+
+/// Reads and validates a scenario file.
+///
+/// # Errors
+/// An unreadable file, a TOML or schema error, or a rule below, located.
+pub fn load(file: &Path) -> Result<Scenario, Error> {
+    let text = std::fs::read_to_string(file).map_err(|e| Error {
+        file: file.to_owned(),
+        line: 1,
+        key: String::new(),
+        message: format!("cannot read: {e}"),
+    })?;
+    parse(file, text)
+}
+
+/// Parses and validates scenario text.
+///
+/// # Errors
+/// A TOML or schema error, or a rule below, located.
+pub fn parse(file: &Path, text: String) -> Result<Scenario, Error> {
+    let raw: Raw = toml::from_str(&text).map_err(|e| {
+        let line = e.span().map_or(1, |s| line_col(&text, s.start).0);
+        let message = e.message().trim().to_owned();
+        let key = message.split('`').nth(1).unwrap_or_default().to_owned();
+        Error {
+            file: file.to_owned(),
+            line,
+            key,
+            message,
+        }
+    })?;
+    let cx = Ctx { file, text: &text };
+    let start = cx.time(&raw.start, "start")?;
+    let until = cx.time(&raw.until, "until")?;
+    if until <= start {
+        return Err(cx.err(&raw.until, "until", "must be after `start`"));
+    }
+
+    let mut orgs = Vec::new();
+    let mut signups = BTreeMap::new();
+    for o in raw.org {
+        let id = o.id.get_ref().clone();
+        if signups.contains_key(&id) {
+            return Err(cx.err(&o.id, "org.id", format!("org `{id}` is declared twice")));
+        }
+        let active = match o.state.as_ref().map(|s| s.get_ref().as_str()) {
+            None | Some("trial") => false,
+            Some("active") => true,
+            Some(other) => {
+                return Err(cx.err(
+                    o.state.as_ref().unwrap_or(&o.id),
+                    "org.state",
+                    format!("`{other}` is not a starting state, expected trial or active"),
+                ))
+            }
+        };
+        let signup_at = match &o.signup_at {
+            Some(s) => {
+                let t = cx.time(s, "org.signup_at")?;
+                if t < start || t >= until {
+                    return Err(cx.err(s, "org.signup_at", "must be within [start, until)"));
+                }
+                t
+            }
+            None => start,
+        };
+        if o.admins.get_ref().is_empty() {
+            return Err(cx.err(
+                &o.admins,
+                "org.admins",
+                "at least one account admin is required",
+            ));
+        }
+        signups.insert(id.clone(), signup_at);
+        orgs.push(Org {
+            line: cx.line(&o.id),
+            id,
+            plan: o.plan.into_inner(),
+            tier: o.tier.into_inner(),
+            admins: o.admins.into_inner(),
+            billing_email: o.billing_email.map(Spanned::into_inner),
+            payment_method: o.payment_method,
+            active,
+            addons: o.addons,
+            signup_at,
+        });
+    }
+
+    let mut steps = Vec::new();
+    let mut last = start;
+    for s in raw.step {
+        let at = cx.time(&s.at, "step.at")?;
+        if at < start || at >= until {
+            return Err(cx.err(&s.at, "step.at", "must be within [start, until)"));
+        }
+        if at < last {
+            return Err(cx.err(
+                &s.at,
+                "step.at",
+                "steps must be in time order; this one is earlier than the step before it",
+            ));
+        }
+        last = at;
+        let org = s.org.get_ref().clone();
+        match signups.get(&org) {
+            None => {
+                return Err(cx.err(
+                    &s.org,
+                    "step.org",
+                    format!("unknown org `{org}`: declare it in an [[org]] table"),
+                ))
+            }
+            Some(signup) if at < *signup => {
+                return Err(cx.err(
+                    &s.at,
+                    "step.at",
+                    format!("org `{org}` signs up later, at {signup}"),
+                ))
+            }
+            Some(_) => {}
+        }
+        let action = step_action(&cx, &s)?;
+        steps.push(Step {
+            at,
+            org,
+            name: s.action.get_ref().clone(),
+            action,
+            line: cx.line(&s.action),
+        });
+    }
+
+    let mut expects = Vec::new();
+    for e in raw.expect {
+        let at = cx.time(&e.at, "expect.at")?;
+        if at < start || at >= until {
+            return Err(cx.err(&e.at, "expect.at", "must be within [start, until)"));
+        }
+        let org = e.org.get_ref().clone();
+        if !signups.contains_key(&org) {
+            return Err(cx.err(&e.org, "expect.org", format!("unknown org `{org}`")));
+        }
+        let state = e
+            .state
+            .as_ref()
+            .map(|s| {
+                s.get_ref()
+                    .parse::<Status>()
+                    .map_err(|err| cx.err(s, "expect.state", err.to_string()))
+            })
+            .transpose()?;
+        let lock_reasons = e
+            .lock_reasons
+            .as_ref()
+            .map(|s| {
+                let mut reasons = s
+                    .get_ref()
+                    .iter()
+                    .map(|r| {
+                        r.parse::<LockReason>()
+                            .map_err(|err| cx.err(s, "expect.lock_reasons", err.to_string()))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                reasons.sort();
+                reasons.dedup();
+                Ok::<_, Error>(reasons)
+            })
+            .transpose()?;
+        let mut entitlements = BTreeMap::new();
+        if let Some(ent) = &e.entitlements {
+            let known: BTreeSet<&str> = [
+                "dashboard",
+                "exports",
+                "ingestion",
+                "campaigns",
+                "upgrade_prompt",
+            ]
+            .into();
+            for (key, value) in ent.get_ref() {
+                if !known.contains(key.as_str()) {
+                    return Err(cx.err(
+                        ent,
+                        &format!("expect.entitlements.{key}"),
+                        "unknown entitlement, expected one of: dashboard, exports, ingestion, campaigns, upgrade_prompt",
+                    ));
+                }
+                entitlements.insert(key.clone(), *value);
+            }
+        }
+        expects.push(Expect {
+            at,
+            org,
+            state,
+            lock_reasons,
+            entitlements,
+            line: cx.line(&e.at),
+        });
+    }
+
+    Ok(Scenario {
+        file: file.to_owned(),
+        start,
+        until,
+        config: raw.config,
+        orgs,
+        steps,
+        expects,
+        text,
+    })
+}
+
+fn step_action(cx: &Ctx<'_>, s: &RawStep) -> Result<Action, Error> {
+    let name = s.action.get_ref().as_str();
+    if let Some((_, what)) = NOT_YET.iter().find(|(n, _)| *n == name) {
+        return Err(cx.err(
+            &s.action,
+            "step.action",
+            format!("action `{name}` is not supported yet: {what} is not implemented in this version of acctd"),
+        ));
+    }
+    let allowed: &[&str] = match name {
+        "add_payment_method" | "card_declined" | "card_updated" | "end_trial" => &[],
+        "cancel" => &["confirm", "reason"],
+        "admin" => &["op", "actor", "reason", "days", "lock_reason", "to"],
+        _ => {
+            return Err(cx.err(
+                &s.action,
+                "step.action",
+                format!("unknown action `{name}`, expected one of: {ACTIONS}"),
+            ));
+        }
+    };
+    let present: [(&str, Option<usize>); 13] = [
+        ("project", s.project.as_ref().map(|v| cx.line(v))),
+        ("mau", s.mau.as_ref().map(|v| cx.line(v))),
+        ("data_points", s.data_points.as_ref().map(|v| cx.line(v))),
+        ("correction", s.correction.as_ref().map(|v| cx.line(v))),
+        ("tier", s.tier.as_ref().map(|v| cx.line(v))),
+        ("addon", s.addon.as_ref().map(|v| cx.line(v))),
+        ("confirm", s.confirm.as_ref().map(|v| cx.line(v))),
+        ("reason", s.reason.as_ref().map(|v| cx.line(v))),
+        ("op", s.op.as_ref().map(|v| cx.line(v))),
+        ("actor", s.actor.as_ref().map(|v| cx.line(v))),
+        ("days", s.days.as_ref().map(|v| cx.line(v))),
+        ("lock_reason", s.lock_reason.as_ref().map(|v| cx.line(v))),
+        ("to", s.to.as_ref().map(|v| cx.line(v))),
+    ];
+    if let Some((key, line)) = present
+        .iter()
+        .find_map(|(key, line)| line.filter(|_| !allowed.contains(key)).map(|l| (*key, l)))
+    {
+        return Err(Error {
+            file: cx.file.to_owned(),
+            line,
+            key: format!("step.{key}"),
+            message: format!("action `{name}` takes no `{key}`"),
+        });
+    }
+    let required = |v: &Option<Spanned<String>>, key: &str| -> Result<String, Error> {
+        v.as_ref().map(|v| v.get_ref().clone()).ok_or_else(|| {
+            cx.err(
+                &s.action,
+                &format!("step.{key}"),
+                format!("action `{name}` needs `{key}`"),
+            )
+        })
+    };
+    Ok(match name {
+        "add_payment_method" => Action::AddPaymentMethod,
+        "card_declined" => Action::CardDeclined,
+        "card_updated" => Action::CardUpdated,
+        "end_trial" => Action::EndTrial,
+        "cancel" => Action::Cancel {
+            confirm: required(&s.confirm, "confirm")?,
+            reason: s.reason.as_ref().map(|r| r.get_ref().clone()),
+        },
+        _ => {
+            let op_name = required(&s.op, "op")?;
+            let op_span = s.op.as_ref().unwrap_or(&s.action);
+            let days = || {
+                s.days.as_ref().map(|d| *d.get_ref()).ok_or_else(|| {
+                    cx.err(op_span, "step.days", format!("op `{op_name}` needs `days`"))
+                })
+            };
+            let op = match op_name.as_str() {
+                "lock" => AdminOp::Lock,
+                "unlock" => AdminOp::Unlock(match &s.lock_reason {
+                    Some(r) => r
+                        .get_ref()
+                        .parse()
+                        .map_err(|e: crate::domain::UnknownName| {
+                            cx.err(r, "step.lock_reason", e.to_string())
+                        })?,
+                    None => LockReason::Manual,
+                }),
+                "extend_trial" => AdminOp::ExtendTrial(days()?),
+                "end_trial" => AdminOp::EndTrial,
+                "extend_grace" => AdminOp::ExtendGrace(days()?),
+                "postpone_cancel" => AdminOp::PostponeCancel(days()?),
+                "mark_paid" => AdminOp::MarkPaid,
+                "transition" => {
+                    let to = required(&s.to, "to")?;
+                    AdminOp::Transition(to.parse().map_err(|e: crate::domain::UnknownName| {
+                        cx.err(s.to.as_ref().unwrap_or(op_span), "step.to", e.to_string())
+                    })?)
+                }
+                other => {
+                    return Err(cx.err(
+                        op_span,
+                        "step.op",
+                        format!("unknown op `{other}`, expected one of: {OPS}"),
+                    ))
+                }
+            };
+            Action::Admin {
+                op,
+                actor: required(&s.actor, "actor")?,
+                reason: required(&s.reason, "reason")?,
+            }
+        }
+    })
+}

@@ -1,0 +1,165 @@
+//! The append-only transitions audit and the notification outbox.
+
+use chrono::{DateTime, Utc};
+use entity::{outbox, transition};
+use sea_orm::{
+    ActiveValue::{NotSet, Set},
+    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
+
+use super::Result;
+use crate::domain::{LockReasons, Status};
+
+/// One audit row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TransitionRecord {
+    pub org_id: String,
+    pub from: Option<Status>,
+    pub to: Status,
+    pub cause: String,
+    pub reasons: LockReasons,
+    pub actor: String,
+    pub reason: Option<String>,
+    pub at: DateTime<Utc>,
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// One notification to deliver.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboxMessage {
+    pub org_id: String,
+    pub channel: &'static str,
+    pub template: String,
+    pub recipients: Vec<String>,
+    pub payload: serde_json::Value,
+    pub dedupe_key: String,
+    pub at: DateTime<Utc>,
+}
+
+/// Appends audit rows.
+///
+/// # Errors
+/// A database error.
+pub async fn insert_transitions(
+    conn: &impl ConnectionTrait,
+    rows: &[TransitionRecord],
+) -> Result<()> {
+    for chunk in rows.chunks(1_000) {
+        let models = chunk.iter().map(|r| transition::ActiveModel {
+            id: NotSet,
+            org_id: Set(r.org_id.clone()),
+            from_state: Set(r.from.map(|s| s.as_str().to_owned())),
+            to_state: Set(r.to.as_str().to_owned()),
+            cause: Set(r.cause.clone()),
+            lock_reasons: Set(r.reasons.to_csv()),
+            actor: Set(r.actor.clone()),
+            reason: Set(r.reason.clone()),
+            at: Set(r.at),
+            recorded_at: Set(r.recorded_at),
+        });
+        transition::Entity::insert_many(models)
+            .exec_without_returning(conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Writes outbox rows; a row whose dedupe key exists already is skipped, so a replayed
+/// cause never makes a second message. Returns how many rows were new.
+///
+/// # Errors
+/// A database error.
+pub async fn enqueue(conn: &impl ConnectionTrait, messages: &[OutboxMessage]) -> Result<u64> {
+    let mut inserted = 0;
+    for m in messages {
+        let row = outbox::ActiveModel {
+            id: NotSet,
+            org_id: Set(m.org_id.clone()),
+            channel: Set(m.channel.to_owned()),
+            template: Set(m.template.clone()),
+            recipients: Set(serde_json::to_string(&m.recipients).unwrap_or_default()),
+            payload: Set(m.payload.to_string()),
+            dedupe_key: Set(m.dedupe_key.clone()),
+            at: Set(m.at),
+            status: Set("pending".to_owned()),
+            attempts: Set(0),
+            next_attempt_at: Set(m.at),
+            last_error: Set(None),
+            sent_at: Set(None),
+        };
+        let result = outbox::Entity::insert(row)
+            .on_conflict_do_nothing_on([outbox::Column::DedupeKey])
+            .exec_without_returning(conn)
+            .await?;
+        if let sea_orm::TryInsertResult::Inserted(n) = result {
+            inserted += n;
+        }
+    }
+    Ok(inserted)
+}
+
+/// The most recent transitions of an org, newest last.
+///
+/// # Errors
+/// A database error or a corrupt row.
+pub async fn recent_transitions(
+    conn: &impl ConnectionTrait,
+    org_id: &str,
+    limit: u64,
+) -> Result<Vec<TransitionRecord>> {
+    let mut rows = transition::Entity::find()
+        .filter(transition::Column::OrgId.eq(org_id))
+        .order_by_desc(transition::Column::Id)
+        .limit(limit)
+        .all(conn)
+        .await?;
+    rows.reverse();
+    rows.into_iter().map(to_record).collect()
+}
+
+fn to_record(m: transition::Model) -> Result<TransitionRecord> {
+    let corrupt = |field: &'static str, value: String| super::Error::Corrupt {
+        org: m.org_id.clone(),
+        field,
+        value,
+    };
+    Ok(TransitionRecord {
+        from: m
+            .from_state
+            .as_deref()
+            .map(|s| s.parse().map_err(|_| corrupt("from_state", s.to_owned())))
+            .transpose()?,
+        to: m
+            .to_state
+            .parse()
+            .map_err(|_| corrupt("to_state", m.to_state.clone()))?,
+        reasons: LockReasons::from_csv(&m.lock_reasons)
+            .map_err(|_| corrupt("lock_reasons", m.lock_reasons.clone()))?,
+        org_id: m.org_id,
+        cause: m.cause,
+        actor: m.actor,
+        reason: m.reason,
+        at: m.at,
+        recorded_at: m.recorded_at,
+    })
+}
+
+/// Number of audit rows.
+///
+/// # Errors
+/// A database error.
+pub async fn count_transitions(conn: &impl ConnectionTrait) -> Result<u64> {
+    Ok(transition::Entity::find().count(conn).await?)
+}
+
+/// Number of outbox rows not yet delivered.
+///
+/// # Errors
+/// A database error.
+pub async fn outbox_backlog(conn: &impl ConnectionTrait) -> Result<u64> {
+    Ok(outbox::Entity::find()
+        .filter(outbox::Column::Status.eq("pending"))
+        .count(conn)
+        .await?)
+}

@@ -1,0 +1,329 @@
+//! Invoices, their lines, and payment outcomes. Amounts are stored as integer cents.
+
+use chrono::{DateTime, Utc};
+use entity::{invoice, invoice_line, payment};
+use rust_decimal::prelude::ToPrimitive;
+use rust_decimal::Decimal;
+use sea_orm::{
+    ActiveValue::{NotSet, Set},
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+};
+
+use super::{Error, Result};
+use crate::domain::price::{Line, LineKind};
+
+/// An invoice's settlement status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InvoiceStatus {
+    /// Issued; the charge's outcome is not known yet.
+    Open,
+    Paid,
+    /// The last charge failed: overdue.
+    Failed,
+}
+
+impl InvoiceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InvoiceStatus::Open => "open",
+            InvoiceStatus::Paid => "paid",
+            InvoiceStatus::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        [Self::Open, Self::Paid, Self::Failed]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+    }
+}
+
+/// Why an invoice was issued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InvoiceKind {
+    /// The monthly cycle's invoice for a period.
+    Cycle,
+    /// The rest of the month charged when a trial converts.
+    Conversion,
+    /// A prorated mid-period charge (upgrade, add-on).
+    Proration,
+}
+
+impl InvoiceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InvoiceKind::Cycle => "cycle",
+            InvoiceKind::Conversion => "conversion",
+            InvoiceKind::Proration => "proration",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        [Self::Cycle, Self::Conversion, Self::Proration]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+    }
+}
+
+/// A stored invoice with its lines.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invoice {
+    pub id: i64,
+    pub org_id: String,
+    pub key: String,
+    pub period: String,
+    pub kind: InvoiceKind,
+    pub currency: String,
+    pub lines: Vec<Line>,
+    pub total: Decimal,
+    pub status: InvoiceStatus,
+    pub issued_at: DateTime<Utc>,
+    pub paid_at: Option<DateTime<Utc>>,
+}
+
+/// An invoice to issue.
+#[derive(Clone, Debug)]
+pub struct NewInvoice<'a> {
+    pub org_id: &'a str,
+    pub key: String,
+    pub period: String,
+    pub kind: InvoiceKind,
+    pub currency: &'a str,
+    pub lines: Vec<Line>,
+    pub issued_at: DateTime<Utc>,
+}
+
+fn cents(amount: Decimal) -> i64 {
+    // Amounts are rounded to cents and far below i64::MAX cents.
+    (amount * Decimal::ONE_HUNDRED)
+        .trunc()
+        .to_i64()
+        .unwrap_or(i64::MAX)
+}
+
+fn from_cents(cents: i64) -> Decimal {
+    Decimal::new(cents, 2)
+}
+
+fn line_kind(s: &str) -> Option<LineKind> {
+    [
+        LineKind::Base,
+        LineKind::Addon,
+        LineKind::MauOverage,
+        LineKind::AddonOverage,
+        LineKind::Proration,
+    ]
+    .into_iter()
+    .find(|k| k.as_str() == s)
+}
+
+/// Issues an invoice unless one with the same `(org, key)` exists: returns `None` then, so
+/// that a replayed monthly cycle bills nobody twice.
+///
+/// # Errors
+/// A database error.
+pub async fn issue(conn: &impl ConnectionTrait, new: NewInvoice<'_>) -> Result<Option<Invoice>> {
+    let existing = invoice::Entity::find()
+        .filter(invoice::Column::OrgId.eq(new.org_id))
+        .filter(invoice::Column::Key.eq(new.key.clone()))
+        .one(conn)
+        .await?;
+    if existing.is_some() {
+        return Ok(None);
+    }
+    let total: Decimal = new.lines.iter().map(|l| l.amount).sum();
+    let row = invoice::ActiveModel {
+        id: NotSet,
+        org_id: Set(new.org_id.to_owned()),
+        key: Set(new.key.clone()),
+        period: Set(new.period.clone()),
+        kind: Set(new.kind.as_str().to_owned()),
+        currency: Set(new.currency.to_owned()),
+        total_cents: Set(cents(total)),
+        status: Set(InvoiceStatus::Open.as_str().to_owned()),
+        issued_at: Set(new.issued_at),
+        paid_at: Set(None),
+    };
+    let id = invoice::Entity::insert(row)
+        .exec(conn)
+        .await?
+        .last_insert_id;
+    let lines = new
+        .lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| invoice_line::ActiveModel {
+            id: NotSet,
+            invoice_id: Set(id),
+            position: Set(i32::try_from(i).unwrap_or(i32::MAX)),
+            kind: Set(l.kind.as_str().to_owned()),
+            description: Set(l.description.clone()),
+            amount_cents: Set(cents(l.amount)),
+        });
+    invoice_line::Entity::insert_many(lines)
+        .exec_without_returning(conn)
+        .await?;
+    Ok(Some(Invoice {
+        id,
+        org_id: new.org_id.to_owned(),
+        key: new.key,
+        period: new.period,
+        kind: new.kind,
+        currency: new.currency.to_owned(),
+        lines: new.lines,
+        total,
+        status: InvoiceStatus::Open,
+        issued_at: new.issued_at,
+        paid_at: None,
+    }))
+}
+
+async fn with_lines(conn: &impl ConnectionTrait, m: invoice::Model) -> Result<Invoice> {
+    let corrupt = |field: &'static str, value: &str| Error::Corrupt {
+        org: m.org_id.clone(),
+        field,
+        value: value.to_owned(),
+    };
+    let kind = InvoiceKind::parse(&m.kind).ok_or_else(|| corrupt("invoice kind", &m.kind))?;
+    let status =
+        InvoiceStatus::parse(&m.status).ok_or_else(|| corrupt("invoice status", &m.status))?;
+    let rows = invoice_line::Entity::find()
+        .filter(invoice_line::Column::InvoiceId.eq(m.id))
+        .order_by_asc(invoice_line::Column::Position)
+        .all(conn)
+        .await?;
+    let mut lines = Vec::with_capacity(rows.len());
+    for r in rows {
+        lines.push(Line {
+            kind: line_kind(&r.kind).ok_or_else(|| corrupt("line kind", &r.kind))?,
+            description: r.description,
+            amount: from_cents(r.amount_cents),
+        });
+    }
+    Ok(Invoice {
+        id: m.id,
+        org_id: m.org_id,
+        key: m.key,
+        period: m.period,
+        kind,
+        currency: m.currency,
+        lines,
+        total: from_cents(m.total_cents),
+        status,
+        issued_at: m.issued_at,
+        paid_at: m.paid_at,
+    })
+}
+
+/// One invoice by id.
+///
+/// # Errors
+/// A database error or a corrupt row.
+pub async fn find(conn: &impl ConnectionTrait, id: i64) -> Result<Option<Invoice>> {
+    match invoice::Entity::find_by_id(id).one(conn).await? {
+        Some(m) => Ok(Some(with_lines(conn, m).await?)),
+        None => Ok(None),
+    }
+}
+
+/// An org's invoices, oldest first.
+///
+/// # Errors
+/// A database error or a corrupt row.
+pub async fn list(conn: &impl ConnectionTrait, org_id: &str) -> Result<Vec<Invoice>> {
+    let rows = invoice::Entity::find()
+        .filter(invoice::Column::OrgId.eq(org_id))
+        .order_by_asc(invoice::Column::Id)
+        .all(conn)
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for m in rows {
+        out.push(with_lines(conn, m).await?);
+    }
+    Ok(out)
+}
+
+/// An org's overdue (failed) invoices, oldest first.
+///
+/// # Errors
+/// A database error or a corrupt row.
+pub async fn overdue(conn: &impl ConnectionTrait, org_id: &str) -> Result<Vec<Invoice>> {
+    let rows = invoice::Entity::find()
+        .filter(invoice::Column::OrgId.eq(org_id))
+        .filter(invoice::Column::Status.eq(InvoiceStatus::Failed.as_str()))
+        .order_by_asc(invoice::Column::Id)
+        .all(conn)
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for m in rows {
+        out.push(with_lines(conn, m).await?);
+    }
+    Ok(out)
+}
+
+/// Sets an invoice's status (and `paid_at` when paid).
+///
+/// # Errors
+/// A database error.
+pub async fn set_status(
+    conn: &impl ConnectionTrait,
+    id: i64,
+    status: InvoiceStatus,
+    at: DateTime<Utc>,
+) -> Result<()> {
+    let paid_at = (status == InvoiceStatus::Paid).then_some(at);
+    invoice::Entity::update_many()
+        .col_expr(invoice::Column::Status, status.as_str().into())
+        .col_expr(invoice::Column::PaidAt, paid_at.into())
+        .filter(invoice::Column::Id.eq(id))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// Marks every overdue invoice of the org paid.
+///
+/// # Errors
+/// A database error.
+pub async fn settle_overdue(
+    conn: &impl ConnectionTrait,
+    org_id: &str,
+    at: DateTime<Utc>,
+) -> Result<u64> {
+    let result = invoice::Entity::update_many()
+        .col_expr(invoice::Column::Status, InvoiceStatus::Paid.as_str().into())
+        .col_expr(invoice::Column::PaidAt, Some(at).into())
+        .filter(invoice::Column::OrgId.eq(org_id))
+        .filter(invoice::Column::Status.eq(InvoiceStatus::Failed.as_str()))
+        .exec(conn)
+        .await?;
+    Ok(result.rows_affected)
+}
+
+/// Records a payment outcome.
+///
+/// # Errors
+/// A database error.
+pub async fn record_payment(
+    conn: &impl ConnectionTrait,
+    invoice_id: i64,
+    org_id: &str,
+    succeeded: bool,
+    source: &str,
+    at: DateTime<Utc>,
+    recorded_at: DateTime<Utc>,
+) -> Result<()> {
+    let row = payment::ActiveModel {
+        id: NotSet,
+        invoice_id: Set(invoice_id),
+        org_id: Set(org_id.to_owned()),
+        outcome: Set(if succeeded { "succeeded" } else { "failed" }.to_owned()),
+        source: Set(source.to_owned()),
+        at: Set(at),
+        recorded_at: Set(recorded_at),
+    };
+    payment::Entity::insert(row)
+        .exec_without_returning(conn)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,92 @@
+//! Repositories over sea-orm. The only module that imports `entity`; it returns domain
+//! types. Every function takes `&impl ConnectionTrait`, so callers pass a transaction.
+//!
+//! **Architecture Invariant:** code here is backend-agnostic; the two places that differ
+//! (taking `SQLite`'s write lock, `FOR UPDATE SKIP LOCKED` on `PostgreSQL`) branch on
+//! `get_database_backend()`.
+
+pub mod audit;
+pub mod billing;
+pub mod org;
+
+use std::time::Duration;
+
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, Statement,
+};
+
+pub use migration::{Migrator, MigratorTrait};
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("database: {0}")]
+    Db(#[from] DbErr),
+    /// Another writer changed the org since it was read: the write was refused.
+    #[error("org `{org}` was changed concurrently (expected version {version})")]
+    Stale { org: String, version: i64 },
+    #[error("org `{org}`: stored {field} `{value}` is not valid")]
+    Corrupt {
+        org: String,
+        field: &'static str,
+        value: String,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Opens a pool. `SQLite` files use WAL with a busy timeout; an in-memory database keeps one
+/// connection forever, since it vanishes with its last connection.
+///
+/// # Errors
+/// The database cannot be reached or opened.
+pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection> {
+    let mut options = ConnectOptions::new(url.to_owned());
+    options.sqlx_logging(false);
+    if url.starts_with("sqlite:") {
+        let memory = url.contains(":memory:") || url.contains("mode=memory");
+        options
+            .max_connections(if memory { 1 } else { max_connections.max(1) })
+            .min_connections(1)
+            .idle_timeout(None::<Duration>)
+            .max_lifetime(None::<Duration>)
+            .acquire_timeout(Duration::from_secs(30))
+            .map_sqlx_sqlite_opts(|opts| {
+                opts.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                    .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(30))
+                    .foreign_keys(true)
+            });
+    } else {
+        options
+            .max_connections(max_connections.max(2))
+            .acquire_timeout(Duration::from_secs(30));
+    }
+    Ok(Database::connect(options).await?)
+}
+
+/// Applies every pending migration.
+///
+/// # Errors
+/// A migration failed.
+pub async fn migrate(db: &DatabaseConnection) -> Result<()> {
+    Migrator::up(db, None).await?;
+    Ok(())
+}
+
+/// Inside a transaction on `SQLite`, takes the database's write lock now (like `BEGIN
+/// IMMEDIATE`) so that the transaction cannot fail later when upgrading a read lock.
+/// `PostgreSQL` locks rows instead; nothing to do there.
+///
+/// # Errors
+/// The lock could not be taken within the busy timeout.
+pub async fn lock_writes(conn: &impl ConnectionTrait) -> Result<()> {
+    if conn.get_database_backend() == DbBackend::Sqlite {
+        conn.execute_raw(Statement::from_string(
+            DbBackend::Sqlite,
+            "UPDATE orgs SET version = version WHERE 0 = 1",
+        ))
+        .await?;
+    }
+    Ok(())
+}
