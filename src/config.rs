@@ -232,7 +232,14 @@ impl Layer {
             }
         };
         let table: toml::Table = toml::from_str(&text).map_err(located)?;
-        toml::from_str::<Settings>(&text).map_err(located)?;
+        // Checked alone, a layer reports unknown keys and wrong types at their line. A
+        // missing field is fine here: an overlay may set part of a table (one tier
+        // price), and the merged settings are checked again.
+        if let Err(e) = toml::from_str::<Settings>(&text) {
+            if !e.message().starts_with("missing field") {
+                return Err(located(e));
+            }
+        }
         Ok(Self {
             file: file.to_owned(),
             text,

@@ -304,6 +304,8 @@ impl Context {
         self.org.grace_ends_at = None;
         self.org.cancel_at = None;
         self.org.next_cycle_at = None;
+        // SPEC 3: a subscriber until it is canceled.
+        self.org.subscriber = false;
         self.effects.push(Effect::Purge);
         self.notify(Template::Canceled);
         Transition(State::canceled())

@@ -65,6 +65,7 @@ pub async fn run(
         }
         None => base.clone(),
     };
+    validate_orgs(scenario, &settings)?;
     let db = storage::connect("sqlite::memory:", 1).await?;
     storage::migrate(&db).await?;
     let clock = Arc::new(VirtualClock::new(scenario.start));
@@ -148,6 +149,32 @@ pub async fn run(
     emit(out, engine.tick(last).await?.facts)?;
     output::summary(out, summary.expectations, summary.failed)?;
     Ok(summary)
+}
+
+/// Checks every `[[org]]` against the price book before anything runs, so that a bad
+/// declaration exits 2 without partial output.
+fn validate_orgs(scenario: &Scenario, settings: &Settings) -> Result<(), scenario::Error> {
+    let prices = settings.price_book();
+    for org in &scenario.orgs {
+        let fail = |key: &str, message: String| scenario::Error {
+            file: scenario.file.clone(),
+            line: org.line,
+            key: format!("org.{key}"),
+            message: format!("org `{}`: {message}", org.id),
+        };
+        prices
+            .plan(&org.plan)
+            .map_err(|e| fail("plan", e.to_string()))?;
+        prices
+            .check_tier(org.tier)
+            .map_err(|e| fail("tier", e.to_string()))?;
+        for addon in &org.addons {
+            prices
+                .addon(addon)
+                .map_err(|e| fail("addons", e.to_string()))?;
+        }
+    }
+    Ok(())
 }
 
 async fn step_run(

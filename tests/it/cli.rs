@@ -1,0 +1,189 @@
+//! The `acctd` binary as a user runs it: simulate (examples, determinism, exit codes),
+//! admin and tick against a SQLite file (SPEC sections 8 and 9).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn acctd(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_acctd"))
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run acctd")
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Every example scenario runs green, and twice gives the same bytes.
+#[test]
+fn example_scenarios_pass_and_are_deterministic() {
+    let mut count = 0;
+    for entry in std::fs::read_dir(repo().join("scenarios")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        count += 1;
+        let file = path.to_str().unwrap();
+        let first = acctd(&["simulate", file], &repo());
+        assert_eq!(first.status.code(), Some(0), "{file}: {}", stderr(&first));
+        let last = String::from_utf8_lossy(&first.stdout)
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            last.starts_with(r#"{"type":"summary""#) && last.ends_with(r#""failed":0}"#),
+            "{file}: {last}"
+        );
+        let second = acctd(&["simulate", file], &repo());
+        assert_eq!(first.stdout, second.stdout, "{file} is not deterministic");
+    }
+    assert!(
+        count >= 8,
+        "expected one example per lifecycle path, found {count}"
+    );
+}
+
+fn scenario(dir: &Path, body: &str) -> PathBuf {
+    let path = dir.join("s.toml");
+    let head = "start = \"2026-03-01T00:00:00Z\"\nuntil = \"2026-05-01T00:00:00Z\"\n[[org]]\nid = \"a\"\nplan = \"basic\"\ntier = 5000\nadmins = [\"a@a.test\"]\n";
+    std::fs::write(&path, format!("{head}{body}")).unwrap();
+    path
+}
+
+/// SPEC 8: bad input exits 2 naming the file, the line and the key; nothing runs.
+#[test]
+fn bad_scenarios_exit_2_naming_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("colour = \"red\"\n", ":8: key `colour`"),
+        ("[[step]]\nat = \"2026-03-05T00:00:00Z\"\norg = \"b\"\naction = \"end_trial\"\n", ":10: key `step.org`: unknown org `b`"),
+        ("[[step]]\nat = \"2026-03-05T00:00:00Z\"\norg = \"a\"\naction = \"fly\"\n", ":11: key `step.action`: unknown action `fly`"),
+        ("[[step]]\nat = \"March 5th\"\norg = \"a\"\naction = \"end_trial\"\n", ":9: key `step.at`"),
+        (
+            "[[step]]\nat = \"2026-03-05T00:00:00Z\"\norg = \"a\"\naction = \"end_trial\"\n[[step]]\nat = \"2026-03-04T00:00:00Z\"\norg = \"a\"\naction = \"end_trial\"\n",
+            ":13: key `step.at`: steps must be in time order",
+        ),
+        ("[[step]]\nat = \"2026-03-05T00:00:00Z\"\norg = \"a\"\naction = \"end_trial\"\ntier = 5\n", ":12: key `step.tier`"),
+        ("[[step]]\nat = \"2026-03-05T00:00:00Z\"\norg = \"a\"\naction = \"admin\"\nop = \"lock\"\n", "needs `actor`"),
+        ("[config.lifecycle]\ngrace_dayz = 3\n", ":9: key `grace_dayz`"),
+        ("[[step]]\nat = \"2026-03-05T00:00:00Z\"\norg = \"a\"\naction = \"usage\"\n", "not supported yet"),
+    ];
+    for (body, expected) in cases {
+        let path = scenario(dir.path(), body);
+        let out = acctd(&["simulate", path.to_str().unwrap()], dir.path());
+        assert_eq!(out.status.code(), Some(2), "{body}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("s.toml") && err.contains(expected),
+            "{body}\nwanted {expected}\ngot {err}"
+        );
+        assert!(out.stdout.is_empty(), "bad input prints no output");
+    }
+}
+
+/// SPEC 9: a failed expectation is reported with expected and actual, and exits 1.
+#[test]
+fn a_failed_expectation_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = scenario(
+        dir.path(),
+        "[[expect]]\nat = \"2026-04-10T00:00:00Z\"\norg = \"a\"\nstate = \"active\"\n",
+    );
+    let out = acctd(&["simulate", path.to_str().unwrap()], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(r#""type":"expect","ok":false,"expected":{"state":"active"},"actual":{"state":"locked"}"#),
+        "{stdout}"
+    );
+    assert!(
+        stdout.ends_with("{\"type\":\"summary\",\"expectations\":1,\"failed\":1}\n"),
+        "{stdout}"
+    );
+}
+
+/// The admin CLI against a fresh SQLite file: signup, a refused move (exit 2 with legal
+/// moves), a manual lock, stats as JSON, and a bad config file (exit 2, located).
+#[test]
+fn admin_commands_work_on_a_fresh_sqlite_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}?mode=rwc", dir.path().join("a.db").display());
+    let run = |args: &[&str]| {
+        let mut all = vec!["--db", db.as_str()];
+        all.extend_from_slice(args);
+        acctd(&all, dir.path())
+    };
+    let out = run(&[
+        "admin",
+        "signup",
+        "acme",
+        "--admin",
+        "a@acme.test",
+        "--actor",
+        "ops",
+        "--reason",
+        "demo",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run(&[
+        "admin",
+        "extend-grace",
+        "acme",
+        "--days",
+        "3",
+        "--actor",
+        "ops",
+        "--reason",
+        "x",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("org is trial; legal moves: end_trial"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(&[
+        "admin", "lock", "acme", "--actor", "ops", "--reason", "abuse",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run(&["admin", "show", "acme"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("locked (manual)") && text.contains("admin_lock, by ops: abuse"),
+        "{text}"
+    );
+    let out = run(&["admin", "stats", "--json"]);
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in [
+        "orgs",
+        "by_state",
+        "by_reason",
+        "transitions",
+        "due_backlog",
+        "outbox_backlog",
+    ] {
+        assert!(stats.get(key).is_some(), "stats lacks {key}: {stats}");
+    }
+    assert_eq!(stats["by_state"]["locked"], 1);
+    assert_eq!(stats["transitions"], 2);
+    let out = run(&["tick"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    std::fs::write(dir.path().join("bad.toml"), "[daemon]\nbatch_size = 0\n").unwrap();
+    let out = acctd(&["--config", "bad.toml", "check-config"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("bad.toml:2: key `daemon.batch_size`"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -1,0 +1,383 @@
+//! The engine on a real database: deadlines at exact instants, recovery by payment, trial
+//! end, catch-up after downtime, the monthly cycle's idempotence (SPEC sections 3, 5, 11).
+
+use std::sync::Arc;
+
+use acctd::domain::{LockReason, Status};
+use acctd::engine::{Actor, Command, Error, ExternalGateway, ScriptedGateway};
+use acctd::storage::billing::{self, InvoiceStatus};
+
+use crate::helpers::{both, moves, mv, t, Backend, Harness};
+
+/// SPEC 3: active --payment failed--> grace_period (+10 d) --> locked{payment_overdue}
+/// (+14 d) --> canceled, each at its own instant.
+async fn grace_lock_and_auto_cancel_happen_at_exact_instants(backend: Backend) {
+    let Some(h) = Harness::start(backend, "2026-03-01T00:00:00Z").await else {
+        return;
+    };
+    h.signup("acme", true, true).await;
+    h.card.decline("acme");
+    h.tick("2026-04-01T00:00:00Z").await;
+    let org = h.org("acme").await;
+    assert_eq!(org.lifecycle.status, Status::GracePeriod);
+    assert_eq!(org.lifecycle.grace_ends_at, Some(t("2026-04-11T00:00:00Z")));
+    h.tick("2026-04-10T23:59:59Z").await;
+    assert_eq!(h.status("acme").await, Status::GracePeriod);
+    h.tick("2026-04-11T00:00:00Z").await;
+    let org = h.org("acme").await;
+    assert_eq!(org.lifecycle.status, Status::Locked);
+    assert_eq!(
+        org.lifecycle.reasons.iter().collect::<Vec<_>>(),
+        [LockReason::PaymentOverdue]
+    );
+    assert_eq!(org.lifecycle.cancel_at, Some(t("2026-04-25T00:00:00Z")));
+    h.tick("2026-04-25T00:00:00Z").await;
+    let org = h.org("acme").await;
+    assert_eq!(org.lifecycle.status, Status::Canceled);
+    assert_eq!(org.canceled_at, Some(t("2026-04-25T00:00:00Z")));
+    assert_eq!(
+        moves(&h.transitions("acme").await),
+        [
+            mv("2026-03-01T00:00:00Z", "-", "active", "signup"),
+            mv(
+                "2026-04-01T00:00:00Z",
+                "active",
+                "grace_period",
+                "payment_failed"
+            ),
+            mv(
+                "2026-04-11T00:00:00Z",
+                "grace_period",
+                "locked",
+                "grace_expired"
+            ),
+            mv("2026-04-25T00:00:00Z", "locked", "canceled", "auto_cancel"),
+        ]
+    );
+}
+both!(grace_lock_and_auto_cancel_happen_at_exact_instants);
+
+/// SPEC 3 and 5: in production the gateway reports outcomes later; a failure puts the org
+/// in grace, a success in grace returns it to active with its deadlines cleared and every
+/// overdue invoice settled.
+async fn payment_in_grace_recovers_the_org(backend: Backend) {
+    let card = Arc::new(ScriptedGateway::default());
+    let Some(h) = Harness::with_gateway(
+        backend,
+        "2026-03-01T00:00:00Z",
+        Arc::new(ExternalGateway),
+        card,
+    )
+    .await
+    else {
+        return;
+    };
+    h.signup("acme", true, true).await;
+    h.tick("2026-04-01T00:00:00Z").await;
+    let invoices = billing::list(h.engine.db(), "acme").await.unwrap();
+    assert_eq!(invoices.len(), 1);
+    assert_eq!(invoices[0].status, InvoiceStatus::Open);
+    assert_eq!(h.status("acme").await, Status::Active);
+
+    h.set("2026-04-02T09:00:00Z");
+    h.engine
+        .payment_outcome(invoices[0].id, false, &Actor::system())
+        .await
+        .unwrap();
+    let org = h.org("acme").await;
+    assert_eq!(org.lifecycle.status, Status::GracePeriod);
+    assert_eq!(org.lifecycle.grace_ends_at, Some(t("2026-04-12T09:00:00Z")));
+
+    h.set("2026-04-05T10:00:00Z");
+    h.engine
+        .payment_outcome(invoices[0].id, true, &Actor::system())
+        .await
+        .unwrap();
+    let org = h.org("acme").await;
+    assert_eq!(org.lifecycle.status, Status::Active);
+    assert_eq!(org.lifecycle.grace_ends_at, None);
+    assert_eq!(
+        billing::list(h.engine.db(), "acme").await.unwrap()[0].status,
+        InvoiceStatus::Paid
+    );
+
+    // A second report for a paid invoice is refused and changes nothing.
+    let again = h
+        .engine
+        .payment_outcome(invoices[0].id, true, &Actor::system())
+        .await;
+    assert!(matches!(again, Err(Error::Invalid { .. })), "{again:?}");
+    assert!(matches!(
+        h.engine
+            .payment_outcome(9_999, true, &Actor::system())
+            .await,
+        Err(Error::UnknownInvoice(9_999))
+    ));
+}
+both!(payment_in_grace_recovers_the_org);
+
+/// SPEC 3: locked{payment_overdue} + payment succeeded drops the reason, settles the
+/// invoice and clears the auto-cancel.
+async fn payment_in_lock_lifts_payment_overdue(backend: Backend) {
+    let card = Arc::new(ScriptedGateway::default());
+    let Some(h) = Harness::with_gateway(
+        backend,
+        "2026-03-01T00:00:00Z",
+        Arc::new(ExternalGateway),
+        card,
+    )
+    .await
+    else {
+        return;
+    };
+    h.signup("acme", true, true).await;
+    h.tick("2026-04-01T00:00:00Z").await;
+    let invoice = billing::list(h.engine.db(), "acme").await.unwrap()[0].id;
+    h.engine
+        .payment_outcome(invoice, false, &Actor::system())
+        .await
+        .unwrap();
+    h.tick("2026-04-12T00:00:00Z").await;
+    let org = h.org("acme").await;
+    assert_eq!(org.lifecycle.status, Status::Locked);
+    assert_eq!(org.lifecycle.cancel_at, Some(t("2026-04-25T00:00:00Z")));
+
+    h.set("2026-04-20T00:00:00Z");
+    h.engine
+        .payment_outcome(invoice, true, &Actor::system())
+        .await
+        .unwrap();
+    let org = h.org("acme").await;
+    assert_eq!(org.lifecycle.status, Status::Active);
+    assert!(org.lifecycle.reasons.is_empty());
+    assert_eq!(org.lifecycle.cancel_at, None);
+    h.tick("2026-04-30T00:00:00Z").await;
+    assert_eq!(
+        h.status("acme").await,
+        Status::Active,
+        "the auto-cancel was called off"
+    );
+}
+both!(payment_in_lock_lifts_payment_overdue);
+
+/// SPEC 3: trial end with a card converts (rest of the month invoiced and paid, a
+/// subscriber billed from the next 1st); without a card it locks for trial_expired and
+/// auto-cancels 14 days later.
+async fn trial_end_with_and_without_a_card(backend: Backend) {
+    let Some(h) = Harness::start(backend, "2026-03-10T00:00:00Z").await else {
+        return;
+    };
+    h.signup("card", true, false).await;
+    h.signup("nocard", false, false).await;
+    h.tick("2026-04-08T23:59:59Z").await;
+    assert_eq!(h.status("card").await, Status::Trial);
+    assert_eq!(h.status("nocard").await, Status::Trial);
+
+    h.tick("2026-04-09T00:00:00Z").await;
+    let card = h.org("card").await;
+    assert_eq!(card.lifecycle.status, Status::Active);
+    assert!(card.lifecycle.subscriber);
+    assert_eq!(card.lifecycle.trial_ends_at, None);
+    assert_eq!(
+        card.lifecycle.next_cycle_at,
+        Some(t("2026-05-01T00:00:00Z"))
+    );
+    let invoices = billing::list(h.engine.db(), "card").await.unwrap();
+    assert_eq!(invoices.len(), 1);
+    // 22 of April's 30 days at $200 a month.
+    assert_eq!(invoices[0].total.to_string(), "146.67");
+    assert_eq!(invoices[0].status, InvoiceStatus::Paid);
+
+    let nocard = h.org("nocard").await;
+    assert_eq!(nocard.lifecycle.status, Status::Locked);
+    assert_eq!(
+        nocard.lifecycle.reasons.iter().collect::<Vec<_>>(),
+        [LockReason::TrialExpired]
+    );
+    assert_eq!(nocard.lifecycle.cancel_at, Some(t("2026-04-23T00:00:00Z")));
+    assert!(!nocard.lifecycle.subscriber);
+    assert!(billing::list(h.engine.db(), "nocard")
+        .await
+        .unwrap()
+        .is_empty());
+
+    h.tick("2026-04-23T00:00:00Z").await;
+    assert_eq!(h.status("nocard").await, Status::Canceled);
+    h.tick("2026-05-01T00:00:00Z").await;
+    assert_eq!(billing::list(h.engine.db(), "card").await.unwrap().len(), 2);
+    assert!(billing::list(h.engine.db(), "nocard")
+        .await
+        .unwrap()
+        .is_empty());
+}
+both!(trial_end_with_and_without_a_card);
+
+/// SPEC 11: after downtime the engine replays due deadlines in time order with their own
+/// instants, chaining from them; each missed monthly cycle runs once, in order.
+async fn catch_up_after_downtime_records_each_transition_once_at_its_instant(backend: Backend) {
+    let Some(h) = Harness::start(backend, "2026-03-01T00:00:00Z").await else {
+        return;
+    };
+    for i in 0..20 {
+        h.signup(&format!("org{i:02}"), true, true).await;
+    }
+    h.card.decline("org00");
+    h.tick("2026-04-01T00:00:00Z").await;
+    assert_eq!(h.status("org00").await, Status::GracePeriod);
+
+    // Sixty days of downtime, then one tick.
+    h.tick("2026-05-31T12:00:00Z").await;
+    assert_eq!(
+        moves(&h.transitions("org00").await),
+        [
+            mv("2026-03-01T00:00:00Z", "-", "active", "signup"),
+            mv(
+                "2026-04-01T00:00:00Z",
+                "active",
+                "grace_period",
+                "payment_failed"
+            ),
+            mv(
+                "2026-04-11T00:00:00Z",
+                "grace_period",
+                "locked",
+                "grace_expired"
+            ),
+            mv("2026-04-25T00:00:00Z", "locked", "canceled", "auto_cancel"),
+        ]
+    );
+    // The other nineteen were billed for April and May exactly once each.
+    for i in 1..20 {
+        let invoices = billing::list(h.engine.db(), &format!("org{i:02}"))
+            .await
+            .unwrap();
+        let periods: Vec<_> = invoices.iter().map(|i| i.period.as_str()).collect();
+        assert_eq!(periods, ["2026-04", "2026-05"]);
+    }
+    // A canceled org is not billed after its cancellation.
+    assert_eq!(
+        billing::list(h.engine.db(), "org00").await.unwrap().len(),
+        1
+    );
+    // Ticking again finds nothing more to do.
+    assert!(h
+        .engine
+        .tick(t("2026-05-31T12:00:00Z"))
+        .await
+        .unwrap()
+        .facts
+        .is_empty());
+}
+both!(catch_up_after_downtime_records_each_transition_once_at_its_instant);
+
+/// SPEC 5: running the cycle twice for one period bills nobody twice.
+async fn monthly_cycle_is_idempotent_per_org_and_period(backend: Backend) {
+    let Some(h) = Harness::start(backend, "2026-03-01T00:00:00Z").await else {
+        return;
+    };
+    h.signup("acme", true, true).await;
+    let first = h.tick("2026-04-01T00:00:00Z").await;
+    assert_eq!(
+        first
+            .facts
+            .iter()
+            .filter(|f| matches!(f, acctd::engine::Fact::Invoice { .. }))
+            .count(),
+        1
+    );
+    // Replay the same instant, and rewind the org's cycle deadline as a crash might leave
+    // it: the period's invoice key is unique, so nothing is issued again.
+    let second = h.engine.tick(t("2026-04-01T00:00:00Z")).await.unwrap();
+    assert!(second.facts.is_empty());
+    let db = h.engine.db();
+    let mut org = h.org("acme").await;
+    org.lifecycle.next_cycle_at = Some(t("2026-04-01T00:00:00Z"));
+    acctd::storage::org::update(db, &mut org, t("2026-04-01T00:00:00Z"))
+        .await
+        .unwrap();
+    let third = h.engine.tick(t("2026-04-01T00:00:00Z")).await.unwrap();
+    assert!(third.facts.is_empty(), "{third:?}");
+    assert_eq!(billing::list(db, "acme").await.unwrap().len(), 1);
+    assert_eq!(
+        h.org("acme").await.lifecycle.next_cycle_at,
+        Some(t("2026-05-01T00:00:00Z"))
+    );
+}
+both!(monthly_cycle_is_idempotent_per_org_and_period);
+
+/// SPEC 3 and 10: refused commands name the state and legal moves and change nothing;
+/// manual operations are audited with actor and reason.
+async fn refused_commands_change_nothing_and_manual_ones_are_audited(backend: Backend) {
+    let Some(h) = Harness::start(backend, "2026-03-01T00:00:00Z").await else {
+        return;
+    };
+    h.signup("acme", false, true).await;
+    let before = h.org("acme").await;
+    let err = h
+        .engine
+        .command(
+            "acme",
+            &Command::ExtendTrial { days: 3 },
+            &Actor::new("ops", "try"),
+        )
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("org is active"), "{msg}");
+    assert!(
+        msg.contains("legal moves: add_payment_method, upgrade, lock, cancel"),
+        "{msg}"
+    );
+    assert_eq!(h.org("acme").await, before);
+
+    let err = h
+        .engine
+        .command(
+            "acme",
+            &Command::Cancel {
+                confirm: "yes".into(),
+            },
+            &Actor::new("ops", "try"),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("DELETE"), "{err}");
+    assert!(matches!(
+        h.engine
+            .command("nope", &Command::Lock, &Actor::system())
+            .await,
+        Err(Error::UnknownOrg(_))
+    ));
+
+    h.engine
+        .command(
+            "acme",
+            &Command::Lock,
+            &Actor::new("alice@ops.test", "chargeback"),
+        )
+        .await
+        .unwrap();
+    h.engine
+        .command(
+            "acme",
+            &Command::Transition { to: Status::Active },
+            &Actor::new("bob@ops.test", "resolved"),
+        )
+        .await
+        .unwrap();
+    let rows = h.transitions("acme").await;
+    let manual: Vec<_> = rows
+        .iter()
+        .skip(1)
+        .map(|r| (r.cause.as_str(), r.actor.as_str(), r.reason.as_deref()))
+        .collect();
+    assert_eq!(
+        manual,
+        [
+            ("admin_lock", "alice@ops.test", Some("chargeback")),
+            ("admin_unlock", "bob@ops.test", Some("resolved")),
+        ]
+    );
+    assert_eq!(h.status("acme").await, Status::Active);
+}
+both!(refused_commands_change_nothing_and_manual_ones_are_audited);
