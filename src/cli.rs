@@ -2,6 +2,7 @@
 //! [`crate::cli::admin`].
 
 pub mod admin;
+pub mod usage;
 
 use std::path::PathBuf;
 
@@ -47,4 +48,7 @@ pub enum Command {
     /// Manual operations and inspection, against the configured database.
     #[command(subcommand)]
     Admin(admin::AdminCommand),
+    /// Report usage: one report, or a batch file (JSON Lines or CSV).
+    #[command(subcommand)]
+    Usage(usage::UsageCommand),
 }

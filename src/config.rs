@@ -49,8 +49,81 @@ pub struct Settings {
     pub lifecycle: Lifecycle,
     pub log: Log,
     pub billing: Billing,
+    pub usage: UsageSettings,
+    pub entitlements: EntitlementSettings,
     pub plans: BTreeMap<String, Plan>,
     pub addons: BTreeMap<String, Addon>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UsageSettings {
+    /// Percent-of-tier thresholds that raise an overage alert, once per period each.
+    pub alert_thresholds: Vec<u32>,
+    /// Usage strictly above this percent of the tier locks the org (reason `overage`).
+    pub lock_above_percent: u32,
+}
+
+impl Default for UsageSettings {
+    fn default() -> Self {
+        Self {
+            alert_thresholds: vec![80, 100, 125, 150, 200, 250, 300, 600],
+            lock_above_percent: 300,
+        }
+    }
+}
+
+/// What each lock reason leaves on; with several reasons the most restrictive wins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EntitlementSettings {
+    pub overage: EntitlementRow,
+    pub payment_overdue: EntitlementRow,
+    pub trial_expired: EntitlementRow,
+    pub manual: EntitlementRow,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntitlementRow {
+    pub dashboard: bool,
+    pub exports: bool,
+    pub ingestion: bool,
+    pub campaigns: bool,
+}
+
+impl From<entitlement::Entitlements> for EntitlementRow {
+    fn from(e: entitlement::Entitlements) -> Self {
+        Self {
+            dashboard: e.dashboard,
+            exports: e.exports,
+            ingestion: e.ingestion,
+            campaigns: e.campaigns,
+        }
+    }
+}
+
+impl From<EntitlementRow> for entitlement::Entitlements {
+    fn from(e: EntitlementRow) -> Self {
+        Self {
+            dashboard: e.dashboard,
+            exports: e.exports,
+            ingestion: e.ingestion,
+            campaigns: e.campaigns,
+        }
+    }
+}
+
+impl Default for EntitlementSettings {
+    fn default() -> Self {
+        let m = entitlement::Matrix::default();
+        Self {
+            overage: m.overage.into(),
+            payment_overdue: m.payment_overdue.into(),
+            trial_expired: m.trial_expired.into(),
+            manual: m.manual.into(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
@@ -129,6 +202,8 @@ impl Default for Settings {
             lifecycle: Lifecycle::default(),
             log: Log::default(),
             billing: Billing::default(),
+            usage: UsageSettings::default(),
+            entitlements: EntitlementSettings::default(),
             plans: BTreeMap::from([
                 ("basic".to_owned(), plan("1.00", 2_000, 365)),
                 ("essentials".to_owned(), plan("1.25", 10_000, 3 * 365)),
@@ -468,6 +543,16 @@ impl Settings {
                 ),
             );
         }
+        let thresholds = &self.usage.alert_thresholds;
+        if thresholds.contains(&0) || thresholds.windows(2).any(|w| w[0] >= w[1]) {
+            return fail(
+                "usage.alert_thresholds",
+                "must be positive and strictly increasing".into(),
+            );
+        }
+        if self.usage.lock_above_percent < 100 {
+            return fail("usage.lock_above_percent", "must be at least 100".into());
+        }
         if self.plans.is_empty() {
             return fail("plans", "at least one plan is required".into());
         }
@@ -567,7 +652,13 @@ impl Settings {
 
     /// The entitlement matrix.
     pub fn entitlements(&self) -> entitlement::Matrix {
-        entitlement::Matrix::default()
+        let e = &self.entitlements;
+        entitlement::Matrix {
+            overage: e.overage.into(),
+            payment_overdue: e.payment_overdue.into(),
+            trial_expired: e.trial_expired.into(),
+            manual: e.manual.into(),
+        }
     }
 }
 

@@ -71,15 +71,27 @@ async fn dispatch(command: Command, settings: Settings) -> ExitCode {
                 Err(e) => return report(Err(e)),
             };
             let mut out = std::io::stdout().lock();
-            match cli::admin::run(&engine, admin, &mut out).await {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(cli::admin::Failure::Input(message)) => {
-                    eprintln!("acctd: {message}");
-                    ExitCode::from(BAD_INPUT)
-                }
-                Err(cli::admin::Failure::Other(e)) => report(Err(e)),
-            }
+            failure(cli::admin::run(&engine, admin, &mut out).await)
         }
+        Command::Usage(usage) => {
+            let engine = match engine(&settings).await {
+                Ok(engine) => engine,
+                Err(e) => return report(Err(e)),
+            };
+            let mut out = std::io::stdout().lock();
+            failure(cli::usage::run(&engine, usage, &mut out).await)
+        }
+    }
+}
+
+fn failure(result: Result<(), cli::admin::Failure>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(cli::admin::Failure::Input(message)) => {
+            eprintln!("acctd: {message}");
+            ExitCode::from(BAD_INPUT)
+        }
+        Err(cli::admin::Failure::Other(e)) => report(Err(e)),
     }
 }
 

@@ -7,3 +7,5 @@ pub mod org;
 pub mod outbox;
 pub mod payment;
 pub mod transition;
+pub mod usage_alert;
+pub mod usage_report;

@@ -32,6 +32,12 @@ pub struct Model {
     /// Optimistic concurrency: every update bumps it and filters on the value it read.
     pub version: i64,
     pub updated_at: DateTimeUtc,
+    /// The period of `usage_mau` (`YYYY-MM`).
+    pub usage_period: Option<String>,
+    /// Usage MAU (max of actual and processed) of `usage_period`.
+    pub usage_mau: i64,
+    /// The usage MAU that caused a pending overage lock.
+    pub overage_lock_mau: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -4,6 +4,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_create_lifecycle_tables;
+mod m20261122_000002_create_usage_tables;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -11,8 +12,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(
-            m20261122_000001_create_lifecycle_tables::Migration,
-        )]
+        vec![
+            Box::new(m20261122_000001_create_lifecycle_tables::Migration),
+            Box::new(m20261122_000002_create_usage_tables::Migration),
+        ]
     }
 }

@@ -357,7 +357,7 @@ async fn show(engine: &Engine, id: &str, json: bool, out: &mut impl Write) -> Re
             "deadlines": deadlines.iter().filter_map(|(k, v)| v.map(|v| (k.to_string(), serde_json::Value::from(time(v))))).collect::<serde_json::Map<_, _>>(),
             "entitlements": {
                 "dashboard": e.dashboard, "exports": e.exports,
-                "ingestion": e.ingestion, "campaigns": e.campaigns, "upgrade_prompt": false,
+                "ingestion": e.ingestion, "campaigns": e.campaigns, "upgrade_prompt": view.upgrade_prompt,
             },
             "legal_moves": view.legal_moves,
             "version": o.version,
@@ -387,12 +387,21 @@ async fn show(engine: &Engine, id: &str, json: bool, out: &mut impl Write) -> Re
         }
     }
     text.push_str(&format!(
-        "  entitlements   dashboard={} exports={} ingestion={} campaigns={} upgrade_prompt=no\n",
+        "  entitlements   dashboard={} exports={} ingestion={} campaigns={} upgrade_prompt={}\n",
         yes(e.dashboard),
         yes(e.exports),
         yes(e.ingestion),
-        yes(e.campaigns)
+        yes(e.campaigns),
+        yes(view.upgrade_prompt)
     ));
+    if let Some((period, mau)) = o.usage {
+        text.push_str(&format!(
+            "  usage          {} MAU in {} ({}% of tier)\n",
+            mau,
+            period.label(),
+            crate::domain::usage::percent(mau, o.tier)
+        ));
+    }
     text.push_str(&format!(
         "  legal moves    {}\n",
         if view.legal_moves.is_empty() {

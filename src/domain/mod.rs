@@ -7,6 +7,7 @@ pub mod entitlement;
 pub mod machine;
 pub mod period;
 pub mod price;
+pub mod usage;
 
 use std::fmt;
 use std::str::FromStr;
@@ -294,6 +295,10 @@ pub struct Org {
     pub signup_at: DateTime<Utc>,
     pub canceled_at: Option<DateTime<Utc>>,
     pub lifecycle: Lifecycle,
+    /// The latest period with usage, and its usage MAU.
+    pub usage: Option<(period::Period, u64)>,
+    /// The usage MAU that caused a pending overage lock.
+    pub overage_lock_mau: Option<u64>,
     /// Optimistic concurrency: the version this copy was read at.
     pub version: i64,
 }

@@ -39,6 +39,13 @@ pub enum Fact {
         template: String,
         to: Vec<String>,
     },
+    Alert {
+        at: DateTime<Utc>,
+        org: String,
+        threshold: u32,
+        /// Two decimal places, e.g. `"300.01"`.
+        usage_percent: String,
+    },
 }
 
 impl Fact {
@@ -47,7 +54,8 @@ impl Fact {
             Fact::Transition { at, .. }
             | Fact::Invoice { at, .. }
             | Fact::Payment { at, .. }
-            | Fact::Email { at, .. } => *at,
+            | Fact::Email { at, .. }
+            | Fact::Alert { at, .. } => *at,
         }
     }
 
@@ -56,7 +64,8 @@ impl Fact {
             Fact::Transition { org, .. }
             | Fact::Invoice { org, .. }
             | Fact::Payment { org, .. }
-            | Fact::Email { org, .. } => org,
+            | Fact::Email { org, .. }
+            | Fact::Alert { org, .. } => org,
         }
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod fact;
 pub mod gateway;
+pub mod usage;
 
 use std::sync::Arc;
 
@@ -68,6 +69,8 @@ pub struct Rules {
     pub entitlements: Matrix,
     pub currency: String,
     pub batch_size: u64,
+    pub alert_thresholds: Vec<u32>,
+    pub lock_above_percent: u32,
 }
 
 impl Rules {
@@ -78,6 +81,8 @@ impl Rules {
             entitlements: settings.entitlements(),
             currency: settings.billing.currency.clone(),
             batch_size: u64::from(settings.daemon.batch_size),
+            alert_thresholds: settings.usage.alert_thresholds.clone(),
+            lock_above_percent: settings.usage.lock_above_percent,
         }
     }
 }
@@ -349,6 +354,8 @@ impl Engine {
             signup_at: at,
             canceled_at: None,
             lifecycle,
+            usage: None,
+            overage_lock_mau: None,
             version: 0,
         };
         let txn = self.db.begin().await?;
@@ -492,6 +499,9 @@ impl Engine {
         let decision = decide(&org.lifecycle, event, at, self.rules.timers)?;
         let from = org.lifecycle.status;
         org.lifecycle = decision.lifecycle;
+        if !org.lifecycle.reasons.contains(LockReason::Overage) {
+            org.overage_lock_mau = None;
+        }
         if let Some(transition) = &decision.transition {
             tracing::info!(
                 org = %org.id, from = %from, to = %transition.to, cause = transition.cause,
@@ -516,6 +526,7 @@ impl Engine {
                 }
                 Effect::Purge => {
                     org.canceled_at = Some(at);
+                    storage::usage::purge_org(work.txn, &org.id).await?;
                     work.outbox.push(OutboxMessage {
                         org_id: org.id.clone(),
                         channel: "event",
@@ -929,6 +940,8 @@ fn looks_like_email(s: &str) -> bool {
 pub struct View {
     pub org: Org,
     pub entitlements: domain::entitlement::Entitlements,
+    /// Usage above 100 % of the tier in the current period.
+    pub upgrade_prompt: bool,
     pub legal_moves: Vec<String>,
 }
 
@@ -943,8 +956,13 @@ impl Engine {
             .await?
             .ok_or_else(|| Error::UnknownOrg(id.to_owned()))?;
         let l = &org.lifecycle;
+        let now = Period::containing(self.clock.now());
         Ok(View {
             entitlements: self.rules.entitlements.of(l.status, l.reasons),
+            upgrade_prompt: l.status != Status::Canceled
+                && org
+                    .usage
+                    .is_some_and(|(p, mau)| p == now && domain::usage::above(mau, org.tier, 100)),
             legal_moves: domain::legal_moves(l, self.clock.now(), self.rules.timers),
             org,
         })

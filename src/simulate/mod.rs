@@ -13,6 +13,8 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::clock::VirtualClock;
 use crate::config::{self, Settings};
+use crate::domain::period::Period;
+use crate::engine::usage::{Outcome, UsageReport};
 use crate::engine::{self, Actor, Command, Engine, Fact, Rules, ScriptedGateway, Signup};
 use crate::storage;
 pub use scenario::Scenario;
@@ -185,6 +187,26 @@ async fn step_run(
 ) -> Result<(), Error> {
     let customer = Actor::new(step.org.clone(), step.name.clone());
     let (command, actor) = match &step.action {
+        Action::Usage {
+            project,
+            mau,
+            data_points,
+            correction,
+        } => {
+            let report = UsageReport {
+                org: step.org.clone(),
+                project: project.clone(),
+                period: Period::containing(step.at).label(),
+                mau: *mau,
+                data_points: *data_points,
+                correction: *correction,
+            };
+            let ingested = engine.report_usage(&[report], &customer).await?;
+            if let Some(Outcome::Refused(why)) = ingested.outcomes.first() {
+                output::rejected(out, step.at, &step.org, &step.name, why)?;
+            }
+            return emit(out, ingested.report.facts).map_err(Error::from);
+        }
         Action::AddPaymentMethod => (Command::AddPaymentMethod, customer),
         Action::CardDeclined => {
             gateway.decline(&step.org);
@@ -274,8 +296,7 @@ async fn check(engine: &Engine, expect: &Expect, out: &mut impl Write) -> Result
             "exports" => e.exports,
             "ingestion" => e.ingestion,
             "campaigns" => e.campaigns,
-            // Usage metering is not in this version: no upgrade prompt yet.
-            _ => false,
+            _ => view.upgrade_prompt,
         };
         let mut want = serde_json::Map::new();
         let mut got = serde_json::Map::new();

@@ -61,6 +61,14 @@ pub fn fact_json(fact: &Fact) -> Value {
         } => json!({
             "at": time(*at), "org": org, "type": "email", "template": template, "to": to,
         }),
+        Fact::Alert {
+            at,
+            org,
+            threshold,
+            usage_percent,
+        } => json!({
+            "at": time(*at), "org": org, "type": "alert", "threshold": threshold, "usage_percent": usage_percent,
+        }),
     }
 }
 

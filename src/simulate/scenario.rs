@@ -144,6 +144,12 @@ pub enum AdminOp {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
+    Usage {
+        project: String,
+        mau: u64,
+        data_points: u64,
+        correction: bool,
+    },
     AddPaymentMethod,
     CardDeclined,
     CardUpdated,
@@ -180,8 +186,7 @@ pub struct Expect {
 }
 
 /// Actions SPEC section 9 lists that this version does not run yet.
-const NOT_YET: [(&str, &str); 7] = [
-    ("usage", "usage metering"),
+const NOT_YET: [(&str, &str); 6] = [
     ("upgrade", "plan changes"),
     ("downgrade", "plan changes"),
     ("cancel_downgrade", "plan changes"),
@@ -190,7 +195,8 @@ const NOT_YET: [(&str, &str); 7] = [
     ("cancel_addon_removal", "add-ons"),
 ];
 
-const ACTIONS: &str = "add_payment_method, card_declined, card_updated, end_trial, cancel, admin";
+const ACTIONS: &str =
+    "usage, add_payment_method, card_declined, card_updated, end_trial, cancel, admin";
 const OPS: &str =
     "lock, unlock, extend_trial, end_trial, extend_grace, postpone_cancel, mark_paid, transition";
 
@@ -456,6 +462,7 @@ fn step_action(cx: &Ctx<'_>, s: &RawStep) -> Result<Action, Error> {
     }
     let allowed: &[&str] = match name {
         "add_payment_method" | "card_declined" | "card_updated" | "end_trial" => &[],
+        "usage" => &["project", "mau", "data_points", "correction"],
         "cancel" => &["confirm", "reason"],
         "admin" => &["op", "actor", "reason", "days", "lock_reason", "to"],
         _ => {
@@ -502,6 +509,16 @@ fn step_action(cx: &Ctx<'_>, s: &RawStep) -> Result<Action, Error> {
         })
     };
     Ok(match name {
+        "usage" => Action::Usage {
+            project: required(&s.project, "project")?,
+            mau: s
+                .mau
+                .as_ref()
+                .map(|v| *v.get_ref())
+                .ok_or_else(|| cx.err(&s.action, "step.mau", "action `usage` needs `mau`"))?,
+            data_points: s.data_points.as_ref().map_or(0, |v| *v.get_ref()),
+            correction: s.correction.as_ref().is_some_and(|v| *v.get_ref()),
+        },
         "add_payment_method" => Action::AddPaymentMethod,
         "card_declined" => Action::CardDeclined,
         "card_updated" => Action::CardUpdated,

@@ -9,6 +9,7 @@ use sea_orm::{
 };
 
 use super::{Error, Result};
+use crate::domain::period::Period;
 use crate::domain::{Lifecycle, LockReason, LockReasons, Org, Status};
 
 fn to_domain(m: org::Model) -> Result<Org> {
@@ -25,6 +26,18 @@ fn to_domain(m: org::Model) -> Result<Org> {
     let addons: Vec<String> =
         serde_json::from_str(&m.addons).map_err(|_| corrupt("addons", &m.addons))?;
     let tier = u32::try_from(m.tier).map_err(|_| corrupt("tier", &m.tier.to_string()))?;
+    let usage = match &m.usage_period {
+        Some(label) => Some((
+            Period::parse(label).ok_or_else(|| corrupt("usage_period", label))?,
+            u64::try_from(m.usage_mau)
+                .map_err(|_| corrupt("usage_mau", &m.usage_mau.to_string()))?,
+        )),
+        None => None,
+    };
+    let overage_lock_mau = m
+        .overage_lock_mau
+        .map(|v| u64::try_from(v).map_err(|_| corrupt("overage_lock_mau", &v.to_string())))
+        .transpose()?;
     Ok(Org {
         lifecycle: Lifecycle {
             status,
@@ -45,6 +58,8 @@ fn to_domain(m: org::Model) -> Result<Org> {
         billing_email: m.billing_email,
         signup_at: m.signup_at,
         canceled_at: m.canceled_at,
+        usage,
+        overage_lock_mau,
         version: m.version,
     })
 }
@@ -72,6 +87,13 @@ fn to_active(o: &Org, now: DateTime<Utc>) -> org::ActiveModel {
         canceled_at: Set(o.canceled_at),
         version: Set(o.version),
         updated_at: Set(now),
+        usage_period: Set(o.usage.map(|(p, _)| p.label())),
+        usage_mau: Set(o
+            .usage
+            .map_or(0, |(_, mau)| i64::try_from(mau).unwrap_or(i64::MAX))),
+        overage_lock_mau: Set(o
+            .overage_lock_mau
+            .map(|v| i64::try_from(v).unwrap_or(i64::MAX))),
     }
 }
 

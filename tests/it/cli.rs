@@ -75,7 +75,7 @@ fn bad_scenarios_exit_2_naming_file_line_and_key() {
         ("[[step]]\nat = \"2026-03-05T00:00:00Z\"\norg = \"a\"\naction = \"end_trial\"\ntier = 5\n", ":12: key `step.tier`"),
         ("[[step]]\nat = \"2026-03-05T00:00:00Z\"\norg = \"a\"\naction = \"admin\"\nop = \"lock\"\n", "needs `actor`"),
         ("[config.lifecycle]\ngrace_dayz = 3\n", ":9: key `grace_dayz`"),
-        ("[[step]]\nat = \"2026-03-05T00:00:00Z\"\norg = \"a\"\naction = \"usage\"\n", "not supported yet"),
+        ("[[step]]\nat = \"2026-03-05T00:00:00Z\"\norg = \"a\"\naction = \"upgrade\"\n", "not supported yet"),
     ];
     for (body, expected) in cases {
         let path = scenario(dir.path(), body);

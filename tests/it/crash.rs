@@ -78,6 +78,8 @@ async fn seed_expired_grace(db: &DatabaseConnection) {
                 signup_at: now - chrono::Duration::days(60),
                 canceled_at: None,
                 lifecycle,
+                usage: None,
+                overage_lock_mau: None,
                 version: 0,
             }
         })

@@ -146,7 +146,7 @@ pub struct Harness {
     pub clock: Arc<VirtualClock>,
     pub card: Arc<ScriptedGateway>,
     /// Kept alive for the test: dropping it drops the database.
-    pub _db: TestDb,
+    pub db: TestDb,
 }
 
 impl Harness {
@@ -178,7 +178,7 @@ impl Harness {
             engine,
             clock,
             card,
-            _db: db,
+            db,
         })
     }
 

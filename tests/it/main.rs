@@ -13,3 +13,4 @@ mod cli;
 mod crash;
 mod lifecycle;
 mod storage;
+mod usage;

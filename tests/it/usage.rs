@@ -1,0 +1,304 @@
+//! Usage metering on both backends (SPEC section 4): refusals store nothing, alerts are
+//! once per org, threshold and period (a database unique key), the overage lock.
+
+use acctd::domain::period::Period;
+use acctd::domain::{LockReason, Status};
+use acctd::engine::usage::{Outcome, UsageReport};
+use acctd::engine::{Actor, Command, Engine, Fact, Rules};
+use acctd::storage;
+use sea_orm::{ConnectionTrait, Statement};
+
+use crate::helpers::{both, t, Backend, Harness};
+
+fn report(org: &str, project: &str, period: &str, mau: u64, data_points: u64) -> UsageReport {
+    UsageReport {
+        org: org.into(),
+        project: project.into(),
+        period: period.into(),
+        mau,
+        data_points,
+        correction: false,
+    }
+}
+
+fn alerts(facts: &[Fact]) -> Vec<u32> {
+    facts
+        .iter()
+        .filter_map(|f| match f {
+            Fact::Alert { threshold, .. } => Some(*threshold),
+            _ => None,
+        })
+        .collect()
+}
+
+fn emails(facts: &[Fact], template: &str) -> usize {
+    facts
+        .iter()
+        .filter(|f| matches!(f, Fact::Email { template: t, .. } if t == template))
+        .count()
+}
+
+async fn count(engine: &Engine, sql: &str) -> i64 {
+    let db = engine.db();
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            sql.to_owned(),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get_by_index::<i64>(0).unwrap()
+}
+
+/// SPEC 4: one report crossing several thresholds records one alert per threshold and
+/// one email naming the highest; the same report again (a retry) records nothing more.
+async fn a_retried_report_records_one_alert_per_threshold(backend: Backend) {
+    let Some(h) = Harness::start(backend, "2026-03-02T00:00:00Z").await else {
+        return;
+    };
+    h.signup("acme", true, true).await; // basic, tier 20,000
+    let batch = [report("acme", "web", "2026-03", 26_000, 0)];
+    let first = h
+        .engine
+        .report_usage(&batch, &Actor::system())
+        .await
+        .unwrap();
+    assert_eq!(first.outcomes, [Outcome::Accepted]);
+    assert_eq!(alerts(&first.report.facts), [80, 100, 125]);
+    assert_eq!(emails(&first.report.facts, "overage_alert"), 1);
+    let again = h
+        .engine
+        .report_usage(&batch, &Actor::system())
+        .await
+        .unwrap();
+    assert_eq!(again.outcomes, [Outcome::Accepted]);
+    assert!(again.report.facts.is_empty(), "{:?}", again.report.facts);
+    assert_eq!(
+        count(&h.engine, "SELECT COUNT(*) FROM usage_alerts").await,
+        3
+    );
+    assert_eq!(
+        count(
+            &h.engine,
+            "SELECT COUNT(*) FROM outbox WHERE template = 'overage_alert'"
+        )
+        .await,
+        1
+    );
+    // A new period alerts again.
+    h.set("2026-04-02T00:00:00Z");
+    let april = h
+        .engine
+        .report_usage(
+            &[report("acme", "web", "2026-04", 16_000, 0)],
+            &Actor::system(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(alerts(&april.report.facts), [80]);
+}
+both!(a_retried_report_records_one_alert_per_threshold);
+
+/// SPEC 11: a crash between two reports loses nothing of the first: each report commits
+/// with its alerts and emails; a new process continues from there.
+async fn a_crash_between_two_reports_loses_no_alert(backend: Backend) {
+    let Some(h) = Harness::start(backend, "2026-03-02T00:00:00Z").await else {
+        return;
+    };
+    h.signup("acme", true, true).await;
+    h.engine
+        .report_usage(
+            &[report("acme", "web", "2026-03", 17_000, 0)],
+            &Actor::system(),
+        )
+        .await
+        .unwrap();
+    // "Crash": abandon this engine and its pool; a new one connects to the same database.
+    let url = h.db.url.clone();
+    let fresh = storage::connect(&url, 2).await.unwrap();
+    let engine = Engine::new(
+        fresh,
+        Rules::from_settings(&acctd::config::Settings::default()),
+        h.card.clone(),
+        h.clock.clone(),
+    );
+    drop(h.engine);
+    let second = engine
+        .report_usage(
+            &[report("acme", "ios", "2026-03", 24_000, 0)],
+            &Actor::system(),
+        )
+        .await
+        .unwrap();
+    // 41,000 of 20,000: 205 %; 80 was recorded before the crash.
+    assert_eq!(alerts(&second.report.facts), [100, 125, 150, 200]);
+    let recorded = storage::usage::alerted(engine.db(), "acme", Period::parse("2026-03").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(recorded, [80, 100, 125, 150, 200]);
+    assert_eq!(
+        count(
+            &engine,
+            "SELECT COUNT(*) FROM outbox WHERE template = 'overage_alert'"
+        )
+        .await,
+        2
+    );
+}
+both!(a_crash_between_two_reports_loses_no_alert);
+
+/// SPEC 4: each refusal says why and stores nothing of itself; the valid items of the
+/// same batch are kept.
+async fn refused_items_store_nothing_and_do_not_stop_the_batch(backend: Backend) {
+    let Some(h) = Harness::start(backend, "2026-03-02T00:00:00Z").await else {
+        return;
+    };
+    h.signup("acme", true, true).await;
+    h.signup("gone", true, true).await;
+    h.engine
+        .command(
+            "gone",
+            &Command::Cancel {
+                confirm: "DELETE".into(),
+            },
+            &Actor::new("ops", "test"),
+        )
+        .await
+        .unwrap();
+    h.engine
+        .report_usage(
+            &[report("acme", "web", "2026-03", 1_000, 50)],
+            &Actor::system(),
+        )
+        .await
+        .unwrap();
+    let batch = [
+        report("acme", "web", "2026-03", 900, 50), // lower, not a correction
+        report("nobody", "web", "2026-03", 1, 0),  // unknown org
+        report("gone", "web", "2026-03", 1, 0),    // canceled
+        report("acme", "web", "2026-3", 1, 0),     // malformed period
+        report("acme", "web", "2026-04", 1, 0),    // future period
+        report("acme", "ios", "2026-03", 2_000, 0), // fine
+        report("acme", "", "2026-03", 2_000, 0),   // no project
+    ];
+    let out = h
+        .engine
+        .report_usage(&batch, &Actor::system())
+        .await
+        .unwrap();
+    let why: Vec<String> = out
+        .outcomes
+        .iter()
+        .map(|o| match o {
+            Outcome::Accepted => "accepted".to_owned(),
+            Outcome::Refused(why) => why.clone(),
+        })
+        .collect();
+    assert!(
+        why[0].contains("lower than reported before") && why[0].contains("mau 900 < 1000"),
+        "{}",
+        why[0]
+    );
+    assert!(why[1].contains("unknown org `nobody`"), "{}", why[1]);
+    assert!(why[2].contains("canceled"), "{}", why[2]);
+    assert!(why[3].contains("malformed period `2026-3`"), "{}", why[3]);
+    assert!(why[4].contains("in the future"), "{}", why[4]);
+    assert_eq!(why[5], "accepted");
+    assert!(why[6].contains("project"), "{}", why[6]);
+    assert_eq!(out.accepted(), 1);
+    let march = Period::parse("2026-03").unwrap();
+    let total = storage::usage::total(h.engine.db(), "acme", march)
+        .await
+        .unwrap();
+    assert_eq!(
+        (total.mau, total.data_points),
+        (3_000, 50),
+        "only the valid item was stored"
+    );
+
+    // A correction may lower a total.
+    let mut correction = report("acme", "web", "2026-03", 900, 50);
+    correction.correction = true;
+    let out = h
+        .engine
+        .report_usage(&[correction], &Actor::system())
+        .await
+        .unwrap();
+    assert_eq!(out.outcomes, [Outcome::Accepted]);
+
+    // Once the monthly cycle has billed March, March is closed.
+    h.tick("2026-04-01T00:00:00Z").await;
+    let out = h
+        .engine
+        .report_usage(
+            &[report("acme", "web", "2026-03", 5_000, 50)],
+            &Actor::system(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(&out.outcomes[0], Outcome::Refused(why) if why.contains("already invoiced")),
+        "{:?}",
+        out.outcomes
+    );
+}
+both!(refused_items_store_nothing_and_do_not_stop_the_batch);
+
+/// SPEC 3 and 4: above 300 % (strictly) the org locks for overage, keeping a pending
+/// grace deadline, which later adds payment_overdue; entitlements follow.
+async fn overage_locks_above_300_percent_and_keeps_the_grace_deadline(backend: Backend) {
+    let Some(h) = Harness::start(backend, "2026-03-02T00:00:00Z").await else {
+        return;
+    };
+    h.signup("acme", true, true).await;
+    h.card.decline("acme");
+    h.tick("2026-04-01T00:00:00Z").await;
+    let grace = h.org("acme").await.lifecycle.grace_ends_at;
+    assert_eq!(grace, Some(t("2026-04-11T00:00:00Z")));
+    h.set("2026-04-03T00:00:00Z");
+    // Exactly 300 % by data points (Basic: 2,000 per MAU): 60,000 usage MAU, no lock.
+    h.engine
+        .report_usage(
+            &[report("acme", "web", "2026-04", 10, 120_000_000)],
+            &Actor::system(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(h.status("acme").await, Status::GracePeriod);
+    let view = h.engine.view("acme").await.unwrap();
+    assert!(view.upgrade_prompt);
+    // 2,000 more data points on another project (projects sum): 60,001 usage MAU,
+    // 300.005 %, locked.
+    h.engine
+        .report_usage(
+            &[report("acme", "ios", "2026-04", 1, 2_000)],
+            &Actor::system(),
+        )
+        .await
+        .unwrap();
+    let org = h.org("acme").await;
+    assert_eq!(org.lifecycle.status, Status::Locked);
+    assert_eq!(
+        org.lifecycle.reasons.iter().collect::<Vec<_>>(),
+        [LockReason::Overage]
+    );
+    assert_eq!(org.lifecycle.grace_ends_at, grace);
+    assert_eq!(org.overage_lock_mau, Some(60_001));
+    let e = h.engine.view("acme").await.unwrap().entitlements;
+    assert!(!e.dashboard && !e.exports && e.ingestion && e.campaigns);
+    // The lift rule: 3 × 20,000 does not cover 60,001; 3 × 25,000 does.
+    assert!(!h.engine.upgrade_lifts_overage(&org, 20_000));
+    assert!(h.engine.upgrade_lifts_overage(&org, 25_000));
+
+    h.tick("2026-04-11T00:00:00Z").await;
+    let org = h.org("acme").await;
+    assert_eq!(
+        org.lifecycle.reasons.iter().collect::<Vec<_>>(),
+        [LockReason::Overage, LockReason::PaymentOverdue]
+    );
+    assert_eq!(org.lifecycle.cancel_at, Some(t("2026-04-25T00:00:00Z")));
+    let e = h.engine.view("acme").await.unwrap().entitlements;
+    assert!(!e.campaigns && e.ingestion);
+}
+both!(overage_locks_above_300_percent_and_keeps_the_grace_deadline);
