@@ -38,6 +38,10 @@ pub struct Model {
     pub usage_mau: i64,
     /// The usage MAU that caused a pending overage lock.
     pub overage_lock_mau: Option<i64>,
+    /// A downgrade scheduled for the next monthly cycle.
+    pub scheduled_tier: Option<i64>,
+    /// JSON array of add-ons to remove at the next monthly cycle.
+    pub scheduled_removals: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

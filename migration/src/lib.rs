@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_create_lifecycle_tables;
 mod m20261122_000002_create_usage_tables;
+mod m20261122_000003_add_scheduled_plan_changes;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261122_000001_create_lifecycle_tables::Migration),
             Box::new(m20261122_000002_create_usage_tables::Migration),
+            Box::new(m20261122_000003_add_scheduled_plan_changes::Migration),
         ]
     }
 }

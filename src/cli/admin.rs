@@ -5,6 +5,7 @@ use std::io::Write;
 use clap::{Args, Subcommand};
 
 use crate::domain::{LockReason, Status};
+use crate::engine::plan::PlanChange;
 use crate::engine::{self, Actor, Command, Engine, Report, Signup};
 use crate::storage::{self, org::Filter};
 
@@ -141,6 +142,52 @@ pub enum AdminCommand {
     /// Record that a card was added.
     AddPaymentMethod {
         org: String,
+        #[command(flatten)]
+        who: Who,
+    },
+    /// Upgrade to a higher tier now (prorated charge; takes effect only if paid).
+    Upgrade {
+        org: String,
+        #[arg(long)]
+        tier: u32,
+        #[command(flatten)]
+        who: Who,
+    },
+    /// Downgrade to a lower tier (immediate in trial, otherwise at the next 1st).
+    Downgrade {
+        org: String,
+        #[arg(long)]
+        tier: u32,
+        #[command(flatten)]
+        who: Who,
+    },
+    /// Cancel a scheduled downgrade.
+    CancelDowngrade {
+        org: String,
+        #[command(flatten)]
+        who: Who,
+    },
+    /// Include an add-on now (a paid one is charged prorated and added only if paid).
+    AddAddon {
+        org: String,
+        #[arg(long)]
+        addon: String,
+        #[command(flatten)]
+        who: Who,
+    },
+    /// Remove an add-on (immediate in trial, otherwise at the next 1st).
+    RemoveAddon {
+        org: String,
+        #[arg(long)]
+        addon: String,
+        #[command(flatten)]
+        who: Who,
+    },
+    /// Cancel a scheduled add-on removal.
+    CancelAddonRemoval {
+        org: String,
+        #[arg(long)]
+        addon: String,
         #[command(flatten)]
         who: Who,
     },
@@ -308,6 +355,26 @@ pub async fn run(
         AdminCommand::Cancel { org, confirm, who } => (org, Command::Cancel { confirm }, who),
         AdminCommand::Transition { org, to, who } => (org, Command::Transition { to }, who),
         AdminCommand::AddPaymentMethod { org, who } => (org, Command::AddPaymentMethod, who),
+        AdminCommand::Upgrade { org, tier, who } => {
+            (org, Command::Plan(PlanChange::Upgrade { tier }), who)
+        }
+        AdminCommand::Downgrade { org, tier, who } => {
+            (org, Command::Plan(PlanChange::Downgrade { tier }), who)
+        }
+        AdminCommand::CancelDowngrade { org, who } => {
+            (org, Command::Plan(PlanChange::CancelDowngrade), who)
+        }
+        AdminCommand::AddAddon { org, addon, who } => {
+            (org, Command::Plan(PlanChange::AddAddon { addon }), who)
+        }
+        AdminCommand::RemoveAddon { org, addon, who } => {
+            (org, Command::Plan(PlanChange::RemoveAddon { addon }), who)
+        }
+        AdminCommand::CancelAddonRemoval { org, addon, who } => (
+            org,
+            Command::Plan(PlanChange::CancelAddonRemoval { addon }),
+            who,
+        ),
     };
     let report = engine.command(&org, &command, &actor.actor()).await?;
     print_report(out, &report).map_err(io)

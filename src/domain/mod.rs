@@ -299,6 +299,10 @@ pub struct Org {
     pub usage: Option<(period::Period, u64)>,
     /// The usage MAU that caused a pending overage lock.
     pub overage_lock_mau: Option<u64>,
+    /// A downgrade that takes effect at the next monthly cycle.
+    pub scheduled_tier: Option<u32>,
+    /// Add-ons removed at the next monthly cycle.
+    pub scheduled_removals: Vec<String>,
     /// Optimistic concurrency: the version this copy was read at.
     pub version: i64,
 }

@@ -39,6 +39,14 @@ pub enum Fact {
         template: String,
         to: Vec<String>,
     },
+    /// A plan change: the tier and add-ons after it, and what changed.
+    Plan {
+        at: DateTime<Utc>,
+        org: String,
+        tier: u32,
+        addons: Vec<String>,
+        change: String,
+    },
     Alert {
         at: DateTime<Utc>,
         org: String,
@@ -55,7 +63,8 @@ impl Fact {
             | Fact::Invoice { at, .. }
             | Fact::Payment { at, .. }
             | Fact::Email { at, .. }
-            | Fact::Alert { at, .. } => *at,
+            | Fact::Alert { at, .. }
+            | Fact::Plan { at, .. } => *at,
         }
     }
 
@@ -65,7 +74,8 @@ impl Fact {
             | Fact::Invoice { org, .. }
             | Fact::Payment { org, .. }
             | Fact::Email { org, .. }
-            | Fact::Alert { org, .. } => org,
+            | Fact::Alert { org, .. }
+            | Fact::Plan { org, .. } => org,
         }
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod fact;
 pub mod gateway;
+pub mod plan;
 pub mod usage;
 
 use std::sync::Arc;
@@ -154,6 +155,8 @@ pub enum Command {
     Transition {
         to: Status,
     },
+    /// Upgrades, downgrades and add-ons.
+    Plan(plan::PlanChange),
 }
 
 /// The engine: a database, the rules, a payment gateway and a clock.
@@ -356,6 +359,8 @@ impl Engine {
             lifecycle,
             usage: None,
             overage_lock_mau: None,
+            scheduled_tier: None,
+            scheduled_removals: Vec::new(),
             version: 0,
         };
         let txn = self.db.begin().await?;
@@ -433,15 +438,26 @@ impl Engine {
         }
         let mut work = Work::new(&txn, at);
         self.advance(&mut work, &mut org, at).await?;
-        let charge = if succeeded {
-            Charge::Succeeded
+        if invoice.kind == InvoiceKind::Proration {
+            if invoice.status == InvoiceStatus::Void {
+                return Err(invalid(
+                    "invoice",
+                    format!("invoice {invoice_id} was voided"),
+                ));
+            }
+            self.plan_payment(&mut work, &mut org, &invoice, succeeded, actor, at)
+                .await?;
         } else {
-            Charge::Failed
-        };
-        self.settle_charge(&mut work, &org, &invoice, charge, "gateway", at)
-            .await?;
-        self.apply_charge(&mut work, &mut org, &invoice, charge, actor, at)
-            .await?;
+            let charge = if succeeded {
+                Charge::Succeeded
+            } else {
+                Charge::Failed
+            };
+            self.settle_charge(&mut work, &org, &invoice, charge, "gateway", at)
+                .await?;
+            self.apply_charge(&mut work, &mut org, &invoice, charge, actor, at)
+                .await?;
+        }
         orgs::update(&txn, &mut org, at).await?;
         work.flush().await?;
         let facts = std::mem::take(&mut work.facts);
@@ -630,6 +646,10 @@ impl Engine {
                 }
                 simple(Event::Cancel)
             }
+            Command::Plan(change) => {
+                self.change_plan(work, org, change, actor, at).await?;
+                None
+            }
             Command::Transition { to } => {
                 if *to == Status::Canceled {
                     return Err(invalid(
@@ -702,13 +722,14 @@ impl Engine {
             org.lifecycle.next_cycle_at = None;
             return Ok(());
         }
-        let lines = self
-            .rules
-            .prices
-            .monthly_lines(&org.plan, org.tier, &org.addons)?;
+        let key = format!("cycle:{}", period.label());
+        if billing::exists(work.txn, &org.id, &key).await? {
+            return Ok(());
+        }
+        let lines = self.cycle_lines(work, org, at).await?;
         let new = NewInvoice {
             org_id: &org.id,
-            key: format!("cycle:{}", period.label()),
+            key,
             period: period.label(),
             kind: InvoiceKind::Cycle,
             currency: &org.currency,

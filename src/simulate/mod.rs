@@ -207,6 +207,7 @@ async fn step_run(
             }
             return emit(out, ingested.report.facts).map_err(Error::from);
         }
+        Action::Plan(change) => (Command::Plan(change.clone()), customer),
         Action::AddPaymentMethod => (Command::AddPaymentMethod, customer),
         Action::CardDeclined => {
             gateway.decline(&step.org);

@@ -61,6 +61,15 @@ pub fn fact_json(fact: &Fact) -> Value {
         } => json!({
             "at": time(*at), "org": org, "type": "email", "template": template, "to": to,
         }),
+        Fact::Plan {
+            at,
+            org,
+            tier,
+            addons,
+            change,
+        } => json!({
+            "at": time(*at), "org": org, "type": "plan", "tier": tier, "addons": addons, "change": change,
+        }),
         Fact::Alert {
             at,
             org,

@@ -11,6 +11,7 @@ use toml::Spanned;
 
 use crate::config::line_col;
 use crate::domain::{LockReason, Status};
+use crate::engine::plan::PlanChange;
 
 /// A scenario the simulator refuses to run: exit code 2.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,6 +151,7 @@ pub enum Action {
         data_points: u64,
         correction: bool,
     },
+    Plan(crate::engine::plan::PlanChange),
     AddPaymentMethod,
     CardDeclined,
     CardUpdated,
@@ -184,16 +186,6 @@ pub struct Expect {
     pub entitlements: BTreeMap<String, bool>,
     pub line: usize,
 }
-
-/// Actions SPEC section 9 lists that this version does not run yet.
-const NOT_YET: [(&str, &str); 6] = [
-    ("upgrade", "plan changes"),
-    ("downgrade", "plan changes"),
-    ("cancel_downgrade", "plan changes"),
-    ("add_addon", "add-ons"),
-    ("remove_addon", "add-ons"),
-    ("cancel_addon_removal", "add-ons"),
-];
 
 const ACTIONS: &str =
     "usage, add_payment_method, card_declined, card_updated, end_trial, cancel, admin";
@@ -453,16 +445,12 @@ pub fn parse(file: &Path, text: String) -> Result<Scenario, Error> {
 
 fn step_action(cx: &Ctx<'_>, s: &RawStep) -> Result<Action, Error> {
     let name = s.action.get_ref().as_str();
-    if let Some((_, what)) = NOT_YET.iter().find(|(n, _)| *n == name) {
-        return Err(cx.err(
-            &s.action,
-            "step.action",
-            format!("action `{name}` is not supported yet: {what} is not implemented in this version of acctd"),
-        ));
-    }
     let allowed: &[&str] = match name {
-        "add_payment_method" | "card_declined" | "card_updated" | "end_trial" => &[],
+        "add_payment_method" | "card_declined" | "card_updated" | "end_trial"
+        | "cancel_downgrade" => &[],
         "usage" => &["project", "mau", "data_points", "correction"],
+        "upgrade" | "downgrade" => &["tier"],
+        "add_addon" | "remove_addon" | "cancel_addon_removal" => &["addon"],
         "cancel" => &["confirm", "reason"],
         "admin" => &["op", "actor", "reason", "days", "lock_reason", "to"],
         _ => {
@@ -519,6 +507,30 @@ fn step_action(cx: &Ctx<'_>, s: &RawStep) -> Result<Action, Error> {
             data_points: s.data_points.as_ref().map_or(0, |v| *v.get_ref()),
             correction: s.correction.as_ref().is_some_and(|v| *v.get_ref()),
         },
+        "upgrade" | "downgrade" => {
+            let tier = s.tier.as_ref().map(|v| *v.get_ref()).ok_or_else(|| {
+                cx.err(
+                    &s.action,
+                    "step.tier",
+                    format!("action `{name}` needs `tier`"),
+                )
+            })?;
+            Action::Plan(if name == "upgrade" {
+                PlanChange::Upgrade { tier }
+            } else {
+                PlanChange::Downgrade { tier }
+            })
+        }
+        "cancel_downgrade" => Action::Plan(PlanChange::CancelDowngrade),
+        "add_addon" => Action::Plan(PlanChange::AddAddon {
+            addon: required(&s.addon, "addon")?,
+        }),
+        "remove_addon" => Action::Plan(PlanChange::RemoveAddon {
+            addon: required(&s.addon, "addon")?,
+        }),
+        "cancel_addon_removal" => Action::Plan(PlanChange::CancelAddonRemoval {
+            addon: required(&s.addon, "addon")?,
+        }),
         "add_payment_method" => Action::AddPaymentMethod,
         "card_declined" => Action::CardDeclined,
         "card_updated" => Action::CardUpdated,

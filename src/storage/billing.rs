@@ -20,6 +20,8 @@ pub enum InvoiceStatus {
     Paid,
     /// The last charge failed: overdue.
     Failed,
+    /// A charge for a plan change that failed: the change was not made, nothing is owed.
+    Void,
 }
 
 impl InvoiceStatus {
@@ -28,11 +30,12 @@ impl InvoiceStatus {
             InvoiceStatus::Open => "open",
             InvoiceStatus::Paid => "paid",
             InvoiceStatus::Failed => "failed",
+            InvoiceStatus::Void => "void",
         }
     }
 
     fn parse(s: &str) -> Option<Self> {
-        [Self::Open, Self::Paid, Self::Failed]
+        [Self::Open, Self::Paid, Self::Failed, Self::Void]
             .into_iter()
             .find(|v| v.as_str() == s)
     }
@@ -213,6 +216,19 @@ async fn with_lines(conn: &impl ConnectionTrait, m: invoice::Model) -> Result<In
         issued_at: m.issued_at,
         paid_at: m.paid_at,
     })
+}
+
+/// Whether the org has an invoice with this key.
+///
+/// # Errors
+/// A database error.
+pub async fn exists(conn: &impl ConnectionTrait, org_id: &str, key: &str) -> Result<bool> {
+    Ok(invoice::Entity::find()
+        .filter(invoice::Column::OrgId.eq(org_id))
+        .filter(invoice::Column::Key.eq(key))
+        .one(conn)
+        .await?
+        .is_some())
 }
 
 /// One invoice by id.

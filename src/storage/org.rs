@@ -38,6 +38,12 @@ fn to_domain(m: org::Model) -> Result<Org> {
         .overage_lock_mau
         .map(|v| u64::try_from(v).map_err(|_| corrupt("overage_lock_mau", &v.to_string())))
         .transpose()?;
+    let scheduled_tier = m
+        .scheduled_tier
+        .map(|v| u32::try_from(v).map_err(|_| corrupt("scheduled_tier", &v.to_string())))
+        .transpose()?;
+    let scheduled_removals: Vec<String> = serde_json::from_str(&m.scheduled_removals)
+        .map_err(|_| corrupt("scheduled_removals", &m.scheduled_removals))?;
     Ok(Org {
         lifecycle: Lifecycle {
             status,
@@ -60,6 +66,8 @@ fn to_domain(m: org::Model) -> Result<Org> {
         canceled_at: m.canceled_at,
         usage,
         overage_lock_mau,
+        scheduled_tier,
+        scheduled_removals,
         version: m.version,
     })
 }
@@ -94,6 +102,8 @@ fn to_active(o: &Org, now: DateTime<Utc>) -> org::ActiveModel {
         overage_lock_mau: Set(o
             .overage_lock_mau
             .map(|v| i64::try_from(v).unwrap_or(i64::MAX))),
+        scheduled_tier: Set(o.scheduled_tier.map(i64::from)),
+        scheduled_removals: Set(json(&o.scheduled_removals)),
     }
 }
 

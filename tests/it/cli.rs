@@ -75,7 +75,7 @@ fn bad_scenarios_exit_2_naming_file_line_and_key() {
         ("[[step]]\nat = \"2026-03-05T00:00:00Z\"\norg = \"a\"\naction = \"end_trial\"\ntier = 5\n", ":12: key `step.tier`"),
         ("[[step]]\nat = \"2026-03-05T00:00:00Z\"\norg = \"a\"\naction = \"admin\"\nop = \"lock\"\n", "needs `actor`"),
         ("[config.lifecycle]\ngrace_dayz = 3\n", ":9: key `grace_dayz`"),
-        ("[[step]]\nat = \"2026-03-05T00:00:00Z\"\norg = \"a\"\naction = \"upgrade\"\n", "not supported yet"),
+        ("[[step]]\nat = \"2026-03-05T00:00:00Z\"\norg = \"a\"\naction = \"upgrade\"\n", "key `step.tier`: action `upgrade` needs `tier`"),
     ];
     for (body, expected) in cases {
         let path = scenario(dir.path(), body);
@@ -185,5 +185,69 @@ fn admin_commands_work_on_a_fresh_sqlite_file() {
         stderr(&out).contains("bad.toml:2: key `daemon.batch_size`"),
         "{}",
         stderr(&out)
+    );
+}
+
+fn simulate_stdout(name: &str) -> String {
+    let path = repo().join("scenarios").join(name);
+    let out = acctd(&["simulate", path.to_str().unwrap()], &repo());
+    assert_eq!(out.status.code(), Some(0), "{name}: {}", stderr(&out));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// SPEC 5: the seed examples reproduce to the cent through the whole engine.
+#[test]
+fn seed_invoices_reproduce_to_the_cent() {
+    let basic = simulate_stdout("seed-invoice-basic.toml");
+    assert!(
+        basic.contains(r#""lines":[{"kind":"base","amount":"200.00"},{"kind":"addon","amount":"20.00"},{"kind":"mau_overage","amount":"24.00"},{"kind":"addon_overage","amount":"2.40"}],"total":"246.40""#),
+        "{basic}"
+    );
+    let essentials = simulate_stdout("seed-invoice-essentials.toml");
+    assert!(
+        essentials.contains(r#"{"kind":"mau_overage","amount":"30.00"}"#),
+        "{essentials}"
+    );
+    assert!(essentials.contains(r#""total":"252.40""#), "{essentials}");
+}
+
+/// SPEC 5: proration to the second, downgrades on the 1st, add-ons, the overage lock
+/// lifted by a sufficient upgrade only.
+#[test]
+fn plan_change_scenarios_bill_what_they_should() {
+    let up = simulate_stdout("upgrade-cancels-downgrade.toml");
+    assert!(
+        up.contains(r#""lines":[{"kind":"proration","amount":"25.00"}]"#),
+        "{up}"
+    );
+    assert!(
+        up.contains(r#""period":"2026-05","lines":[{"kind":"base","amount":"250.00"}]"#),
+        "{up}"
+    );
+    let down = simulate_stdout("downgrade-applied-on-the-1st.toml");
+    assert!(
+        down.contains(r#""tier":10000,"addons":[],"change":"downgrade_applied""#),
+        "{down}"
+    );
+    assert!(
+        down.contains(r#""period":"2026-04","lines":[{"kind":"base","amount":"100.00"}]"#),
+        "{down}"
+    );
+    let addons = simulate_stdout("addon-included-and-removed.toml");
+    assert!(
+        addons.contains(r#""lines":[{"kind":"proration","amount":"10.00"}]"#),
+        "{addons}"
+    );
+    assert!(
+        addons.contains(r#""addons":["sso"],"change":"addon_removed""#),
+        "{addons}"
+    );
+    assert!(addons.contains(r#""change":"addon_declined""#), "{addons}");
+    let lift = simulate_stdout("overage-lock-lifted-by-upgrade.toml");
+    assert_eq!(lift.matches(r#""cause":"upgrade""#).count(), 1, "{lift}");
+    let grace = simulate_stdout("plan-change-refused-in-grace.toml");
+    assert!(
+        grace.contains(r#""action":"upgrade","error":"cannot upgrade: a payment is overdue"#),
+        "{grace}"
     );
 }

@@ -4,6 +4,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use acctd::domain::period::Period;
 use acctd::domain::{Lifecycle, LockReasons, Org, Status};
 use acctd::storage;
 use chrono::Utc;
@@ -56,17 +57,24 @@ async fn wait_until(what: &str, limit: Duration, mut check: impl AsyncFnMut() ->
     }
 }
 
-async fn seed_expired_grace(db: &DatabaseConnection) {
+/// Seeds `ORGS` subscribers: in grace with the deadline passed within the last hour, or
+/// active with this month's cycle due.
+async fn seed(db: &DatabaseConnection, grace: bool) {
     let now = acctd::clock::truncate(Utc::now());
     let orgs: Vec<Org> = (0..ORGS)
         .map(|i| {
             let mut lifecycle = Lifecycle::trial(now, true);
-            lifecycle.status = Status::GracePeriod;
             lifecycle.trial_ends_at = None;
             lifecycle.subscriber = true;
-            lifecycle.grace_ends_at =
-                Some(now - chrono::Duration::seconds(3_600 - (i % 3_000) as i64));
             lifecycle.reasons = LockReasons::default();
+            if grace {
+                lifecycle.status = Status::GracePeriod;
+                lifecycle.grace_ends_at =
+                    Some(now - chrono::Duration::seconds(3_600 - (i % 3_000) as i64));
+            } else {
+                lifecycle.status = Status::Active;
+                lifecycle.next_cycle_at = Some(Period::containing(now).start());
+            }
             Org {
                 id: format!("org{i:06}"),
                 plan: "basic".into(),
@@ -80,6 +88,8 @@ async fn seed_expired_grace(db: &DatabaseConnection) {
                 lifecycle,
                 usage: None,
                 overage_lock_mau: None,
+                scheduled_tier: None,
+                scheduled_removals: Vec::new(),
                 version: 0,
             }
         })
@@ -96,38 +106,9 @@ async fn daemon_killed_mid_sweep_loses_and_duplicates_nothing(backend: Backend) 
         return;
     };
     let db = test_db.connect().await;
-    seed_expired_grace(&db).await;
-
-    let mut daemon = spawn_daemon(&test_db);
+    seed(&db, true).await;
     let locked = "SELECT COUNT(*) FROM transitions WHERE cause = 'grace_expired'";
-    wait_until("the sweep has begun", Duration::from_mins(2), async || {
-        scalar(&db, locked).await > 0
-    })
-    .await;
-    daemon.kill().expect("SIGKILL");
-    daemon.wait().unwrap();
-    let at_kill = scalar(&db, locked).await;
-    assert!(
-        at_kill > 0 && at_kill < ORGS as i64,
-        "the kill must land mid-sweep (locked {at_kill} of {ORGS})"
-    );
-    // Batches commit whole: no org was half-written.
-    assert_eq!(at_kill % 50, 0, "a batch was partly committed: {at_kill}");
-
-    let mut daemon = spawn_daemon(&test_db);
-    wait_until(
-        "the restarted daemon has caught up",
-        Duration::from_mins(5),
-        async || scalar(&db, locked).await == ORGS as i64,
-    )
-    .await;
-    let pid = daemon.id().to_string();
-    Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("send SIGTERM");
-    let status = daemon.wait().unwrap();
-    assert!(status.success(), "graceful shutdown exits 0, got {status}");
+    kill_mid_sweep_then_finish(&test_db, &db, locked).await;
 
     assert_eq!(
         scalar(
@@ -167,3 +148,89 @@ async fn daemon_killed_mid_sweep_loses_and_duplicates_nothing(backend: Backend) 
     );
 }
 both!(daemon_killed_mid_sweep_loses_and_duplicates_nothing);
+
+/// Starts the daemon, SIGKILLs it once `progress` shows work under way but unfinished,
+/// restarts it, waits until `progress` reaches `ORGS`, and stops it with SIGTERM.
+async fn kill_mid_sweep_then_finish(test_db: &TestDb, db: &DatabaseConnection, progress: &str) {
+    let mut daemon = spawn_daemon(test_db);
+    wait_until("the sweep has begun", Duration::from_mins(2), async || {
+        scalar(db, progress).await > 0
+    })
+    .await;
+    daemon.kill().expect("SIGKILL");
+    daemon.wait().unwrap();
+    let at_kill = scalar(db, progress).await;
+    assert!(
+        at_kill > 0 && at_kill < ORGS as i64,
+        "the kill must land mid-sweep ({at_kill} of {ORGS} done)"
+    );
+    // Batches commit whole: no org was half-written.
+    assert_eq!(at_kill % 50, 0, "a batch was partly committed: {at_kill}");
+
+    let mut daemon = spawn_daemon(test_db);
+    wait_until(
+        "the restarted daemon has caught up",
+        Duration::from_mins(5),
+        async || scalar(db, progress).await == ORGS as i64,
+    )
+    .await;
+    let pid = daemon.id().to_string();
+    Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("send SIGTERM");
+    let status = daemon.wait().unwrap();
+    assert!(status.success(), "graceful shutdown exits 0, got {status}");
+}
+
+/// SPEC 5: a monthly cycle SIGKILLed halfway and resumed bills every subscriber exactly
+/// once for the period, with one invoice email each.
+async fn monthly_cycle_killed_halfway_bills_each_org_once(backend: Backend) {
+    let Some(test_db) = TestDb::new(backend).await else {
+        return;
+    };
+    let db = test_db.connect().await;
+    seed(&db, false).await;
+    let billed = "SELECT COUNT(*) FROM invoices WHERE kind = 'cycle'";
+    kill_mid_sweep_then_finish(&test_db, &db, billed).await;
+
+    let period = Period::containing(Utc::now()).label();
+    assert_eq!(
+        scalar(
+            &db,
+            &format!("SELECT COUNT(DISTINCT org_id) FROM invoices WHERE key = 'cycle:{period}'")
+        )
+        .await,
+        ORGS as i64
+    );
+    assert_eq!(
+        scalar(&db, "SELECT COUNT(*) FROM invoices").await,
+        ORGS as i64
+    );
+    assert_eq!(
+        scalar(&db, "SELECT COUNT(*) FROM invoice_lines").await,
+        ORGS as i64
+    );
+    assert_eq!(
+        scalar(
+            &db,
+            "SELECT COUNT(*) FROM outbox WHERE template = 'invoice'"
+        )
+        .await,
+        ORGS as i64
+    );
+    // Running the cycle again for the same period changes nothing.
+    let again = Command::new(env!("CARGO_BIN_EXE_acctd"))
+        .args(["--db", &test_db.url, "tick"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("0 transitions, 0 facts"),
+        "{again:?}"
+    );
+    assert_eq!(
+        scalar(&db, "SELECT COUNT(*) FROM invoices").await,
+        ORGS as i64
+    );
+}
+both!(monthly_cycle_killed_halfway_bills_each_org_once);

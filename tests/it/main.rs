@@ -9,6 +9,7 @@
 
 mod helpers;
 
+mod billing;
 mod cli;
 mod crash;
 mod lifecycle;

@@ -1,0 +1,161 @@
+//! Billing on both backends (SPEC section 5): plan changes paid before they take effect,
+//! with outcomes that arrive later in production.
+
+use std::sync::Arc;
+
+use acctd::engine::plan::PlanChange;
+use acctd::engine::{Actor, Command, Error, ExternalGateway, ScriptedGateway};
+use acctd::storage::billing::{self, InvoiceKind, InvoiceStatus};
+
+use crate::helpers::{both, Backend, Harness};
+
+fn ops() -> Actor {
+    Actor::new("ops@vendor.test", "customer request")
+}
+
+/// An upgrade waits for its prorated charge: a failure voids the invoice and changes
+/// nothing; a success applies the tier and cancels a scheduled downgrade.
+async fn an_upgrade_takes_effect_only_when_its_charge_is_paid(backend: Backend) {
+    let card = Arc::new(ScriptedGateway::default());
+    let Some(h) = Harness::with_gateway(
+        backend,
+        "2026-04-01T00:00:00Z",
+        Arc::new(ExternalGateway),
+        card,
+    )
+    .await
+    else {
+        return;
+    };
+    h.signup("acme", true, true).await; // tier 20,000
+    h.set("2026-04-05T00:00:00Z");
+    h.engine
+        .command(
+            "acme",
+            &Command::Plan(PlanChange::Downgrade { tier: 10_000 }),
+            &ops(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(h.org("acme").await.scheduled_tier, Some(10_000));
+
+    h.set("2026-04-16T00:00:00Z");
+    h.engine
+        .command(
+            "acme",
+            &Command::Plan(PlanChange::Upgrade { tier: 25_000 }),
+            &ops(),
+        )
+        .await
+        .unwrap();
+    let org = h.org("acme").await;
+    assert_eq!(org.tier, 20_000, "not before it is paid");
+    let invoices = billing::list(h.engine.db(), "acme").await.unwrap();
+    let upgrade = invoices.last().unwrap();
+    assert_eq!(upgrade.kind, InvoiceKind::Proration);
+    assert_eq!(
+        upgrade.total.to_string(),
+        "25.00",
+        "half of April at $50 a month more"
+    );
+
+    h.engine
+        .payment_outcome(upgrade.id, false, &Actor::system())
+        .await
+        .unwrap();
+    let org = h.org("acme").await;
+    assert_eq!((org.tier, org.scheduled_tier), (20_000, Some(10_000)));
+    assert_eq!(
+        org.lifecycle.status,
+        acctd::domain::Status::Active,
+        "a failed change charge changes no state"
+    );
+    let voided = billing::find(h.engine.db(), upgrade.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(voided.status, InvoiceStatus::Void);
+
+    h.set("2026-04-16T01:00:00Z");
+    h.engine
+        .command(
+            "acme",
+            &Command::Plan(PlanChange::Upgrade { tier: 25_000 }),
+            &ops(),
+        )
+        .await
+        .unwrap();
+    let second = billing::list(h.engine.db(), "acme")
+        .await
+        .unwrap()
+        .last()
+        .unwrap()
+        .id;
+    h.engine
+        .payment_outcome(second, true, &Actor::system())
+        .await
+        .unwrap();
+    let org = h.org("acme").await;
+    assert_eq!((org.tier, org.scheduled_tier), (25_000, None));
+
+    h.tick("2026-05-01T00:00:00Z").await;
+    let may = billing::list(h.engine.db(), "acme")
+        .await
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (may.period.as_str(), may.total.to_string().as_str()),
+        ("2026-05", "250.00")
+    );
+}
+both!(an_upgrade_takes_effect_only_when_its_charge_is_paid);
+
+/// Plan changes name what is wrong: the same tier, a tier off the list, above the
+/// self-serve maximum, an unknown add-on.
+async fn invalid_plan_changes_are_refused_with_the_reason(backend: Backend) {
+    let Some(h) = Harness::start(backend, "2026-04-01T00:00:00Z").await else {
+        return;
+    };
+    h.signup("acme", true, true).await;
+    let refuse = async |change: PlanChange| {
+        h.engine
+            .command("acme", &Command::Plan(change), &ops())
+            .await
+            .unwrap_err()
+            .to_string()
+    };
+    assert!(refuse(PlanChange::Upgrade { tier: 20_000 })
+        .await
+        .contains("not above the current tier"));
+    assert!(refuse(PlanChange::Upgrade { tier: 150_000 })
+        .await
+        .contains("Enterprise"));
+    assert!(refuse(PlanChange::Downgrade { tier: 7_000 })
+        .await
+        .contains("not offered"));
+    assert!(refuse(PlanChange::AddAddon {
+        addon: "warp".into()
+    })
+    .await
+    .contains("unknown add-on `warp`"));
+    assert!(refuse(PlanChange::CancelDowngrade)
+        .await
+        .contains("no downgrade is scheduled"));
+    assert!(matches!(
+        h.engine
+            .command(
+                "acme",
+                &Command::Plan(PlanChange::Upgrade { tier: 20_000 }),
+                &ops()
+            )
+            .await,
+        Err(Error::Invalid { field: "tier", .. })
+    ));
+    assert!(billing::list(h.engine.db(), "acme")
+        .await
+        .unwrap()
+        .is_empty());
+}
+both!(invalid_plan_changes_are_refused_with_the_reason);
