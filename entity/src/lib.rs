@@ -6,6 +6,7 @@ pub mod invoice_line;
 pub mod org;
 pub mod outbox;
 pub mod payment;
+pub mod test_clock;
 pub mod transition;
 pub mod usage_alert;
 pub mod usage_report;

@@ -42,6 +42,8 @@ pub struct Model {
     pub scheduled_tier: Option<i64>,
     /// JSON array of add-ons to remove at the next monthly cycle.
     pub scheduled_removals: String,
+    /// The test clock this org lives on; `None` for the real clock.
+    pub clock_id: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261122_000001_create_lifecycle_tables;
 mod m20261122_000002_create_usage_tables;
 mod m20261122_000003_add_scheduled_plan_changes;
+mod m20261122_000004_create_test_clocks;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_create_lifecycle_tables::Migration),
             Box::new(m20261122_000002_create_usage_tables::Migration),
             Box::new(m20261122_000003_add_scheduled_plan_changes::Migration),
+            Box::new(m20261122_000004_create_test_clocks::Migration),
         ]
     }
 }

@@ -303,6 +303,8 @@ pub struct Org {
     pub scheduled_tier: Option<u32>,
     /// Add-ons removed at the next monthly cycle.
     pub scheduled_removals: Vec<String>,
+    /// The test clock the org lives on; `None` for the real clock.
+    pub clock: Option<String>,
     /// Optimistic concurrency: the version this copy was read at.
     pub version: i64,
 }

@@ -10,6 +10,7 @@
 pub mod fact;
 pub mod gateway;
 pub mod plan;
+pub mod test_clock;
 pub mod usage;
 
 use std::sync::Arc;
@@ -166,6 +167,8 @@ pub struct Engine {
     rules: Arc<Rules>,
     gateway: Arc<dyn PaymentGateway>,
     clock: Arc<dyn Clock>,
+    /// The test clock whose orgs this engine drives; `None`: the real clock's orgs.
+    scope: Option<String>,
 }
 
 /// The writes of one transaction, buffered so that audit and outbox rows go in bulk.
@@ -258,7 +261,38 @@ impl Engine {
             rules: Arc::new(rules),
             gateway,
             clock,
+            scope: None,
         }
+    }
+
+    /// The same engine for the orgs of a test clock, on that clock's time. Orgs on a test
+    /// clock never see the real clock, and other orgs never see a test clock.
+    #[must_use]
+    pub fn on_test_clock(&self, id: impl Into<String>, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            clock,
+            scope: Some(id.into()),
+            ..self.clone()
+        }
+    }
+
+    /// The test clock this engine drives, if any.
+    pub fn test_clock(&self) -> Option<&str> {
+        self.scope.as_deref()
+    }
+
+    /// Refuses to act on an org that lives on another clock.
+    fn check_scope(&self, org: &Org) -> Result<()> {
+        if org.clock == self.scope {
+            return Ok(());
+        }
+        Err(invalid(
+            "org",
+            match &org.clock {
+                Some(clock) => format!("org `{}` lives on test clock `{clock}`", org.id),
+                None => format!("org `{}` lives on the real clock", org.id),
+            },
+        ))
     }
 
     pub fn db(&self) -> &DatabaseConnection {
@@ -291,7 +325,8 @@ impl Engine {
     pub async fn sweep_batch(&self, until: DateTime<Utc>, report: &mut Report) -> Result<u64> {
         let txn = self.db.begin().await?;
         storage::lock_writes(&txn).await?;
-        let due = orgs::claim_due(&txn, until, self.rules.batch_size).await?;
+        let due =
+            orgs::claim_due(&txn, until, self.rules.batch_size, self.scope.as_deref()).await?;
         let claimed = due.len() as u64;
         let mut work = Work::new(&txn, self.clock.now());
         for mut org in due {
@@ -361,6 +396,7 @@ impl Engine {
             overage_lock_mau: None,
             scheduled_tier: None,
             scheduled_removals: Vec::new(),
+            clock: self.scope.clone(),
             version: 0,
         };
         let txn = self.db.begin().await?;
@@ -400,6 +436,7 @@ impl Engine {
         let mut org = orgs::load(&txn, org_id)
             .await?
             .ok_or_else(|| Error::UnknownOrg(org_id.to_owned()))?;
+        self.check_scope(&org)?;
         let mut work = Work::new(&txn, at);
         self.advance(&mut work, &mut org, at).await?;
         self.execute(&mut work, &mut org, command, actor, at)
@@ -430,6 +467,7 @@ impl Engine {
         let mut org = orgs::load(&txn, &invoice.org_id)
             .await?
             .ok_or_else(|| Error::UnknownOrg(invoice.org_id.clone()))?;
+        self.check_scope(&org)?;
         if invoice.status == InvoiceStatus::Paid {
             return Err(invalid(
                 "invoice",

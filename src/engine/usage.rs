@@ -108,6 +108,9 @@ impl Engine {
         let Some(org) = loaded.get_mut(&item.org).and_then(Option::as_mut) else {
             return refuse(format!("unknown org `{}`", item.org));
         };
+        if let Err(e) = self.check_scope(org) {
+            return refuse(e.to_string());
+        }
         if org.lifecycle.status == Status::Canceled {
             return refuse(format!("org `{}` is canceled", org.id));
         }

@@ -68,6 +68,7 @@ fn to_domain(m: org::Model) -> Result<Org> {
         overage_lock_mau,
         scheduled_tier,
         scheduled_removals,
+        clock: m.clock_id,
         version: m.version,
     })
 }
@@ -104,6 +105,7 @@ fn to_active(o: &Org, now: DateTime<Utc>) -> org::ActiveModel {
             .map(|v| i64::try_from(v).unwrap_or(i64::MAX))),
         scheduled_tier: Set(o.scheduled_tier.map(i64::from)),
         scheduled_removals: Set(json(&o.scheduled_removals)),
+        clock_id: Set(o.clock.clone()),
     }
 }
 
@@ -163,9 +165,14 @@ pub async fn claim_due(
     conn: &impl ConnectionTrait,
     until: DateTime<Utc>,
     limit: u64,
+    clock: Option<&str>,
 ) -> Result<Vec<Org>> {
     let mut query = org::Entity::find()
         .filter(org::Column::NextDueAt.lte(until))
+        .filter(match clock {
+            Some(id) => org::Column::ClockId.eq(id),
+            None => org::Column::ClockId.is_null(),
+        })
         .order_by_asc(org::Column::NextDueAt)
         .order_by_asc(org::Column::Id)
         .limit(limit);
@@ -267,6 +274,7 @@ pub async fn counts(conn: &impl ConnectionTrait, now: DateTime<Utc>) -> Result<C
     }
     counts.due = org::Entity::find()
         .filter(org::Column::NextDueAt.lte(now))
+        .filter(org::Column::ClockId.is_null())
         .count(conn)
         .await?;
     Ok(counts)

@@ -90,6 +90,7 @@ async fn seed(db: &DatabaseConnection, grace: bool) {
                 overage_lock_mau: None,
                 scheduled_tier: None,
                 scheduled_removals: Vec::new(),
+                clock: None,
                 version: 0,
             }
         })
