@@ -1,8 +1,12 @@
-//! The daemon: database, migrations, engine and scheduler, with injected shutdown.
+//! The daemon: database, migrations, engine, scheduler and admin API, with injected
+//! shutdown.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context as _;
+use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -10,19 +14,30 @@ use tokio_util::task::TaskTracker;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::engine::{Engine, ExternalGateway, Rules};
-use crate::{scheduler, storage};
+use crate::notify::webhook::Webhooks;
+use crate::notify::{Dispatcher, Mailer};
+use crate::{api, scheduler, storage};
 
 /// A built daemon, ready to run.
 pub struct App {
     engine: Engine,
+    dispatcher: Dispatcher,
+    /// Held while the daemon runs (SQLite only).
+    _lock: Option<crate::lock::DaemonLock>,
     settings: Settings,
+    /// The admin API's socket, bound at build time so that `addr()` is known (port 0).
+    listener: TcpListener,
+    addr: SocketAddr,
+    tokens: api::Tokens,
 }
 
 impl App {
-    /// Connects to the database and applies migrations.
+    /// Connects to the database, applies migrations, loads the API tokens (`api.tokens`
+    /// and the environment variable `ACCTD_API_TOKENS`) and binds `api.listen`.
     ///
     /// # Errors
-    /// The database cannot be opened or migrated.
+    /// The database cannot be opened or migrated, a token is malformed, or the address
+    /// cannot be bound.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         Self::build_with_clock(settings, Arc::new(SystemClock)).await
     }
@@ -30,21 +45,56 @@ impl App {
     /// As [`App::build`], on a given clock.
     ///
     /// # Errors
-    /// The database cannot be opened or migrated.
+    /// As [`App::build`].
     pub async fn build_with_clock(
         settings: Settings,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
+        // One daemon per SQLite file; PostgreSQL replicas share work through row locks.
+        let lock = crate::lock::acquire(&settings.database.url)?;
         let db =
             storage::connect(&settings.database.url, settings.database.max_connections).await?;
         storage::migrate(&db).await?;
+        let mut dispatcher = Dispatcher::new(
+            db.clone(),
+            Mailer::from_settings(&settings.email)?,
+            &settings,
+            clock.clone(),
+        );
+        if !settings.webhooks.endpoints.is_empty() {
+            let timeout = Duration::from_secs(settings.email.smtp.timeout_seconds.max(1));
+            dispatcher = dispatcher.with_webhooks(
+                Webhooks::from_settings(&settings.webhooks, timeout).map_err(anyhow::Error::msg)?,
+            );
+        }
         let engine = Engine::new(
             db,
             Rules::from_settings(&settings),
             Arc::new(ExternalGateway),
             clock,
         );
-        Ok(Self { engine, settings })
+        let tokens = api::Tokens::load(
+            &settings.api.tokens,
+            std::env::var(api::auth::ENV_VAR).ok().as_deref(),
+        )?;
+        let listener = TcpListener::bind(settings.api.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (api.listen)", settings.api.listen))?;
+        let addr = listener.local_addr()?;
+        Ok(Self {
+            engine,
+            dispatcher,
+            _lock: lock,
+            settings,
+            listener,
+            addr,
+            tokens,
+        })
+    }
+
+    /// Where the admin API listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
     pub fn engine(&self) -> &Engine {
@@ -61,9 +111,44 @@ impl App {
         let mut jobs = scheduler::start(every, bell.clone()).await?;
         let tracker = TaskTracker::new();
         tracker.spawn(scheduler::run(self.engine.clone(), bell, shutdown.clone()));
+        let outbox_bell = Arc::new(Notify::new());
+        let poll = Duration::from_secs(self.settings.notify.poll_seconds);
+        scheduler::add_repeated(&jobs, poll, outbox_bell.clone()).await?;
+        tracker.spawn(self.dispatcher.run(outbox_bell, shutdown.clone()));
+        let purge_bell = Arc::new(Notify::new());
+        scheduler::add_cron(&jobs, scheduler::RETENTION, purge_bell.clone()).await?;
+        let retention = self
+            .settings
+            .plans
+            .iter()
+            .map(|(plan, p)| (plan.clone(), p.retention_days))
+            .collect();
+        tracker.spawn(scheduler::run_retention(
+            self.engine.clone(),
+            retention,
+            purge_bell,
+            shutdown.clone(),
+        ));
+        if self.tokens.is_empty() {
+            tracing::warn!("no API tokens configured: every authenticated request gets 401");
+        }
+        let router = api::router(api::ApiState::new(
+            self.engine.clone(),
+            self.settings.api.clone(),
+            self.tokens,
+        ));
+        let server_shutdown = shutdown.clone();
+        let listener = self.listener;
+        tracker.spawn(async move {
+            if let Err(e) = api::serve(listener, router, server_shutdown).await {
+                tracing::error!(error = %e, "admin API stopped");
+            }
+        });
         tracker.close();
         tracing::info!(
             database = %redact(&self.settings.database.url),
+            api = %self.addr,
+            test_clocks = self.settings.api.test_clocks,
             sweep_every_seconds = self.settings.daemon.sweep_every_seconds,
             "acctd serving"
         );

@@ -2,6 +2,8 @@
 //! [`crate::cli::admin`].
 
 pub mod admin;
+pub mod outbox;
+pub mod remote;
 pub mod usage;
 
 use std::path::PathBuf;
@@ -25,8 +27,13 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the daemon: catch up on due deadlines, then sweep on a schedule.
-    Serve,
+    /// Run the daemon: catch up on due deadlines, then sweep on a schedule; serve the
+    /// admin HTTP API.
+    Serve {
+        /// Address of the admin API, overriding `api.listen` (e.g. 127.0.0.1:0).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<std::net::SocketAddr>,
+    },
     /// Apply database migrations and exit.
     Migrate,
     /// Run a time-travel scenario and print JSON Lines (exit 1 if an expectation fails).
@@ -45,9 +52,14 @@ pub enum Command {
     },
     /// Validate the settings and print them.
     CheckConfig,
-    /// Manual operations and inspection, against the configured database.
-    #[command(subcommand)]
-    Admin(admin::AdminCommand),
+    /// Manual operations and inspection, against the configured database or, with
+    /// --url, through the admin API.
+    Admin {
+        #[command(flatten)]
+        remote: remote::Remote,
+        #[command(subcommand)]
+        command: admin::AdminCommand,
+    },
     /// Report usage: one report, or a batch file (JSON Lines or CSV).
     #[command(subcommand)]
     Usage(usage::UsageCommand),

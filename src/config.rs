@@ -51,8 +51,151 @@ pub struct Settings {
     pub billing: Billing,
     pub usage: UsageSettings,
     pub entitlements: EntitlementSettings,
+    pub email: Email,
+    pub notify: Notify,
+    pub webhooks: Webhooks,
     pub plans: BTreeMap<String, Plan>,
     pub addons: BTreeMap<String, Addon>,
+    pub api: Api,
+}
+
+/// How emails leave: SMTP in production, `.eml` files or stdout for development and QA.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Email {
+    pub transport: EmailTransport,
+    /// The From address, e.g. `"Billing <billing@example.com>"`.
+    pub from: String,
+    /// Where the file transport writes `.eml` files.
+    pub file_dir: String,
+    pub smtp: Smtp,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmailTransport {
+    Smtp,
+    File,
+    Stdout,
+    /// Keep messages in the outbox without sending (e.g. a replica that only sweeps).
+    None,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SmtpTls {
+    /// Plain connection upgraded with STARTTLS (port 587).
+    Starttls,
+    /// Implicit TLS (port 465).
+    Tls,
+    /// No encryption: only for a relay on loopback.
+    None,
+}
+
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Smtp {
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    pub username: Option<String>,
+    /// Only from the environment (`ACCTD__EMAIL__SMTP__PASSWORD`) or `password_file`;
+    /// never serialized, printed or logged.
+    #[serde(skip_serializing)]
+    pub password: Option<String>,
+    pub password_file: Option<String>,
+    pub timeout_seconds: u64,
+}
+
+impl fmt::Debug for Smtp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Smtp")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("password_file", &self.password_file)
+            .field("timeout_seconds", &self.timeout_seconds)
+            .finish()
+    }
+}
+
+impl Default for Email {
+    fn default() -> Self {
+        Self {
+            transport: EmailTransport::File,
+            from: "acctd <billing@localhost>".to_owned(),
+            file_dir: "outbox-mail".to_owned(),
+            smtp: Smtp::default(),
+        }
+    }
+}
+
+impl Default for Smtp {
+    fn default() -> Self {
+        Self {
+            host: "localhost".to_owned(),
+            port: 587,
+            tls: SmtpTls::Starttls,
+            username: None,
+            password: None,
+            password_file: None,
+            timeout_seconds: 10,
+        }
+    }
+}
+
+/// Signed webhooks: every lifecycle event POSTed as JSON to each endpoint, through the
+/// outbox (optional; none by default).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Webhooks {
+    pub endpoints: Vec<WebhookEndpoint>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookEndpoint {
+    /// A short unique name, used in dedupe keys and logs.
+    pub name: String,
+    /// `http://` or `https://`.
+    pub url: String,
+    /// The environment variable that holds the signing secret (never in a file).
+    pub secret_env: String,
+}
+
+/// The outbox dispatcher: delivery retries with exponential backoff and a dead letter.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Notify {
+    /// How often the dispatcher looks for due messages.
+    pub poll_seconds: u64,
+    /// Messages claimed per round.
+    pub batch_size: u32,
+    /// Attempts before a message is dead-lettered (see `acctd admin outbox`).
+    pub max_attempts: u32,
+    /// First retry delay; doubles per attempt (with jitter) up to the maximum.
+    pub backoff_base_seconds: u64,
+    pub backoff_max_seconds: u64,
+    /// A claimed message not acknowledged within this time is sent again (crash safety).
+    pub lease_seconds: u64,
+    /// Reminders (trial_ending, grace_ending, cancel_warning) go this many days before.
+    pub reminder_days: u32,
+}
+
+impl Default for Notify {
+    fn default() -> Self {
+        Self {
+            poll_seconds: 5,
+            batch_size: 100,
+            max_attempts: 12,
+            backoff_base_seconds: 30,
+            backoff_max_seconds: 6 * 3600,
+            lease_seconds: 120,
+            reminder_days: 3,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
@@ -204,11 +347,15 @@ impl Default for Settings {
             billing: Billing::default(),
             usage: UsageSettings::default(),
             entitlements: EntitlementSettings::default(),
+            email: Email::default(),
+            notify: Notify::default(),
+            webhooks: Webhooks::default(),
             plans: BTreeMap::from([
                 ("basic".to_owned(), plan("1.00", 2_000, 365)),
                 ("essentials".to_owned(), plan("1.25", 10_000, 3 * 365)),
             ]),
             addons: BTreeMap::new(),
+            api: Api::default(),
         }
     }
 }
@@ -266,6 +413,101 @@ impl Default for Billing {
 fn dec(s: &str) -> Decimal {
     // Proven invariant: only called with literal decimals written in this file.
     Decimal::from_str(s).expect("literal decimal")
+}
+
+/// The admin HTTP API served by `acctd serve` (see `src/api`).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Api {
+    /// Where the API listens; `acctd serve --listen ADDR` overrides it.
+    pub listen: std::net::SocketAddr,
+    /// Serve the test-clock endpoints (`/v1/test-clocks`); off in production.
+    pub test_clocks: bool,
+    /// Larger request bodies are refused with 413.
+    pub max_body_bytes: usize,
+    /// Bearer tokens, stored as SHA-256 hashes. More come from the environment variable
+    /// `ACCTD_API_TOKENS` (`name:role:plaintext,...`), never from a file in plain text.
+    pub tokens: Vec<ApiToken>,
+}
+
+/// One bearer token of the admin API; its name is the actor recorded in the audit trail.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiToken {
+    pub name: String,
+    pub role: Role,
+    /// Lowercase hex SHA-256 of the token, e.g. from `printf %s "$TOKEN" | sha256sum`.
+    pub token_sha256: String,
+}
+
+/// What a token may do; a higher role includes the lower ones (SPEC section 10).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Read (`GET`).
+    Viewer,
+    /// Usage, payments, plan changes, payment methods, signup.
+    Operator,
+    /// Manual operations, cancellation, test clocks.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl Default for Api {
+    fn default() -> Self {
+        Self {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 8080)),
+            test_clocks: false,
+            max_body_bytes: 4 * 1024 * 1024,
+            tokens: Vec::new(),
+        }
+    }
+}
+
+impl Api {
+    /// Checks the API settings; returns the offending key and why.
+    ///
+    /// # Errors
+    /// `(key, message)` for the first invalid value.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        if self.max_body_bytes < 1024 {
+            return Err(("api.max_body_bytes".into(), "must be at least 1024".into()));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for token in &self.tokens {
+            if !crate::api::auth::valid_name(&token.name) {
+                return Err((
+                    "api.tokens".into(),
+                    format!(
+                        "token name `{}` must be 1 to 64 characters without `:`, `,` or spaces",
+                        token.name
+                    ),
+                ));
+            }
+            if !names.insert(token.name.as_str()) {
+                return Err((
+                    "api.tokens".into(),
+                    format!("token name `{}` is used twice", token.name),
+                ));
+            }
+            if crate::api::auth::parse_sha256(&token.token_sha256).is_none() {
+                return Err((
+                    "api.tokens".into(),
+                    format!("token `{}`: token_sha256 must be 64 hex digits", token.name),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The default config file, read if present.
@@ -470,6 +712,7 @@ impl Settings {
     /// # Errors
     /// `(key, message)` for the first invalid value.
     pub fn validate(&self) -> Result<(), (String, String)> {
+        self.api.validate()?;
         let fail = |key: &str, message: String| Err((key.to_owned(), message));
         if self.database.url.is_empty() {
             return fail("database.url", "must not be empty".into());
@@ -552,6 +795,53 @@ impl Settings {
         }
         if self.usage.lock_above_percent < 100 {
             return fail("usage.lock_above_percent", "must be at least 100".into());
+        }
+        if self.email.from.parse::<lettre::message::Mailbox>().is_err() {
+            return fail(
+                "email.from",
+                format!("`{}` is not an email address", self.email.from),
+            );
+        }
+        if self.notify.max_attempts == 0
+            || self.notify.batch_size == 0
+            || self.notify.poll_seconds == 0
+        {
+            return fail(
+                "notify",
+                "max_attempts, batch_size and poll_seconds must be at least 1".into(),
+            );
+        }
+        if self.notify.backoff_base_seconds == 0
+            || self.notify.backoff_max_seconds < self.notify.backoff_base_seconds
+        {
+            return fail(
+                "notify.backoff_max_seconds",
+                "must be at least backoff_base_seconds, which must be positive".into(),
+            );
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, endpoint) in self.webhooks.endpoints.iter().enumerate() {
+            let key = format!("webhooks.endpoints[{i}]");
+            if endpoint.name.is_empty() || !names.insert(endpoint.name.as_str()) {
+                return fail(
+                    &format!("{key}.name"),
+                    format!("`{}` must be non-empty and unique", endpoint.name),
+                );
+            }
+            if !(endpoint.url.starts_with("http://") || endpoint.url.starts_with("https://"))
+                || endpoint.url.parse::<hyper::Uri>().is_err()
+            {
+                return fail(
+                    &format!("{key}.url"),
+                    format!("`{}` is not an http(s) URL", endpoint.url),
+                );
+            }
+            if endpoint.secret_env.is_empty() {
+                return fail(
+                    &format!("{key}.secret_env"),
+                    "names the environment variable holding the secret".into(),
+                );
+            }
         }
         if self.plans.is_empty() {
             return fail("plans", "at least one plan is required".into());

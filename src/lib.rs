@@ -6,16 +6,22 @@
 //!   `entity` crate.
 //! - [`engine`]: the one code path that loads due orgs, runs the machine and persists the
 //!   result with its audit rows and notifications, driven by a [`clock::Clock`].
+//! - [`notify`]: email templates, transports and the outbox dispatcher.
 //! - [`scheduler`]: the daemon's wall-clock wake-ups (tokio-cron-scheduler).
 //! - [`simulate`]: time-travel scenarios on a virtual clock and an in-memory database.
+//! - [`api`]: the admin HTTP API (axum): routes, auth, DTOs, errors, and its client.
 //! - [`config`], [`telemetry`], [`cli`]: settings, logs, the command line.
 
+pub mod api;
 pub mod app;
+pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod engine;
+pub mod lock;
+pub mod notify;
 pub mod scheduler;
 pub mod simulate;
 pub mod storage;

@@ -54,7 +54,13 @@ fn main() -> ExitCode {
 
 async fn dispatch(command: Command, settings: Settings) -> ExitCode {
     match command {
-        Command::Serve => report(serve(settings).await),
+        Command::Serve { listen } => {
+            let mut settings = settings;
+            if let Some(listen) = listen {
+                settings.api.listen = listen;
+            }
+            report(serve(settings).await)
+        }
         Command::Migrate => report(migrate(&settings).await),
         Command::CheckConfig => {
             match toml::to_string_pretty(&settings) {
@@ -65,13 +71,17 @@ async fn dispatch(command: Command, settings: Settings) -> ExitCode {
         }
         Command::Simulate { scenario } => simulate_file(&scenario, &settings).await,
         Command::Tick { until, json } => report(tick(&settings, until, json).await),
-        Command::Admin(admin) => {
+        Command::Admin { remote, command } => {
+            if let Some(url) = remote.url {
+                let mut out = std::io::stdout().lock();
+                return failure(cli::remote::run(&url, remote.token, command, &mut out).await);
+            }
             let engine = match engine(&settings).await {
                 Ok(engine) => engine,
                 Err(e) => return report(Err(e)),
             };
             let mut out = std::io::stdout().lock();
-            failure(cli::admin::run(&engine, admin, &mut out).await)
+            failure(cli::admin::run(&engine, command, &mut out).await)
         }
         Command::Usage(usage) => {
             let engine = match engine(&settings).await {

@@ -44,6 +44,63 @@ pub async fn start(every: Duration, bell: Arc<Notify>) -> Result<JobScheduler, J
     Ok(scheduler)
 }
 
+/// Adds a repeated wake-up (the outbox dispatcher's) to a running scheduler.
+///
+/// # Errors
+/// The job could not be added.
+pub async fn add_repeated(
+    scheduler: &JobScheduler,
+    every: Duration,
+    bell: Arc<Notify>,
+) -> Result<(), JobSchedulerError> {
+    scheduler
+        .add(Job::new_repeated_async(every, move |_, _| {
+            let bell = bell.clone();
+            Box::pin(async move { bell.notify_one() })
+        })?)
+        .await
+        .map(|_| ())
+}
+
+/// Adds a cron wake-up (UTC, with seconds), e.g. the daily retention purge.
+///
+/// # Errors
+/// A bad expression, or the job could not be added.
+pub async fn add_cron(
+    scheduler: &JobScheduler,
+    cron: &str,
+    bell: Arc<Notify>,
+) -> Result<(), JobSchedulerError> {
+    scheduler
+        .add(Job::new_async(cron, move |_, _| {
+            let bell = bell.clone();
+            Box::pin(async move { bell.notify_one() })
+        })?)
+        .await
+        .map(|_| ())
+}
+
+/// Cron expression of the daily retention purge (03:00 UTC).
+pub const RETENTION: &str = "0 0 3 * * *";
+
+/// Purges usage past each plan's retention on every bell until cancelled.
+pub async fn run_retention(
+    engine: Engine,
+    retention: Vec<(String, u32)>,
+    bell: Arc<Notify>,
+    token: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = bell.notified() => {}
+            () = token.cancelled() => break,
+        }
+        if let Err(e) = engine.purge_retention(&retention).await {
+            tracing::error!(error = %e, "retention purge failed; retrying tomorrow");
+        }
+    }
+}
+
 /// The engine loop: catch up at once, then sweep on every bell until `token` is
 /// cancelled. A batch in flight is finished before returning; the next one is not begun.
 pub async fn run(engine: Engine, bell: Arc<Notify>, token: CancellationToken) {

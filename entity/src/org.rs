@@ -44,6 +44,10 @@ pub struct Model {
     pub scheduled_removals: String,
     /// The test clock this org lives on; `None` for the real clock.
     pub clock_id: Option<String>,
+    /// The next reminder to send.
+    pub reminder_at: Option<DateTimeUtc>,
+    /// Reminders up to this instant were sent.
+    pub reminded_through: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

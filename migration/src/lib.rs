@@ -7,6 +7,7 @@ mod m20261122_000001_create_lifecycle_tables;
 mod m20261122_000002_create_usage_tables;
 mod m20261122_000003_add_scheduled_plan_changes;
 mod m20261122_000004_create_test_clocks;
+mod m20261122_000005_add_reminders;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000002_create_usage_tables::Migration),
             Box::new(m20261122_000003_add_scheduled_plan_changes::Migration),
             Box::new(m20261122_000004_create_test_clocks::Migration),
+            Box::new(m20261122_000005_add_reminders::Migration),
         ]
     }
 }

@@ -66,6 +66,9 @@ pub enum AdminCommand {
         #[arg(long, default_value_t = 100)]
         limit: u64,
     },
+    /// Notification delivery: list, retry or discard outbox messages.
+    #[command(subcommand)]
+    Outbox(super::outbox::OutboxCommand),
     /// Counts by state and reason, the due backlog and the outbox backlog.
     Stats {
         #[arg(long)]
@@ -293,6 +296,7 @@ pub async fn run(
             return Ok(());
         }
         AdminCommand::Stats { json } => return stats(engine, json, out).await,
+        AdminCommand::Outbox(command) => return super::outbox::run(engine, command, out).await,
         AdminCommand::Invoices { org } => {
             if engine.org(&org).await?.is_none() {
                 return Err(engine::Error::UnknownOrg(org).into());

@@ -154,6 +154,8 @@ fn active() -> Lifecycle {
         grace_ends_at: None,
         cancel_at: None,
         next_cycle_at: Some(t("2026-06-01T00:00:00Z")),
+        reminder_at: None,
+        reminded_through: None,
     }
 }
 
@@ -205,6 +207,8 @@ fn canceled(base: &Lifecycle) -> Lifecycle {
         grace_ends_at: None,
         cancel_at: None,
         next_cycle_at: None,
+        reminder_at: None,
+        reminded_through: None,
     }
 }
 
@@ -228,6 +232,8 @@ fn signup_starts_a_trial_that_ends_thirty_days_later() {
             grace_ends_at: None,
             cancel_at: None,
             next_cycle_at: None,
+            reminder_at: None,
+            reminded_through: None,
         }),
     );
 }
@@ -245,6 +251,8 @@ fn trial_end_with_a_card_and_a_paid_charge_converts_to_active_billed_from_the_ne
                 subscriber: true,
                 trial_ends_at: None,
                 next_cycle_at: Some(t("2026-05-01T00:00:00Z")),
+                reminder_at: None,
+                reminded_through: None,
                 ..in_trial(true)
             },
             transition: Some(recorded(Trial, Active, "trial_ended")),
@@ -266,6 +274,8 @@ fn trial_end_with_a_card_and_a_pending_charge_converts_to_active() {
                 subscriber: true,
                 trial_ends_at: None,
                 next_cycle_at: Some(t("2026-05-01T00:00:00Z")),
+                reminder_at: None,
+                reminded_through: None,
                 ..in_trial(true)
             },
             transition: Some(recorded(Trial, Active, "trial_ended")),
@@ -288,6 +298,8 @@ fn trial_end_with_a_declined_charge_converts_to_grace_period_for_ten_days() {
                 trial_ends_at: None,
                 grace_ends_at: Some(t("2026-04-14T09:30:00Z")),
                 next_cycle_at: Some(t("2026-05-01T00:00:00Z")),
+                reminder_at: None,
+                reminded_through: None,
                 ..in_trial(true)
             },
             transition: Some(recorded(Trial, GracePeriod, "trial_ended")),
@@ -313,6 +325,8 @@ fn trial_ending_exactly_on_a_first_bills_the_next_cycle_a_month_later() {
                 subscriber: true,
                 trial_ends_at: None,
                 next_cycle_at: Some(t("2026-07-01T00:00:00Z")),
+                reminder_at: None,
+                reminded_through: None,
                 ..in_trial(true)
             },
             transition: Some(recorded(Trial, Active, "trial_ended")),
@@ -338,6 +352,8 @@ fn trial_end_without_a_card_locks_with_trial_expired_and_sets_cancel_at() {
                 grace_ends_at: None,
                 cancel_at: Some(t("2026-04-18T09:30:00Z")),
                 next_cycle_at: None,
+                reminder_at: None,
+                reminded_through: None,
             },
             transition: Some(recorded(Trial, Locked, "trial_ended")),
             effects: vec![
@@ -360,6 +376,8 @@ fn trial_end_while_locked_in_trial_with_a_card_converts_but_stays_locked() {
                 subscriber: true,
                 trial_ends_at: None,
                 next_cycle_at: Some(t("2026-05-01T00:00:00Z")),
+                reminder_at: None,
+                reminded_through: None,
                 ..locked(&in_trial(true), &[Overage])
             },
             transition: Some(recorded(Locked, Locked, "trial_ended")),
@@ -381,6 +399,8 @@ fn trial_end_while_locked_in_trial_with_a_declined_charge_sets_grace_ends_at_and
                 trial_ends_at: None,
                 grace_ends_at: Some(t("2026-04-14T09:30:00Z")),
                 next_cycle_at: Some(t("2026-05-01T00:00:00Z")),
+                reminder_at: None,
+                reminded_through: None,
                 ..locked(&in_trial(true), &[Manual])
             },
             transition: Some(recorded(Locked, Locked, "trial_ended")),
@@ -427,6 +447,8 @@ fn end_trial_with_a_card_converts_at_the_command_instant() {
                 subscriber: true,
                 trial_ends_at: None,
                 next_cycle_at: Some(t("2026-04-01T00:00:00Z")),
+                reminder_at: None,
+                reminded_through: None,
                 ..in_trial(true)
             },
             transition: Some(recorded(Trial, Active, "end_trial")),
@@ -449,6 +471,8 @@ fn end_trial_with_a_declined_charge_enters_grace_period_from_the_command_instant
                 trial_ends_at: None,
                 grace_ends_at: Some(t("2026-03-30T15:00:00Z")),
                 next_cycle_at: Some(t("2026-04-01T00:00:00Z")),
+                reminder_at: None,
+                reminded_through: None,
                 ..in_trial(true)
             },
             transition: Some(recorded(Trial, GracePeriod, "end_trial")),
@@ -494,6 +518,8 @@ fn end_trial_while_locked_in_trial_converts_and_stays_locked() {
                 subscriber: true,
                 trial_ends_at: None,
                 next_cycle_at: Some(t("2026-04-01T00:00:00Z")),
+                reminder_at: None,
+                reminded_through: None,
                 ..locked(&in_trial(true), &[Manual])
             },
             transition: Some(recorded(Locked, Locked, "end_trial")),
@@ -675,6 +701,8 @@ fn declined_conversion_chains_grace_and_cancel_deadlines_from_the_effective_inst
                 grace_ends_at: None,
                 cancel_at: Some(t("2026-04-28T09:30:00Z")),
                 next_cycle_at: Some(t("2026-05-01T00:00:00Z")),
+                reminder_at: None,
+                reminded_through: None,
             },
             transition: Some(recorded(GracePeriod, Locked, "grace_expired")),
             effects: vec![notify(Template::AccountLocked)],
@@ -834,6 +862,8 @@ fn adding_a_card_after_trial_expired_converts_and_returns_to_active_when_the_cha
                 grace_ends_at: None,
                 cancel_at: None,
                 next_cycle_at: Some(t("2026-05-01T00:00:00Z")),
+                reminder_at: None,
+                reminded_through: None,
             },
             transition: Some(recorded(Locked, Active, "payment_method_added")),
             effects: vec![notify(Template::AccountUnlocked)],
@@ -881,6 +911,8 @@ fn conversion_payment_after_trial_expired_converts_and_returns_to_active() {
                 grace_ends_at: None,
                 cancel_at: None,
                 next_cycle_at: Some(t("2026-05-01T00:00:00Z")),
+                reminder_at: None,
+                reminded_through: None,
             },
             transition: Some(recorded(Locked, Active, "payment_succeeded")),
             effects: vec![Effect::SettleOverdue, notify(Template::AccountUnlocked)],
@@ -901,6 +933,8 @@ fn adding_a_card_after_trial_expired_keeps_a_manual_lock() {
                 subscriber: true,
                 cancel_at: None,
                 next_cycle_at: Some(t("2026-05-01T00:00:00Z")),
+                reminder_at: None,
+                reminded_through: None,
                 ..locked(&trial_expired(), &[Manual])
             },
             transition: Some(recorded(Locked, Locked, "payment_method_added")),

@@ -211,6 +211,10 @@ pub struct Lifecycle {
     pub grace_ends_at: Option<DateTime<Utc>>,
     pub cancel_at: Option<DateTime<Utc>>,
     pub next_cycle_at: Option<DateTime<Utc>>,
+    /// The next reminder (a few days before a deadline); set by the engine.
+    pub reminder_at: Option<DateTime<Utc>>,
+    /// Reminders up to this instant were sent.
+    pub reminded_through: Option<DateTime<Utc>>,
 }
 
 impl Lifecycle {
@@ -225,6 +229,8 @@ impl Lifecycle {
             grace_ends_at: None,
             cancel_at: None,
             next_cycle_at: None,
+            reminder_at: None,
+            reminded_through: None,
         }
     }
 
@@ -235,6 +241,7 @@ impl Lifecycle {
             (self.grace_ends_at, Deadline::GraceEnd),
             (self.cancel_at, Deadline::Cancel),
             (self.next_cycle_at, Deadline::MonthlyCycle),
+            (self.reminder_at, Deadline::Reminder),
         ]
         .into_iter()
         .filter_map(|(at, kind)| at.map(|at| (at, kind)))
@@ -244,6 +251,31 @@ impl Lifecycle {
     /// The earliest pending deadline: the indexed `next_due_at` column.
     pub fn next_due_at(&self) -> Option<DateTime<Utc>> {
         self.next_deadline().map(|(at, _)| at)
+    }
+
+    /// The reminders due before each pending deadline, `days` ahead: `(reminder instant,
+    /// template, deadline)`.
+    pub fn reminders(&self, days: u32) -> Vec<(DateTime<Utc>, &'static str, DateTime<Utc>)> {
+        let ahead = chrono::Duration::days(i64::from(days));
+        [
+            (self.trial_ends_at, "trial_ending"),
+            (self.grace_ends_at, "grace_ending"),
+            (self.cancel_at, "cancel_warning"),
+        ]
+        .into_iter()
+        .filter_map(|(deadline, template)| deadline.map(|d| (d - ahead, template, d)))
+        .collect()
+    }
+
+    /// Points `reminder_at` at the earliest reminder at or after `from` that was not sent.
+    pub fn schedule_reminder(&mut self, from: DateTime<Utc>, days: u32) {
+        let sent = self.reminded_through;
+        self.reminder_at = self
+            .reminders(days)
+            .into_iter()
+            .map(|(at, _, _)| at)
+            .filter(|at| *at >= from && sent.is_none_or(|s| *at > s))
+            .min();
     }
 
     /// In trial while the trial deadline is pending, locked or not (SPEC section 3).
@@ -259,6 +291,7 @@ pub enum Deadline {
     GraceEnd,
     Cancel,
     MonthlyCycle,
+    Reminder,
 }
 
 /// The durations of SPEC section 3's timers.

@@ -4,6 +4,9 @@
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
+use chrono::SecondsFormat;
+use serde_json::{json, Value};
+
 use crate::domain::price::Line;
 use crate::domain::{LockReasons, Status};
 
@@ -96,5 +99,78 @@ impl Report {
 
     pub fn extend(&mut self, other: Report) {
         self.facts.extend(other.facts);
+    }
+}
+
+fn time(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+impl Fact {
+    /// The fact as SPEC section 9's JSON object (simulation output, `acctd tick --json`,
+    /// webhook bodies).
+    pub fn to_json(&self) -> Value {
+        let fact = self;
+        match fact {
+            Fact::Transition {
+                at,
+                org,
+                from,
+                to,
+                cause,
+                reasons,
+                ..
+            } => json!({
+                "at": time(*at), "org": org, "type": "transition",
+                "from": from.map(super::super::domain::Status::as_str), "to": to.as_str(), "cause": cause,
+                "lock_reasons": reasons.iter().map(super::super::domain::LockReason::as_str).collect::<Vec<_>>(),
+            }),
+            Fact::Invoice {
+                at,
+                org,
+                id,
+                period,
+                lines,
+                total,
+            } => json!({
+                "at": time(*at), "org": org, "type": "invoice", "id": id, "period": period,
+                "lines": lines.iter().map(|l| json!({"kind": l.kind.as_str(), "amount": format!("{:.2}", l.amount)})).collect::<Vec<_>>(),
+                "total": format!("{total:.2}"),
+            }),
+            Fact::Payment {
+                at,
+                org,
+                invoice,
+                succeeded,
+            } => json!({
+                "at": time(*at), "org": org, "type": "payment", "invoice": invoice,
+                "outcome": if *succeeded { "succeeded" } else { "failed" },
+            }),
+            Fact::Email {
+                at,
+                org,
+                template,
+                to,
+            } => json!({
+                "at": time(*at), "org": org, "type": "email", "template": template, "to": to,
+            }),
+            Fact::Plan {
+                at,
+                org,
+                tier,
+                addons,
+                change,
+            } => json!({
+                "at": time(*at), "org": org, "type": "plan", "tier": tier, "addons": addons, "change": change,
+            }),
+            Fact::Alert {
+                at,
+                org,
+                threshold,
+                usage_percent,
+            } => json!({
+                "at": time(*at), "org": org, "type": "alert", "threshold": threshold, "usage_percent": usage_percent,
+            }),
+        }
     }
 }

@@ -73,6 +73,9 @@ pub struct Rules {
     pub batch_size: u64,
     pub alert_thresholds: Vec<u32>,
     pub lock_above_percent: u32,
+    pub reminder_days: u32,
+    /// Names of the webhook endpoints every lifecycle event is published to.
+    pub webhooks: Vec<String>,
 }
 
 impl Rules {
@@ -85,6 +88,13 @@ impl Rules {
             batch_size: u64::from(settings.daemon.batch_size),
             alert_thresholds: settings.usage.alert_thresholds.clone(),
             lock_above_percent: settings.usage.lock_above_percent,
+            reminder_days: settings.notify.reminder_days,
+            webhooks: settings
+                .webhooks
+                .endpoints
+                .iter()
+                .map(|e| e.name.clone())
+                .collect(),
         }
     }
 }
@@ -178,6 +188,8 @@ struct Work<'a> {
     transitions: Vec<TransitionRecord>,
     outbox: Vec<OutboxMessage>,
     facts: Vec<Fact>,
+    /// Facts before this index were published to the webhooks already.
+    published: usize,
 }
 
 impl<'a> Work<'a> {
@@ -188,10 +200,31 @@ impl<'a> Work<'a> {
             transitions: Vec::new(),
             outbox: Vec::new(),
             facts: Vec::new(),
+            published: 0,
         }
     }
 
-    async fn flush(&mut self) -> Result<()> {
+    /// Writes the buffered audit and outbox rows, with one webhook message per new
+    /// lifecycle event and endpoint.
+    async fn flush(&mut self, webhooks: &[String]) -> Result<()> {
+        if !webhooks.is_empty() {
+            for fact in &self.facts[self.published..] {
+                for (event, key, payload) in webhook_events(fact) {
+                    for endpoint in webhooks {
+                        self.outbox.push(OutboxMessage {
+                            org_id: fact.org().to_owned(),
+                            channel: "webhook",
+                            template: event.to_owned(),
+                            recipients: vec![endpoint.clone()],
+                            payload: payload.clone(),
+                            dedupe_key: format!("webhook:{endpoint}:{key}"),
+                            at: fact.at(),
+                        });
+                    }
+                }
+            }
+        }
+        self.published = self.facts.len();
         storage::audit::insert_transitions(self.txn, &self.transitions).await?;
         storage::audit::enqueue(self.txn, &self.outbox).await?;
         self.transitions.clear();
@@ -333,7 +366,7 @@ impl Engine {
             self.advance(&mut work, &mut org, until).await?;
             orgs::update(&txn, &mut org, work.recorded_at).await?;
         }
-        work.flush().await?;
+        work.flush(&self.rules.webhooks).await?;
         let facts = std::mem::take(&mut work.facts);
         txn.commit().await?;
         report.facts.extend(facts);
@@ -378,6 +411,7 @@ impl Engine {
             lifecycle.subscriber = true;
             lifecycle.next_cycle_at = Some(next_first_after(at));
         }
+        lifecycle.schedule_reminder(at, self.rules.reminder_days);
         let org = Org {
             billing_email: signup
                 .billing_email
@@ -407,7 +441,7 @@ impl Engine {
         orgs::insert(&txn, &org, at).await?;
         let mut work = Work::new(&txn, at);
         work.record(&org, None, "signup", actor, at);
-        work.flush().await?;
+        work.flush(&self.rules.webhooks).await?;
         let facts = std::mem::take(&mut work.facts);
         txn.commit().await?;
         Ok(Report { facts })
@@ -442,7 +476,7 @@ impl Engine {
         self.execute(&mut work, &mut org, command, actor, at)
             .await?;
         orgs::update(&txn, &mut org, at).await?;
-        work.flush().await?;
+        work.flush(&self.rules.webhooks).await?;
         let facts = std::mem::take(&mut work.facts);
         txn.commit().await?;
         Ok(Report { facts })
@@ -497,7 +531,7 @@ impl Engine {
                 .await?;
         }
         orgs::update(&txn, &mut org, at).await?;
-        work.flush().await?;
+        work.flush(&self.rules.webhooks).await?;
         let facts = std::mem::take(&mut work.facts);
         txn.commit().await?;
         Ok(Report { facts })
@@ -529,6 +563,7 @@ impl Engine {
                     self.apply(work, org, Event::CancelDue, &system, at).await?;
                 }
                 Deadline::MonthlyCycle => self.monthly_cycle(work, org, at).await?,
+                Deadline::Reminder => self.remind(work, org, at),
             }
             if org.lifecycle.next_deadline() == Some((at, deadline)) {
                 // Every handler consumes the deadline it was given; if a rule ever did
@@ -538,6 +573,22 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// Sends the reminders due at `at` (a few days before a deadline), once each.
+    fn remind(&self, work: &mut Work<'_>, org: &mut Org, at: DateTime<Utc>) {
+        let days = self.rules.reminder_days;
+        let sent = org.lifecycle.reminded_through;
+        for (when, template, deadline) in org.lifecycle.reminders(days) {
+            if when == at && sent.is_none_or(|s| when > s) {
+                let mut payload = lifecycle_payload(org, at);
+                payload["payment_method"] = org.lifecycle.payment_method.into();
+                let key = format!("{}:{template}:{}", org.id, rfc3339(deadline));
+                work.email(org, template, at, key, payload);
+            }
+        }
+        org.lifecycle.reminded_through = Some(at);
+        org.lifecycle.schedule_reminder(at, days);
     }
 
     /// Runs the machine and carries out its effects. Facts never fail here; a refused
@@ -553,6 +604,8 @@ impl Engine {
         let decision = decide(&org.lifecycle, event, at, self.rules.timers)?;
         let from = org.lifecycle.status;
         org.lifecycle = decision.lifecycle;
+        org.lifecycle
+            .schedule_reminder(at, self.rules.reminder_days);
         if !org.lifecycle.reasons.contains(LockReason::Overage) {
             org.overage_lock_mau = None;
         }
@@ -581,15 +634,7 @@ impl Engine {
                 Effect::Purge => {
                     org.canceled_at = Some(at);
                     storage::usage::purge_org(work.txn, &org.id).await?;
-                    work.outbox.push(OutboxMessage {
-                        org_id: org.id.clone(),
-                        channel: "event",
-                        template: "org.canceled".to_owned(),
-                        recipients: Vec::new(),
-                        payload: lifecycle_payload(org, at),
-                        dedupe_key: format!("{}:org.canceled", org.id),
-                        at,
-                    });
+                    // Other systems purge theirs on the `org.canceled` webhook event.
                 }
             }
         }
@@ -948,12 +993,61 @@ impl Work<'_> {
     }
 }
 
+/// The webhook events of a fact: `(event type, dedupe key, body)`. Emails are not
+/// lifecycle events; a transition to canceled is also `org.canceled`.
+fn webhook_events(fact: &Fact) -> Vec<(&'static str, String, serde_json::Value)> {
+    let at = fact.at().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let org = fact.org();
+    let with_event = |event: &str| {
+        let mut body = fact.to_json();
+        body["event"] = event.into();
+        body
+    };
+    match fact {
+        Fact::Email { .. } => Vec::new(),
+        Fact::Transition {
+            cause, to, reasons, ..
+        } => {
+            let key = format!("{org}:transition:{cause}:{at}:{to}:{reasons}");
+            let mut events = vec![("org.transition", key, with_event("org.transition"))];
+            if *to == Status::Canceled {
+                events.push((
+                    "org.canceled",
+                    format!("{org}:canceled"),
+                    with_event("org.canceled"),
+                ));
+            }
+            events
+        }
+        Fact::Invoice { id, .. } => vec![(
+            "invoice.issued",
+            format!("{org}:invoice:{id}"),
+            with_event("invoice.issued"),
+        )],
+        Fact::Payment {
+            invoice, succeeded, ..
+        } => {
+            let key = format!("{org}:payment:{invoice}:{succeeded}:{at}");
+            vec![("payment", key, with_event("payment"))]
+        }
+        Fact::Plan { change, tier, .. } => {
+            let key = format!("{org}:plan:{change}:{tier}:{at}");
+            vec![("org.plan", key, with_event("org.plan"))]
+        }
+        Fact::Alert { threshold, .. } => {
+            let key = format!("{org}:alert:{threshold}:{at}");
+            vec![("org.alert", key, with_event("org.alert"))]
+        }
+    }
+}
+
 fn drop_deadline(lifecycle: &mut Lifecycle, deadline: Deadline) {
     match deadline {
         Deadline::TrialEnd => lifecycle.trial_ends_at = None,
         Deadline::GraceEnd => lifecycle.grace_ends_at = None,
         Deadline::Cancel => lifecycle.cancel_at = None,
         Deadline::MonthlyCycle => lifecycle.next_cycle_at = None,
+        Deadline::Reminder => lifecycle.reminder_at = None,
     }
 }
 

@@ -73,7 +73,7 @@ impl Engine {
             for org in loaded.values_mut().flatten() {
                 orgs::update(&txn, org, at).await?;
             }
-            work.flush().await?;
+            work.flush(&self.rules.webhooks).await?;
             ingested.report.facts.append(&mut work.facts);
             txn.commit().await?;
         }
@@ -242,5 +242,27 @@ impl Engine {
             org.overage_lock_mau.unwrap_or(0),
             self.rules.lock_above_percent,
         )
+    }
+}
+
+impl Engine {
+    /// Deletes usage older than each plan's retention (SPEC section 7): a period is kept
+    /// while any of it lies within `retention_days` of now. Runs daily in the daemon.
+    ///
+    /// # Errors
+    /// A storage error.
+    pub async fn purge_retention(&self, retention: &[(String, u32)]) -> Result<u64> {
+        let now = self.clock.now();
+        let mut purged = 0;
+        for (plan, days) in retention {
+            let horizon = now - chrono::Duration::days(i64::from(*days));
+            // Periods that ended before the horizon: those before the horizon's period.
+            let cutoff = Period::containing(horizon);
+            purged += storage::usage::purge_before(&self.db, plan, cutoff).await?;
+        }
+        if purged > 0 {
+            tracing::info!(purged, "usage retention purge");
+        }
+        Ok(purged)
     }
 }

@@ -18,67 +18,7 @@ fn line(out: &mut impl Write, value: &Value) -> std::io::Result<()> {
 
 /// The JSON object of one fact.
 pub fn fact_json(fact: &Fact) -> Value {
-    match fact {
-        Fact::Transition {
-            at,
-            org,
-            from,
-            to,
-            cause,
-            reasons,
-            ..
-        } => json!({
-            "at": time(*at), "org": org, "type": "transition",
-            "from": from.map(super::super::domain::Status::as_str), "to": to.as_str(), "cause": cause,
-            "lock_reasons": reasons.iter().map(super::super::domain::LockReason::as_str).collect::<Vec<_>>(),
-        }),
-        Fact::Invoice {
-            at,
-            org,
-            id,
-            period,
-            lines,
-            total,
-        } => json!({
-            "at": time(*at), "org": org, "type": "invoice", "id": id, "period": period,
-            "lines": lines.iter().map(|l| json!({"kind": l.kind.as_str(), "amount": format!("{:.2}", l.amount)})).collect::<Vec<_>>(),
-            "total": format!("{total:.2}"),
-        }),
-        Fact::Payment {
-            at,
-            org,
-            invoice,
-            succeeded,
-        } => json!({
-            "at": time(*at), "org": org, "type": "payment", "invoice": invoice,
-            "outcome": if *succeeded { "succeeded" } else { "failed" },
-        }),
-        Fact::Email {
-            at,
-            org,
-            template,
-            to,
-        } => json!({
-            "at": time(*at), "org": org, "type": "email", "template": template, "to": to,
-        }),
-        Fact::Plan {
-            at,
-            org,
-            tier,
-            addons,
-            change,
-        } => json!({
-            "at": time(*at), "org": org, "type": "plan", "tier": tier, "addons": addons, "change": change,
-        }),
-        Fact::Alert {
-            at,
-            org,
-            threshold,
-            usage_percent,
-        } => json!({
-            "at": time(*at), "org": org, "type": "alert", "threshold": threshold, "usage_percent": usage_percent,
-        }),
-    }
+    fact.to_json()
 }
 
 /// Writes one fact.

@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod billing;
 pub mod org;
+pub mod outbox;
 pub mod test_clock;
 pub mod usage;
 

@@ -54,6 +54,8 @@ fn to_domain(m: org::Model) -> Result<Org> {
             grace_ends_at: m.grace_ends_at,
             cancel_at: m.cancel_at,
             next_cycle_at: m.next_cycle_at,
+            reminder_at: m.reminder_at,
+            reminded_through: m.reminded_through,
         },
         id: m.id,
         plan: m.plan,
@@ -106,6 +108,8 @@ fn to_active(o: &Org, now: DateTime<Utc>) -> org::ActiveModel {
         scheduled_tier: Set(o.scheduled_tier.map(i64::from)),
         scheduled_removals: Set(json(&o.scheduled_removals)),
         clock_id: Set(o.clock.clone()),
+        reminder_at: Set(l.reminder_at),
+        reminded_through: Set(l.reminded_through),
     }
 }
 

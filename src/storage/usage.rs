@@ -175,3 +175,24 @@ pub async fn purge_org(conn: &impl ConnectionTrait, org_id: &str) -> Result<u64>
         .await?
         .rows_affected)
 }
+
+/// Deletes usage reports of periods that ended before `cutoff` for orgs on `plan`
+/// (retention, SPEC section 7). Returns how many rows went.
+///
+/// # Errors
+/// A database error.
+pub async fn purge_before(conn: &impl ConnectionTrait, plan: &str, cutoff: Period) -> Result<u64> {
+    use entity::org;
+    use sea_orm::sea_query::Query;
+    let orgs_on_plan = Query::select()
+        .column(org::Column::Id)
+        .from(org::Entity)
+        .and_where(org::Column::Plan.eq(plan))
+        .to_owned();
+    Ok(usage_report::Entity::delete_many()
+        .filter(usage_report::Column::Period.lt(cutoff.label()))
+        .filter(usage_report::Column::OrgId.in_subquery(orgs_on_plan))
+        .exec(conn)
+        .await?
+        .rows_affected)
+}

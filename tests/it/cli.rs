@@ -251,3 +251,80 @@ fn plan_change_scenarios_bill_what_they_should() {
         "{grace}"
     );
 }
+
+/// SPEC 6: each lifecycle path sends the right email at the right instant, reminders
+/// three days before each deadline included.
+#[test]
+fn scenarios_show_the_right_email_at_the_right_instant() {
+    let emails = |name: &str| -> Vec<String> {
+        simulate_stdout(name)
+            .lines()
+            .filter(|l| l.contains(r#""type":"email""#))
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                format!(
+                    "{} {} {}",
+                    v["at"].as_str().unwrap(),
+                    v["template"].as_str().unwrap(),
+                    v["to"]
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        emails("grace-lock-cancel.toml"),
+        [
+            r#"2026-04-01T00:00:00Z invoice ["billing@acme.test"]"#,
+            r#"2026-04-01T00:00:00Z payment_failed ["billing@acme.test"]"#,
+            r#"2026-04-08T00:00:00Z grace_ending ["admin@acme.test"]"#,
+            r#"2026-04-11T00:00:00Z account_locked ["admin@acme.test"]"#,
+            r#"2026-04-22T00:00:00Z cancel_warning ["admin@acme.test"]"#,
+            r#"2026-04-25T00:00:00Z canceled ["admin@acme.test"]"#,
+        ]
+    );
+    assert_eq!(
+        emails("trial-without-card-expires.toml"),
+        [
+            r#"2026-03-28T00:00:00Z trial_ending ["owner@gamma.test"]"#,
+            r#"2026-03-31T00:00:00Z trial_ended ["owner@gamma.test"]"#,
+            r#"2026-03-31T00:00:00Z account_locked ["owner@gamma.test"]"#,
+            r#"2026-04-11T00:00:00Z cancel_warning ["owner@gamma.test"]"#,
+            r#"2026-04-14T00:00:00Z canceled ["owner@gamma.test"]"#,
+        ]
+    );
+    let alerts = emails("usage-thresholds.toml");
+    assert_eq!(
+        alerts
+            .iter()
+            .filter(|e| e.contains("overage_alert"))
+            .count(),
+        4,
+        "{alerts:?}"
+    );
+    let overage = emails("overage-lock.toml");
+    assert!(
+        overage
+            .iter()
+            .any(|e| e.starts_with("2026-03-04T00:00:00Z overage_locked")),
+        "{overage:?}"
+    );
+    assert!(
+        overage
+            .iter()
+            .any(|e| e.starts_with("2026-03-06T00:00:00Z account_unlocked")),
+        "{overage:?}"
+    );
+    let plans = emails("downgrade-applied-on-the-1st.toml");
+    assert!(
+        plans
+            .iter()
+            .any(|e| e.starts_with("2026-03-10T00:00:00Z downgrade_scheduled")),
+        "{plans:?}"
+    );
+    assert!(
+        plans
+            .iter()
+            .any(|e| e.starts_with("2026-04-01T00:00:00Z downgrade_applied")),
+        "{plans:?}"
+    );
+}

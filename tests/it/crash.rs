@@ -18,7 +18,7 @@ fn spawn_daemon(db: &TestDb) -> Child {
     let config = db.dir.path().join("crash.toml");
     std::fs::write(
         &config,
-        "[daemon]\nbatch_size = 50\nsweep_every_seconds = 3600\n[log]\nlevel = \"warn\"\n",
+        "[daemon]\nbatch_size = 50\nsweep_every_seconds = 3600\n[log]\nlevel = \"warn\"\n[api]\nlisten = \"127.0.0.1:0\"\n[email]\ntransport = \"none\"\n",
     )
     .unwrap();
     Command::new(env!("CARGO_BIN_EXE_acctd"))
@@ -28,6 +28,8 @@ fn spawn_daemon(db: &TestDb) -> Child {
             "--db",
             &db.url,
             "serve",
+            "--listen",
+            "127.0.0.1:0",
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -235,3 +237,91 @@ async fn monthly_cycle_killed_halfway_bills_each_org_once(backend: Backend) {
     );
 }
 both!(monthly_cycle_killed_halfway_bills_each_org_once);
+
+/// SPEC 11: two daemons on one PostgreSQL share the due orgs (`FOR UPDATE SKIP LOCKED`):
+/// every org transitions exactly once, audit rows equal transitions, no outbox duplicates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_daemons_on_one_postgres_process_each_org_once() {
+    let Some(test_db) = TestDb::new(Backend::Postgres).await else {
+        return;
+    };
+    let db = test_db.connect().await;
+    seed(&db, true).await;
+    let locked = "SELECT COUNT(*) FROM transitions WHERE cause = 'grace_expired'";
+    let mut first = spawn_daemon(&test_db);
+    let mut second = spawn_daemon(&test_db);
+    wait_until(
+        "both daemons have swept everything",
+        Duration::from_mins(5),
+        async || scalar(&db, locked).await == ORGS as i64,
+    )
+    .await;
+    for daemon in [&mut first, &mut second] {
+        Command::new("kill")
+            .args(["-TERM", &daemon.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(daemon.wait().unwrap().success());
+    }
+    assert_eq!(
+        scalar(&db, "SELECT COUNT(*) FROM transitions").await,
+        ORGS as i64
+    );
+    assert_eq!(
+        scalar(&db, "SELECT COUNT(DISTINCT org_id) FROM transitions").await,
+        ORGS as i64
+    );
+    assert_eq!(
+        scalar(
+            &db,
+            "SELECT COUNT(*) FROM outbox WHERE template = 'account_locked'"
+        )
+        .await,
+        ORGS as i64
+    );
+    assert_eq!(
+        scalar(&db, "SELECT COUNT(*) FROM orgs WHERE version <> 1").await,
+        0
+    );
+}
+
+/// SPEC 11: on SQLite a second daemon on the same file refuses to start, naming the
+/// file, instead of sharing the single-writer database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_daemon_on_one_sqlite_file_refuses_to_start() {
+    let Some(test_db) = TestDb::new(Backend::Sqlite).await else {
+        return;
+    };
+    let db = test_db.connect().await;
+    let mut first = spawn_daemon(&test_db);
+    let lock = test_db.dir.path().join("acctd.db.lock");
+    wait_until(
+        "the first daemon holds the lock",
+        Duration::from_mins(1),
+        async || std::fs::File::open(&lock).is_ok_and(|f| f.try_lock().is_err()),
+    )
+    .await;
+    let config = test_db.dir.path().join("crash.toml");
+    let second = Command::new(env!("CARGO_BIN_EXE_acctd"))
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "--db",
+            &test_db.url,
+            "serve",
+        ])
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        err.contains("another acctd daemon is already serving") && err.contains("acctd.db"),
+        "{err}"
+    );
+    Command::new("kill")
+        .args(["-TERM", &first.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(first.wait().unwrap().success());
+    drop(db);
+}

@@ -9,9 +9,11 @@
 
 mod helpers;
 
+mod api;
 mod billing;
 mod cli;
 mod crash;
 mod lifecycle;
+mod notify;
 mod storage;
 mod usage;

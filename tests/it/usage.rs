@@ -302,3 +302,41 @@ async fn overage_locks_above_300_percent_and_keeps_the_grace_deadline(backend: B
     assert!(!e.campaigns && e.ingestion);
 }
 both!(overage_locks_above_300_percent_and_keeps_the_grace_deadline);
+
+/// SPEC 7: usage older than the plan's retention is purged; newer usage stays.
+async fn retention_purges_usage_older_than_the_plan_keeps(backend: Backend) {
+    let Some(h) = Harness::start(backend, "2025-01-10T00:00:00Z").await else {
+        return;
+    };
+    h.signup("acme", true, true).await;
+    h.engine
+        .report_usage(
+            &[report("acme", "web", "2025-01", 100, 0)],
+            &Actor::system(),
+        )
+        .await
+        .unwrap();
+    h.tick("2025-03-10T00:00:00Z").await;
+    h.engine
+        .report_usage(
+            &[report("acme", "web", "2025-03", 100, 0)],
+            &Actor::system(),
+        )
+        .await
+        .unwrap();
+    h.tick("2026-03-15T00:00:00Z").await;
+    let purged = h
+        .engine
+        .purge_retention(&[("basic".into(), 365)])
+        .await
+        .unwrap();
+    assert_eq!(purged, 1);
+    let jan = storage::usage::total(h.engine.db(), "acme", Period::parse("2025-01").unwrap())
+        .await
+        .unwrap();
+    let mar = storage::usage::total(h.engine.db(), "acme", Period::parse("2025-03").unwrap())
+        .await
+        .unwrap();
+    assert_eq!((jan.mau, mar.mau), (0, 100));
+}
+both!(retention_purges_usage_older_than_the_plan_keeps);

@@ -1,0 +1,114 @@
+//! Payments and plan changes (operator): the payment provider's outcomes, tier changes,
+//! add-ons (SPEC section 5).
+
+use axum::extract::State;
+use axum::{Extension, Json};
+
+use super::auth::Principal;
+use super::dto::{
+    self, AddonRequest, CommandResponse, OrgDto, PaymentOutcome, PaymentRequest, PlanRequest,
+    ReasonBody,
+};
+use super::error::{ApiError, Result};
+use super::extract::{JsonBody, OptionalJsonBody, PathParams};
+use super::orgs::command;
+use super::ApiState;
+use crate::engine::plan::PlanChange;
+use crate::engine::Command;
+use crate::storage;
+
+/// `POST /v1/invoices/{id}/payment`: the provider's outcome for an invoice.
+pub(super) async fn payment(
+    State(state): State<ApiState>,
+    Extension(who): Extension<Principal>,
+    PathParams(id): PathParams<i64>,
+    JsonBody(body): JsonBody<PaymentRequest>,
+) -> Result<Json<CommandResponse>> {
+    let invoice = storage::billing::find(state.engine.db(), id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("unknown invoice {id}")))?;
+    let engine = state.engine.for_org(&invoice.org_id).await?;
+    let report = engine
+        .payment_outcome(
+            id,
+            body.outcome == PaymentOutcome::Succeeded,
+            &who.actor(body.reason),
+        )
+        .await?;
+    let view = engine.view(&invoice.org_id).await?;
+    Ok(Json(CommandResponse {
+        org: OrgDto::from(&view),
+        facts: dto::facts(&report.facts),
+    }))
+}
+
+/// `POST /v1/orgs/{id}/plan`: an upgrade if `tier` is above the current tier, a downgrade
+/// if below.
+pub(super) async fn plan(
+    State(state): State<ApiState>,
+    Extension(who): Extension<Principal>,
+    PathParams(id): PathParams<String>,
+    JsonBody(body): JsonBody<PlanRequest>,
+) -> Result<Json<CommandResponse>> {
+    let org = state
+        .engine
+        .org(&id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("unknown org `{id}`")))?;
+    let change = match body.tier.cmp(&org.tier) {
+        std::cmp::Ordering::Greater => PlanChange::Upgrade { tier: body.tier },
+        std::cmp::Ordering::Less => PlanChange::Downgrade { tier: body.tier },
+        std::cmp::Ordering::Equal => {
+            return Err(ApiError::invalid(
+                "tier",
+                format!("org `{id}` is on tier {} already", org.tier),
+            ))
+        }
+    };
+    command(&state, &id, Command::Plan(change), who.actor(body.reason)).await
+}
+
+/// `DELETE /v1/orgs/{id}/plan/scheduled`: cancels a scheduled downgrade.
+pub(super) async fn cancel_downgrade(
+    State(state): State<ApiState>,
+    Extension(who): Extension<Principal>,
+    PathParams(id): PathParams<String>,
+    OptionalJsonBody(body): OptionalJsonBody<ReasonBody>,
+) -> Result<Json<CommandResponse>> {
+    let change = PlanChange::CancelDowngrade;
+    command(&state, &id, Command::Plan(change), who.actor(body.reason)).await
+}
+
+/// `POST /v1/orgs/{id}/addons`: includes an add-on now.
+pub(super) async fn add_addon(
+    State(state): State<ApiState>,
+    Extension(who): Extension<Principal>,
+    PathParams(id): PathParams<String>,
+    JsonBody(body): JsonBody<AddonRequest>,
+) -> Result<Json<CommandResponse>> {
+    let change = PlanChange::AddAddon { addon: body.addon };
+    command(&state, &id, Command::Plan(change), who.actor(body.reason)).await
+}
+
+/// `DELETE /v1/orgs/{id}/addons/{addon}`: removes an add-on (in trial at once, otherwise
+/// at the next 1st).
+pub(super) async fn remove_addon(
+    State(state): State<ApiState>,
+    Extension(who): Extension<Principal>,
+    PathParams((id, addon)): PathParams<(String, String)>,
+    OptionalJsonBody(body): OptionalJsonBody<ReasonBody>,
+) -> Result<Json<CommandResponse>> {
+    let change = PlanChange::RemoveAddon { addon };
+    command(&state, &id, Command::Plan(change), who.actor(body.reason)).await
+}
+
+/// `POST /v1/orgs/{id}/addons/{addon}/keep`: cancels a scheduled add-on removal.
+pub(super) async fn keep_addon(
+    State(state): State<ApiState>,
+    Extension(who): Extension<Principal>,
+    PathParams((id, addon)): PathParams<(String, String)>,
+    OptionalJsonBody(body): OptionalJsonBody<ReasonBody>,
+) -> Result<Json<CommandResponse>> {
+    let change = PlanChange::CancelAddonRemoval { addon };
+    command(&state, &id, Command::Plan(change), who.actor(body.reason)).await
+}

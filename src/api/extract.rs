@@ -1,0 +1,122 @@
+//! Extractors whose rejections are [`ApiError`]s, so that a malformed body, query or path
+//! gets the same JSON error shape as every other failure.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+
+/// A JSON body, required. The size limit is `api.max_body_bytes` (413 above it); a
+/// `Content-Type` other than JSON is refused (415); a missing one is taken as JSON.
+pub struct JsonBody<T>(pub T);
+
+/// A JSON body that may be absent (empty): then `T::default()`.
+pub struct OptionalJsonBody<T>(pub T);
+
+async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiError> {
+    if let Some(content_type) = request.headers().get(CONTENT_TYPE) {
+        let json = content_type.to_str().is_ok_and(|ct| {
+            let mime = ct.split(';').next().unwrap_or_default().trim();
+            mime.eq_ignore_ascii_case("application/json")
+                || mime.to_ascii_lowercase().ends_with("+json")
+        });
+        if !json {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+    }
+    let limit = request
+        .extensions()
+        .get::<BodyLimit>()
+        .map_or(usize::MAX, |l| l.0);
+    Bytes::from_request(request, state)
+        .await
+        .map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge { limit }
+            } else {
+                ApiError::BadRequest(format!("cannot read the request body: {rejection}"))
+            }
+        })
+}
+
+fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+}
+
+impl<S, T> FromRequest<S> for JsonBody<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = read_body(request, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(ApiError::BadRequest("a JSON body is required".to_owned()));
+        }
+        parse(&bytes).map(JsonBody)
+    }
+}
+
+impl<S, T> FromRequest<S> for OptionalJsonBody<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Default,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = read_body(request, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJsonBody(T::default()));
+        }
+        parse(&bytes).map(OptionalJsonBody)
+    }
+}
+
+/// The body limit in force, put into each request's extensions by the router so that a
+/// 413 can say what the limit is.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyLimit(pub usize);
+
+/// Query parameters.
+pub struct Params<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for Params<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(q)| Params(q))
+            .map_err(|e| ApiError::BadRequest(format!("invalid query: {}", e.body_text())))
+    }
+}
+
+/// Path parameters.
+pub struct PathParams<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for PathParams<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Send,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(p)| PathParams(p))
+            .map_err(|e| ApiError::BadRequest(format!("invalid path: {}", e.body_text())))
+    }
+}

@@ -1,0 +1,190 @@
+//! Probes, metrics and counts: `/healthz`, `/readyz` (no token), `/metrics` (Prometheus
+//! text) and `/v1/stats`.
+
+use std::fmt::Write as _;
+
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, Statement};
+use serde_json::{json, Value};
+
+use super::dto::Health;
+use super::error::{ApiError, Result};
+use super::ApiState;
+use crate::storage::{self, Migrator, MigratorTrait};
+
+/// `GET /healthz`: the process answers.
+pub(super) async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// `GET /readyz`: the database answers and every migration is applied; 503 otherwise.
+pub(super) async fn readyz(State(state): State<ApiState>) -> Result<Json<Health>> {
+    let db = state.engine.db();
+    if let Err(e) = db.ping().await {
+        tracing::warn!(error = %e, "readiness: database unreachable");
+        return Err(ApiError::Unavailable {
+            message: "database unreachable".to_owned(),
+            details: json!({}),
+        });
+    }
+    let pending = Migrator::get_pending_migrations_read_only(db)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "readiness: cannot read the migration table");
+            ApiError::Unavailable {
+                message: "cannot read the migration table".to_owned(),
+                details: json!({}),
+            }
+        })?;
+    if !pending.is_empty() {
+        let names: Vec<String> = pending.iter().map(|m| m.name().to_owned()).collect();
+        return Err(ApiError::Unavailable {
+            message: format!("{} migrations are pending", names.len()),
+            details: json!({ "pending_migrations": names }),
+        });
+    }
+    Ok(Json(Health { status: "ready" }))
+}
+
+/// `GET /v1/stats` (viewer): the same object as `acctd admin stats --json`.
+pub(super) async fn stats(State(state): State<ApiState>) -> Result<Json<Value>> {
+    let db = state.engine.db();
+    let counts = storage::org::counts(db, state.engine.now()).await?;
+    let transitions = storage::audit::count_transitions(db).await?;
+    let outbox = storage::audit::outbox_backlog(db).await?;
+    Ok(Json(json!({
+        "orgs": counts.orgs,
+        "by_state": counts.by_state.iter().map(|(s, n)| (s.as_str().to_owned(), Value::from(*n))).collect::<serde_json::Map<_, _>>(),
+        "by_reason": counts.by_reason.iter().map(|(r, n)| (r.as_str().to_owned(), Value::from(*n))).collect::<serde_json::Map<_, _>>(),
+        "transitions": transitions,
+        "due_backlog": counts.due,
+        "outbox_backlog": outbox,
+    })))
+}
+
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// Transitions by cause and the oldest passed deadline on the real clock. Raw,
+/// backend-neutral SQL because `storage` has no grouped count yet.
+// TODO(storage): move both queries into `storage::audit` / `storage::org`.
+async fn scrape_db(
+    db: &impl ConnectionTrait,
+) -> Result<(Vec<(String, i64)>, Option<DateTime<Utc>>)> {
+    let backend = db.get_database_backend();
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            backend,
+            "SELECT cause, COUNT(*) FROM transitions GROUP BY cause ORDER BY cause",
+        ))
+        .await?;
+    let mut by_cause = Vec::with_capacity(rows.len());
+    for row in rows {
+        by_cause.push((
+            row.try_get_by_index::<String>(0)?,
+            row.try_get_by_index::<i64>(1)?,
+        ));
+    }
+    let oldest = db
+        .query_one_raw(Statement::from_string(
+            backend,
+            "SELECT MIN(next_due_at) FROM orgs WHERE clock_id IS NULL",
+        ))
+        .await?
+        .map(|row| row.try_get_by_index::<Option<DateTime<Utc>>>(0))
+        .transpose()?
+        .flatten();
+    Ok((by_cause, oldest))
+}
+
+/// `GET /metrics` (viewer): Prometheus text. Sweep latency and batch sizes are not here:
+/// the scheduler does not record them yet (its log line `sweep` has both).
+pub(super) async fn metrics(State(state): State<ApiState>) -> Result<impl IntoResponse> {
+    let db = state.engine.db();
+    let now = state.engine.now();
+    let counts = storage::org::counts(db, now).await?;
+    let outbox = storage::audit::outbox_backlog(db).await?;
+    let (by_cause, oldest_due) = scrape_db(db).await?;
+    let mut out = String::new();
+    family(&mut out, "acctd_orgs", "gauge", "Orgs by lifecycle state.");
+    for (status, n) in &counts.by_state {
+        let _ = writeln!(out, "acctd_orgs{{state=\"{}\"}} {n}", status.as_str());
+    }
+    family(
+        &mut out,
+        "acctd_locked_orgs",
+        "gauge",
+        "Locked orgs by lock reason (an org may have several).",
+    );
+    for (reason, n) in &counts.by_reason {
+        let _ = writeln!(
+            out,
+            "acctd_locked_orgs{{reason=\"{}\"}} {n}",
+            reason.as_str()
+        );
+    }
+    family(
+        &mut out,
+        "acctd_transitions_total",
+        "counter",
+        "Transitions in the audit trail, by cause.",
+    );
+    for (cause, n) in &by_cause {
+        let _ = writeln!(
+            out,
+            "acctd_transitions_total{{cause=\"{}\"}} {n}",
+            label(cause)
+        );
+    }
+    family(
+        &mut out,
+        "acctd_outbox_backlog",
+        "gauge",
+        "Notifications written but not yet delivered.",
+    );
+    let _ = writeln!(out, "acctd_outbox_backlog {outbox}");
+    family(
+        &mut out,
+        "acctd_due_orgs",
+        "gauge",
+        "Orgs on the real clock with a deadline that has passed and is not processed yet.",
+    );
+    let _ = writeln!(out, "acctd_due_orgs {}", counts.due);
+    family(
+        &mut out,
+        "acctd_due_lag_seconds",
+        "gauge",
+        "How long the oldest passed, unprocessed deadline has waited (0 when none).",
+    );
+    let lag = oldest_due.map_or(0, |at| (now - at).num_seconds().max(0));
+    let _ = writeln!(out, "acctd_due_lag_seconds {lag}");
+    family(
+        &mut out,
+        "acctd_http_requests_total",
+        "counter",
+        "API requests served by this process, by method, route and status.",
+    );
+    for ((method, route, status), n) in state.metrics.snapshot() {
+        let _ = writeln!(
+            out,
+            "acctd_http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {n}",
+            label(&route)
+        );
+    }
+    Ok((
+        [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        out,
+    ))
+}

@@ -1,0 +1,204 @@
+//! Orgs: signup, list, show, entitlements, audit trail, invoices, payment method.
+
+use axum::extract::State;
+use axum::http::header::LOCATION;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::{Extension, Json};
+
+use super::auth::Principal;
+use super::dto::{
+    self, CommandResponse, EntitlementsResponse, InvoiceDto, InvoiceList, LimitQuery, ListQuery,
+    OrgDto, OrgList, OrgSummary, ReasonBody, SignupRequest, TransitionDto, TransitionList,
+};
+use super::error::{ApiError, Result};
+use super::extract::{JsonBody, OptionalJsonBody, Params, PathParams};
+use super::ApiState;
+use crate::domain::{LockReason, Status};
+use crate::engine::{Actor, Command, Signup, View};
+use crate::storage;
+
+/// Orgs per page of `GET /v1/orgs` unless `limit` says otherwise, and the most it may say.
+const PAGE: u64 = 100;
+const MAX_PAGE: u64 = 1_000;
+
+/// The view of an org on its own clock: one `engine.view` for an org on the real clock;
+/// an org on a test clock is viewed again at its clock's instant (upgrade prompt, legal
+/// moves).
+pub(super) async fn view(state: &ApiState, id: &str) -> Result<View> {
+    let view = state.engine.view(id).await?;
+    match &view.org.clock {
+        Some(clock) => Ok(state.engine.for_test_clock(clock).await?.view(id).await?),
+        None => Ok(view),
+    }
+}
+
+/// Runs a command on an org through the engine that owns it (its test clock's, if any)
+/// and answers with the org afterwards and what the command caused.
+pub(super) async fn command(
+    state: &ApiState,
+    id: &str,
+    command: Command,
+    actor: Actor,
+) -> Result<Json<CommandResponse>> {
+    let engine = state.engine.for_org(id).await?;
+    let report = engine.command(id, &command, &actor).await?;
+    let view = engine.view(id).await?;
+    Ok(Json(CommandResponse {
+        org: OrgDto::from(&view),
+        facts: dto::facts(&report.facts),
+    }))
+}
+
+/// `POST /v1/orgs` (operator).
+pub(super) async fn signup(
+    State(state): State<ApiState>,
+    Extension(who): Extension<Principal>,
+    JsonBody(body): JsonBody<SignupRequest>,
+) -> Result<impl IntoResponse> {
+    let engine = match &body.test_clock {
+        Some(_) if !state.settings.test_clocks => {
+            return Err(ApiError::invalid(
+                "test_clock",
+                "test clocks are disabled (api.test_clocks = false)",
+            ))
+        }
+        Some(clock) => state.engine.for_test_clock(clock).await?,
+        None => state.engine.clone(),
+    };
+    let id = body.id.clone();
+    let signup = Signup {
+        id: body.id,
+        plan: body.plan,
+        tier: body.tier,
+        admins: body.admins,
+        billing_email: body.billing_email,
+        payment_method: body.payment_method,
+        addons: body.addons,
+        active: body.active,
+    };
+    let report = engine.signup(signup, &who.actor(body.reason)).await?;
+    let view = engine.view(&id).await?;
+    Ok((
+        StatusCode::CREATED,
+        [(LOCATION, format!("/v1/orgs/{id}"))],
+        Json(CommandResponse {
+            org: OrgDto::from(&view),
+            facts: dto::facts(&report.facts),
+        }),
+    ))
+}
+
+/// `GET /v1/orgs?state=&reason=&after=&limit=` (viewer).
+pub(super) async fn list(
+    State(state): State<ApiState>,
+    Params(query): Params<ListQuery>,
+) -> Result<Json<OrgList>> {
+    let status = query
+        .state
+        .as_deref()
+        .map(str::parse::<Status>)
+        .transpose()
+        .map_err(|e| ApiError::invalid("state", e.to_string()))?;
+    let reason = query
+        .reason
+        .as_deref()
+        .map(str::parse::<LockReason>)
+        .transpose()
+        .map_err(|e| ApiError::invalid("reason", e.to_string()))?;
+    let limit = query.limit.unwrap_or(PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::invalid(
+            "limit",
+            format!("{limit} is out of range 1..={MAX_PAGE}"),
+        ));
+    }
+    let filter = storage::org::Filter {
+        status,
+        reason,
+        after: query.after,
+        limit,
+    };
+    let orgs = storage::org::list(state.engine.db(), &filter).await?;
+    let next_after = (orgs.len() as u64 == limit)
+        .then(|| orgs.last().map(|o| o.id.clone()))
+        .flatten();
+    Ok(Json(OrgList {
+        orgs: orgs.iter().map(OrgSummary::from).collect(),
+        next_after,
+    }))
+}
+
+/// `GET /v1/orgs/{id}` (viewer).
+pub(super) async fn show(
+    State(state): State<ApiState>,
+    PathParams(id): PathParams<String>,
+) -> Result<Json<OrgDto>> {
+    Ok(Json(OrgDto::from(&view(&state, &id).await?)))
+}
+
+/// `GET /v1/orgs/{id}/entitlements` (viewer): one `engine.view` for real-clock orgs.
+pub(super) async fn entitlements(
+    State(state): State<ApiState>,
+    PathParams(id): PathParams<String>,
+) -> Result<Json<EntitlementsResponse>> {
+    Ok(Json(EntitlementsResponse::from(&view(&state, &id).await?)))
+}
+
+async fn known(state: &ApiState, id: &str) -> Result<()> {
+    match state.engine.org(id).await? {
+        Some(_) => Ok(()),
+        None => Err(ApiError::NotFound(format!("unknown org `{id}`"))),
+    }
+}
+
+/// `GET /v1/orgs/{id}/transitions?limit=` (viewer): the newest `limit` rows, oldest first.
+pub(super) async fn transitions(
+    State(state): State<ApiState>,
+    PathParams(id): PathParams<String>,
+    Params(query): Params<LimitQuery>,
+) -> Result<Json<TransitionList>> {
+    let limit = query.limit.unwrap_or(PAGE);
+    if !(1..=10 * MAX_PAGE).contains(&limit) {
+        return Err(ApiError::invalid(
+            "limit",
+            format!("{limit} is out of range 1..={}", 10 * MAX_PAGE),
+        ));
+    }
+    known(&state, &id).await?;
+    let rows = storage::audit::recent_transitions(state.engine.db(), &id, limit).await?;
+    Ok(Json(TransitionList {
+        transitions: rows.iter().map(TransitionDto::from).collect(),
+        org: id,
+    }))
+}
+
+/// `GET /v1/orgs/{id}/invoices` (viewer).
+pub(super) async fn invoices(
+    State(state): State<ApiState>,
+    PathParams(id): PathParams<String>,
+) -> Result<Json<InvoiceList>> {
+    known(&state, &id).await?;
+    let invoices = storage::billing::list(state.engine.db(), &id).await?;
+    Ok(Json(InvoiceList {
+        invoices: invoices.iter().map(InvoiceDto::from).collect(),
+        org: id,
+    }))
+}
+
+/// `POST /v1/orgs/{id}/payment-method` (operator): a card was added. After a
+/// `trial_expired` lock this charges the rest of the month and converts the org.
+pub(super) async fn payment_method(
+    State(state): State<ApiState>,
+    Extension(who): Extension<Principal>,
+    PathParams(id): PathParams<String>,
+    OptionalJsonBody(body): OptionalJsonBody<ReasonBody>,
+) -> Result<Json<CommandResponse>> {
+    command(
+        &state,
+        &id,
+        Command::AddPaymentMethod,
+        who.actor(body.reason),
+    )
+    .await
+}
