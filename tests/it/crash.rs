@@ -62,8 +62,12 @@ async fn wait_until(what: &str, limit: Duration, mut check: impl AsyncFnMut() ->
 /// Seeds `ORGS` subscribers: in grace with the deadline passed within the last hour, or
 /// active with this month's cycle due.
 async fn seed(db: &DatabaseConnection, grace: bool) {
+    seed_n(db, grace, "org", ORGS).await;
+}
+
+async fn seed_n(db: &DatabaseConnection, grace: bool, prefix: &str, count: usize) {
     let now = acctd::clock::truncate(Utc::now());
-    let orgs: Vec<Org> = (0..ORGS)
+    let orgs: Vec<Org> = (0..count)
         .map(|i| {
             let mut lifecycle = Lifecycle::trial(now, true);
             lifecycle.trial_ends_at = None;
@@ -78,7 +82,7 @@ async fn seed(db: &DatabaseConnection, grace: bool) {
                 lifecycle.next_cycle_at = Some(Period::containing(now).start());
             }
             Org {
-                id: format!("org{i:06}"),
+                id: format!("{prefix}{i:06}"),
                 plan: "basic".into(),
                 tier: 5_000,
                 addons: Vec::new(),
@@ -324,4 +328,67 @@ async fn a_second_daemon_on_one_sqlite_file_refuses_to_start() {
         .unwrap();
     assert!(first.wait().unwrap().success());
     drop(db);
+}
+
+/// SPEC 11: the database connections are cut while the daemon runs; it logs, retries on
+/// its next wake-ups and resumes, losing and duplicating nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_cut_while_the_daemon_runs_are_survived() {
+    let Some(test_db) = TestDb::new(Backend::Postgres).await else {
+        return;
+    };
+    let db = test_db.connect().await;
+    seed_n(&db, true, "before", 300).await;
+    let config = test_db.dir.path().join("cut.toml");
+    std::fs::write(
+        &config,
+        "[daemon]\nbatch_size = 50\nsweep_every_seconds = 1\n[log]\nlevel = \"warn\"\n[api]\nlisten = \"127.0.0.1:0\"\n[email]\ntransport = \"none\"\n",
+    )
+    .unwrap();
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_acctd"))
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "--db",
+            &test_db.url,
+            "serve",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let locked = "SELECT COUNT(*) FROM transitions WHERE cause = 'grace_expired'";
+    wait_until("the first sweep", Duration::from_mins(1), async || {
+        scalar(&db, locked).await == 300
+    })
+    .await;
+
+    // Cut every connection to the test database, the daemon's and ours.
+    let admin_url = std::env::var("TEST_POSTGRES_URL").unwrap();
+    let admin = sea_orm::Database::connect(&admin_url).await.unwrap();
+    let name = test_db.url.rsplit('/').next().unwrap().to_owned();
+    admin
+        .execute_raw(Statement::from_string(
+            admin.get_database_backend(),
+            format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()"),
+        ))
+        .await
+        .unwrap();
+    let db = storage::connect(&test_db.url, 2).await.unwrap();
+    seed_n(&db, true, "after", 300).await;
+    wait_until("the daemon resumed", Duration::from_mins(2), async || {
+        scalar(&db, locked).await == 600
+    })
+    .await;
+    Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(daemon.wait().unwrap().success());
+    assert_eq!(
+        scalar(&db, "SELECT COUNT(DISTINCT org_id) FROM transitions").await,
+        600
+    );
+    assert_eq!(scalar(&db, "SELECT COUNT(*) FROM transitions").await, 600);
 }
