@@ -61,12 +61,23 @@ async fn wait_until(what: &str, limit: Duration, mut check: impl AsyncFnMut() ->
 
 /// Seeds `ORGS` subscribers: in grace with the deadline passed within the last hour, or
 /// active with this month's cycle due.
-async fn seed(db: &DatabaseConnection, grace: bool) {
-    seed_n(db, grace, "org", ORGS).await;
+async fn seed(db: &DatabaseConnection, grace: bool) -> chrono::DateTime<Utc> {
+    let now = acctd::clock::truncate(Utc::now());
+    seed_at(db, grace, "org", ORGS, now).await;
+    now
 }
 
 async fn seed_n(db: &DatabaseConnection, grace: bool, prefix: &str, count: usize) {
-    let now = acctd::clock::truncate(Utc::now());
+    seed_at(db, grace, prefix, count, acctd::clock::truncate(Utc::now())).await;
+}
+
+async fn seed_at(
+    db: &DatabaseConnection,
+    grace: bool,
+    prefix: &str,
+    count: usize,
+    now: chrono::DateTime<Utc>,
+) {
     let orgs: Vec<Org> = (0..count)
         .map(|i| {
             let mut lifecycle = Lifecycle::trial(now, true);
@@ -113,9 +124,13 @@ async fn daemon_killed_mid_sweep_loses_and_duplicates_nothing(backend: Backend) 
         return;
     };
     let db = test_db.connect().await;
-    seed(&db, true).await;
+    let now = seed(&db, true).await;
     let locked = "SELECT COUNT(*) FROM transitions WHERE cause = 'grace_expired'";
     kill_mid_sweep_then_finish(&test_db, &db, locked).await;
+    assert!(
+        dump(&db).await == uninterrupted(backend, true, now).await,
+        "differs from an uninterrupted run"
+    );
 
     assert_eq!(
         scalar(
@@ -158,21 +173,35 @@ both!(daemon_killed_mid_sweep_loses_and_duplicates_nothing);
 
 /// Starts the daemon, SIGKILLs it once `progress` shows work under way but unfinished,
 /// restarts it, waits until `progress` reaches `ORGS`, and stops it with SIGTERM.
+/// How many times a sweep is SIGKILLed, each time at a later point of its progress.
+const KILLS: i64 = 20;
+
+/// Starts the daemon and SIGKILLs it `KILLS` times at increasing points of `progress`
+/// (a count that reaches `ORGS`), restarting it each time; then lets a last daemon
+/// finish and stops it with SIGTERM.
 async fn kill_mid_sweep_then_finish(test_db: &TestDb, db: &DatabaseConnection, progress: &str) {
-    let mut daemon = spawn_daemon(test_db);
-    wait_until("the sweep has begun", Duration::from_mins(2), async || {
-        scalar(db, progress).await > 0
-    })
-    .await;
-    daemon.kill().expect("SIGKILL");
-    daemon.wait().unwrap();
-    let at_kill = scalar(db, progress).await;
-    assert!(
-        at_kill > 0 && at_kill < ORGS as i64,
-        "the kill must land mid-sweep ({at_kill} of {ORGS} done)"
-    );
-    // Batches commit whole: no org was half-written.
-    assert_eq!(at_kill % 50, 0, "a batch was partly committed: {at_kill}");
+    let step = ORGS as i64 / (KILLS + 5);
+    let mut done = 0;
+    for kill in 1..=KILLS {
+        let mut daemon = spawn_daemon(test_db);
+        let target = done + step;
+        wait_until(
+            "the sweep has moved on",
+            Duration::from_mins(2),
+            async || scalar(db, progress).await >= target,
+        )
+        .await;
+        daemon.kill().expect("SIGKILL");
+        daemon.wait().unwrap();
+        let at_kill = scalar(db, progress).await;
+        assert!(
+            at_kill > done && at_kill < ORGS as i64,
+            "kill {kill} must land mid-sweep ({at_kill} of {ORGS} done, {done} before)"
+        );
+        // Batches commit whole: no org was half-written.
+        assert_eq!(at_kill % 50, 0, "a batch was partly committed: {at_kill}");
+        done = at_kill;
+    }
 
     let mut daemon = spawn_daemon(test_db);
     wait_until(
@@ -190,6 +219,62 @@ async fn kill_mid_sweep_then_finish(test_db: &TestDb, db: &DatabaseConnection, p
     assert!(status.success(), "graceful shutdown exits 0, got {status}");
 }
 
+/// The database's content without processing times and row ids, sorted: what an
+/// interrupted run must end with, equal to an uninterrupted one.
+async fn dump(db: &DatabaseConnection) -> Vec<String> {
+    let queries = [
+        "SELECT id, state, lock_reasons, CAST(grace_ends_at AS TEXT), CAST(cancel_at AS TEXT), CAST(next_cycle_at AS TEXT), CAST(reminder_at AS TEXT), CAST(version AS TEXT) FROM orgs",
+        "SELECT org_id, COALESCE(from_state, '-'), to_state, cause, lock_reasons, CAST(at AS TEXT), actor, '', '' FROM transitions",
+        "SELECT org_id, key, period, kind, CAST(total_cents AS TEXT), status, CAST(issued_at AS TEXT), '', '' FROM invoices",
+        "SELECT org_id, channel, template, dedupe_key, recipients, CAST(at AS TEXT), '', '', '' FROM outbox",
+    ];
+    let mut rows = Vec::new();
+    for sql in queries {
+        let result = db
+            .query_all_raw(Statement::from_string(
+                db.get_database_backend(),
+                sql.to_owned(),
+            ))
+            .await
+            .unwrap();
+        for row in result {
+            let mut fields = Vec::new();
+            for i in 0..8 {
+                fields.push(
+                    row.try_get_by_index::<Option<String>>(i)
+                        .ok()
+                        .flatten()
+                        .unwrap_or_default(),
+                );
+            }
+            rows.push(fields.join("|"));
+        }
+    }
+    rows.sort();
+    rows
+}
+
+/// Seeds a second database like the first, at the same instant, and runs one
+/// uninterrupted `acctd tick` over it.
+async fn uninterrupted(backend: Backend, grace: bool, now: chrono::DateTime<Utc>) -> Vec<String> {
+    let reference = TestDb::new(backend)
+        .await
+        .expect("the same backend is available");
+    let db = reference.connect().await;
+    seed_at(&db, grace, "org", ORGS, now).await;
+    let out = Command::new(env!("CARGO_BIN_EXE_acctd"))
+        .args(["--db", &reference.url, "tick"])
+        .env("ACCTD__EMAIL__TRANSPORT", "none")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dump(&db).await
+}
+
 /// SPEC 5: a monthly cycle SIGKILLed halfway and resumed bills every subscriber exactly
 /// once for the period, with one invoice email each.
 async fn monthly_cycle_killed_halfway_bills_each_org_once(backend: Backend) {
@@ -197,9 +282,13 @@ async fn monthly_cycle_killed_halfway_bills_each_org_once(backend: Backend) {
         return;
     };
     let db = test_db.connect().await;
-    seed(&db, false).await;
+    let now = seed(&db, false).await;
     let billed = "SELECT COUNT(*) FROM invoices WHERE kind = 'cycle'";
     kill_mid_sweep_then_finish(&test_db, &db, billed).await;
+    assert!(
+        dump(&db).await == uninterrupted(backend, false, now).await,
+        "differs from an uninterrupted run"
+    );
 
     let period = Period::containing(Utc::now()).label();
     assert_eq!(
