@@ -3,6 +3,7 @@
 
 pub mod invoice;
 pub mod invoice_line;
+pub mod job_run;
 pub mod org;
 pub mod outbox;
 pub mod payment;

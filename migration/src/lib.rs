@@ -8,6 +8,7 @@ mod m20261122_000002_create_usage_tables;
 mod m20261122_000003_add_scheduled_plan_changes;
 mod m20261122_000004_create_test_clocks;
 mod m20261122_000005_add_reminders;
+mod m20261122_000006_create_job_runs;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000003_add_scheduled_plan_changes::Migration),
             Box::new(m20261122_000004_create_test_clocks::Migration),
             Box::new(m20261122_000005_add_reminders::Migration),
+            Box::new(m20261122_000006_create_job_runs::Migration),
         ]
     }
 }

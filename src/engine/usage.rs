@@ -253,6 +253,11 @@ impl Engine {
     /// A storage error.
     pub async fn purge_retention(&self, retention: &[(String, u32)]) -> Result<u64> {
         let now = self.clock.now();
+        let day = now.format("%Y-%m-%d").to_string();
+        if !storage::claim_job(&self.db, "retention", &day, now).await? {
+            // Another replica ran today's purge.
+            return Ok(0);
+        }
         let mut purged = 0;
         for (plan, days) in retention {
             let horizon = now - chrono::Duration::days(i64::from(*days));

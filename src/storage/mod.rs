@@ -77,6 +77,31 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<()> {
     Ok(())
 }
 
+/// Claims a singleton job's run for a period (e.g. `("retention", "2026-11-22")`):
+/// `true` for exactly one caller across all replicas.
+///
+/// # Errors
+/// A database error.
+pub async fn claim_job(
+    conn: &impl ConnectionTrait,
+    job: &str,
+    period: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<bool> {
+    use entity::job_run;
+    use sea_orm::{ActiveValue::Set, EntityTrait};
+    let row = job_run::ActiveModel {
+        job: Set(job.to_owned()),
+        period: Set(period.to_owned()),
+        started_at: Set(at),
+    };
+    let result = job_run::Entity::insert(row)
+        .on_conflict_do_nothing()
+        .exec_without_returning(conn)
+        .await?;
+    Ok(matches!(result, sea_orm::TryInsertResult::Inserted(n) if n > 0))
+}
+
 /// Inside a transaction on `SQLite`, takes the database's write lock now (like `BEGIN
 /// IMMEDIATE`) so that the transaction cannot fail later when upgrading a read lock.
 /// `PostgreSQL` locks rows instead; nothing to do there.
