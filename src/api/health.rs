@@ -170,6 +170,49 @@ pub(super) async fn metrics(State(state): State<ApiState>) -> Result<impl IntoRe
     );
     let lag = oldest_due.map_or(0, |at| (now - at).num_seconds().max(0));
     let _ = writeln!(out, "acctd_due_lag_seconds {lag}");
+    let (sweeps, swept, batches, seconds, last, last_batch) = crate::scheduler::stats::snapshot();
+    family(
+        &mut out,
+        "acctd_sweeps_total",
+        "counter",
+        "Sweeps run by this process.",
+    );
+    let _ = writeln!(out, "acctd_sweeps_total {sweeps}");
+    family(
+        &mut out,
+        "acctd_sweep_seconds_total",
+        "counter",
+        "Time spent sweeping.",
+    );
+    let _ = writeln!(out, "acctd_sweep_seconds_total {seconds}");
+    family(
+        &mut out,
+        "acctd_sweep_last_seconds",
+        "gauge",
+        "Latency of the last sweep.",
+    );
+    let _ = writeln!(out, "acctd_sweep_last_seconds {last}");
+    family(
+        &mut out,
+        "acctd_sweep_batches_total",
+        "counter",
+        "Batches (transactions) swept.",
+    );
+    let _ = writeln!(out, "acctd_sweep_batches_total {batches}");
+    family(
+        &mut out,
+        "acctd_sweep_orgs_total",
+        "counter",
+        "Orgs processed by sweeps.",
+    );
+    let _ = writeln!(out, "acctd_sweep_orgs_total {swept}");
+    family(
+        &mut out,
+        "acctd_sweep_last_batch_orgs",
+        "gauge",
+        "Orgs in the last batch.",
+    );
+    let _ = writeln!(out, "acctd_sweep_last_batch_orgs {last_batch}");
     family(
         &mut out,
         "acctd_http_requests_total",
