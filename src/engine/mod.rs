@@ -701,22 +701,7 @@ impl Engine {
             Command::MarkPaid => {
                 decide(&org.lifecycle, Event::MarkPaid, at, self.rules.timers)?;
                 for invoice in billing::overdue(work.txn, &org.id).await? {
-                    billing::record_payment(
-                        work.txn,
-                        invoice.id,
-                        &org.id,
-                        true,
-                        "manual",
-                        at,
-                        work.recorded_at,
-                    )
-                    .await?;
-                    work.facts.push(Fact::Payment {
-                        at,
-                        org: org.id.clone(),
-                        invoice: invoice.id,
-                        succeeded: true,
-                    });
+                    work.payment(org, invoice.id, true, "manual", at).await?;
                 }
                 simple(Event::MarkPaid)
             }
@@ -888,22 +873,7 @@ impl Engine {
             InvoiceStatus::Failed
         };
         billing::set_status(work.txn, invoice.id, status, at).await?;
-        billing::record_payment(
-            work.txn,
-            invoice.id,
-            &org.id,
-            succeeded,
-            source,
-            at,
-            work.recorded_at,
-        )
-        .await?;
-        work.facts.push(Fact::Payment {
-            at,
-            org: org.id.clone(),
-            invoice: invoice.id,
-            succeeded,
-        });
+        work.payment(org, invoice.id, succeeded, source, at).await?;
         Ok(())
     }
 
@@ -961,6 +931,34 @@ impl Engine {
 }
 
 impl Work<'_> {
+    /// Stores a payment outcome and reports it.
+    async fn payment(
+        &mut self,
+        org: &Org,
+        invoice: i64,
+        succeeded: bool,
+        source: &str,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        billing::record_payment(
+            self.txn,
+            invoice,
+            &org.id,
+            succeeded,
+            source,
+            at,
+            self.recorded_at,
+        )
+        .await?;
+        self.facts.push(Fact::Payment {
+            at,
+            org: org.id.clone(),
+            invoice,
+            succeeded,
+        });
+        Ok(())
+    }
+
     fn record(
         &mut self,
         org: &Org,

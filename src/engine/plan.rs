@@ -324,22 +324,7 @@ impl Engine {
         at: DateTime<Utc>,
     ) -> Result<()> {
         billing::set_status(work.txn, invoice.id, InvoiceStatus::Void, at).await?;
-        billing::record_payment(
-            work.txn,
-            invoice.id,
-            &org.id,
-            false,
-            "gateway",
-            at,
-            work.recorded_at,
-        )
-        .await?;
-        work.facts.push(Fact::Payment {
-            at,
-            org: org.id.clone(),
-            invoice: invoice.id,
-            succeeded: false,
-        });
+        work.payment(org, invoice.id, false, "gateway", at).await?;
         let change = match Paid::from_key(&invoice.key) {
             Some(Paid::Upgrade(_)) => "upgrade_declined",
             _ => "addon_declined",

@@ -204,7 +204,7 @@ impl Dispatcher {
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    tracing::error!(error = %e, "outbox dispatch failed; retrying on the next wake-up")
+                    tracing::error!(error = %e, "outbox dispatch failed; retrying on the next wake-up");
                 }
             }
             tokio::select! {

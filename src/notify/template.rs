@@ -5,30 +5,13 @@ use chrono::{DateTime, Utc};
 use minijinja::value::Serde;
 use minijinja::{Environment, Value};
 
-/// Every template SPEC section 6 names.
-pub const KINDS: [&str; 14] = [
-    "trial_ending",
-    "trial_ended",
-    "payment_failed",
-    "grace_ending",
-    "account_locked",
-    "cancel_warning",
-    "overage_alert",
-    "overage_locked",
-    "account_unlocked",
-    "invoice",
-    "downgrade_scheduled",
-    "downgrade_applied",
-    "addon_changed",
-    "canceled",
-];
-
 macro_rules! sources {
     ($($name:literal),* $(,)?) => {
         [$(($name, include_str!(concat!("../../templates/email/", $name, ".txt.j2")))),*]
     };
 }
 
+/// Every template SPEC section 6 names, with its source.
 const SOURCES: [(&str, &str); 14] = sources!(
     "trial_ending",
     "trial_ended",
@@ -45,6 +28,11 @@ const SOURCES: [(&str, &str); 14] = sources!(
     "addon_changed",
     "canceled",
 );
+
+/// The names of every template.
+pub fn kinds() -> [&'static str; 14] {
+    SOURCES.map(|(name, _)| name)
+}
 
 const LAYOUT: &str = include_str!("../../templates/email/layout.html.j2");
 
@@ -181,7 +169,7 @@ mod tests {
     #[test]
     fn every_kind_renders_a_subject_and_both_parts() {
         let templates = Templates::new();
-        for kind in KINDS {
+        for kind in kinds() {
             let r = templates.render(kind, &payload()).unwrap();
             assert!(!r.subject.is_empty() && !r.subject.contains('\n'), "{kind}");
             assert!(r.text.contains("acme"), "{kind}: {}", r.text);
