@@ -1,3 +1,4 @@
+#![allow(clippy::cast_precision_loss, clippy::naive_bytecount)]
 //! acctd benchmarks (issue 8); see BENCHMARKS.md.
 //!
 //! `cargo bench --bench acctd -- [--orgs N] [--runs R] [--only sweep|simulate|ingest|memory]`
@@ -19,12 +20,6 @@ use acctd::engine::{Actor, Engine, Rules, ScriptedGateway};
 use acctd::storage;
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
-
-// `acctd bench …` (src/cli/bench.rs) is compiled here too, so that it is checked and can
-// be exercised before it is wired into src/cli.rs.
-#[allow(dead_code)]
-#[path = "../src/cli/bench.rs"]
-mod cli_bench;
 
 const BIN: &str = env!("CARGO_BIN_EXE_acctd");
 
@@ -533,12 +528,17 @@ fn scenario_toml(orgs: usize) -> (String, usize) {
             "[[org]]\nid = \"o{i}\"\nplan = \"{plan}\"\ntier = {tier}\nadmins = [\"a@o{i}.test\"]\npayment_method = true\nstate = \"active\"\n\n"
         );
     }
-    let step = |s: &mut String, at: &str, i: usize, action: &str, extra: &str| {
-        let _ = write!(
-            s,
-            "[[step]]\nat = \"{at}\"\norg = \"o{i}\"\naction = \"{action}\"\n{extra}\n"
-        );
-    };
+    // Steps must be in time order in the file: collect, then sort (stably) by instant.
+    let mut pending: Vec<(String, String)> = Vec::new();
+    let step =
+        |pending: &mut Vec<(String, String)>, at: &str, i: usize, action: &str, extra: &str| {
+            pending.push((
+                at.to_owned(),
+                format!(
+                    "[[step]]\nat = \"{at}\"\norg = \"o{i}\"\naction = \"{action}\"\n{extra}\n"
+                ),
+            ));
+        };
     for i in 0..orgs {
         let tier = TIERS[i % TIERS.len()];
         let cancel_month = (i % 50 == 7).then_some(3 + i % 9); // 2 %
@@ -549,7 +549,7 @@ fn scenario_toml(orgs: usize) -> (String, usize) {
             let percent = 30 + (i * 31 + month * 17) % 80;
             let mau = u64::from(tier) * percent as u64 / 100;
             step(
-                &mut s,
+                &mut pending,
                 &format!("2026-{month:02}-15T00:00:00Z"),
                 i,
                 "usage",
@@ -558,7 +558,7 @@ fn scenario_toml(orgs: usize) -> (String, usize) {
             steps += 1;
             if cancel_month == Some(month) {
                 step(
-                    &mut s,
+                    &mut pending,
                     &format!("2026-{month:02}-20T00:00:00Z"),
                     i,
                     "cancel",
@@ -570,7 +570,7 @@ fn scenario_toml(orgs: usize) -> (String, usize) {
         let month = 2 + i % 9;
         if i % 20 == 3 {
             step(
-                &mut s,
+                &mut pending,
                 &format!("2026-{month:02}-25T00:00:00Z"),
                 i,
                 "card_declined",
@@ -579,7 +579,7 @@ fn scenario_toml(orgs: usize) -> (String, usize) {
             steps += 1;
             if i % 40 == 3 {
                 step(
-                    &mut s,
+                    &mut pending,
                     &format!("2026-{:02}-08T00:00:00Z", month + 1),
                     i,
                     "card_updated",
@@ -590,7 +590,7 @@ fn scenario_toml(orgs: usize) -> (String, usize) {
         } else if i % 100 < 3 && cancel_month.is_none() {
             let to = TIERS[(i % TIERS.len() + 1).min(TIERS.len() - 1)].max(tier + 5_000);
             step(
-                &mut s,
+                &mut pending,
                 &format!("2026-{month:02}-10T00:00:00Z"),
                 i,
                 "upgrade",
@@ -599,7 +599,7 @@ fn scenario_toml(orgs: usize) -> (String, usize) {
             steps += 1;
         } else if (3..6).contains(&(i % 100)) && tier > 5_000 && cancel_month.is_none() {
             step(
-                &mut s,
+                &mut pending,
                 &format!("2026-{month:02}-10T00:00:00Z"),
                 i,
                 "downgrade",
@@ -607,6 +607,10 @@ fn scenario_toml(orgs: usize) -> (String, usize) {
             );
             steps += 1;
         }
+    }
+    pending.sort_by(|a, b| a.0.cmp(&b.0));
+    for (_, text) in pending {
+        s.push_str(&text);
     }
     (s, steps)
 }

@@ -144,8 +144,8 @@ pub fn org(scenario: Scenario, i: usize, now: DateTime<Utc>) -> Org {
             l.next_cycle_at = Some(next_first_after(now));
             let mut org = base_org(i, now, l);
             org.tier = TIERS[i % TIERS.len()];
-            if i % 4 == 0 {
-                org.plan = "essentials".to_owned();
+            if i.is_multiple_of(4) {
+                "essentials".clone_into(&mut org.plan);
             }
             org
         }
@@ -156,12 +156,9 @@ fn mixed_org(rng: &mut Mix, i: usize, now: DateTime<Utc>) -> Org {
     let day = 86_400;
     let roll = rng.below(100);
     let mut org = base_org(i, now, subscriber(Status::Active));
-    org.plan = if rng.below(4) == 0 {
-        "essentials"
-    } else {
-        "basic"
+    if rng.below(4) == 0 {
+        "essentials".clone_into(&mut org.plan);
     }
-    .to_owned();
     org.tier = TIERS[usize::try_from(rng.below(TIERS.len() as u64)).unwrap_or(0)];
     org.signup_at = now - secs(rng.below(700 * day) + 31 * day);
     let next_cycle = next_first_after(now);

@@ -2,6 +2,7 @@
 //! [`crate::cli::admin`].
 
 pub mod admin;
+pub mod bench;
 pub mod outbox;
 pub mod remote;
 pub mod usage;
@@ -60,6 +61,9 @@ pub enum Command {
         #[command(subcommand)]
         command: admin::AdminCommand,
     },
+    /// Benchmark helpers: bulk seeding and the set-based SQL sweep baseline.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
     /// Report usage: one report, or a batch file (JSON Lines or CSV).
     #[command(subcommand)]
     Usage(usage::UsageCommand),

@@ -83,6 +83,7 @@ async fn dispatch(command: Command, settings: Settings) -> ExitCode {
             let mut out = std::io::stdout().lock();
             failure(cli::admin::run(&engine, command, &mut out).await)
         }
+        Command::Bench(command) => report(cli::bench::run(&settings.database.url, command).await),
         Command::Usage(usage) => {
             let engine = match engine(&settings).await {
                 Ok(engine) => engine,

@@ -194,12 +194,14 @@ const OPS: &str =
 
 struct Ctx<'a> {
     file: &'a Path,
-    text: &'a str,
+    /// Byte offset of each line's start, for line numbers in O(log n).
+    line_starts: Vec<usize>,
 }
 
 impl Ctx<'_> {
     fn line<T>(&self, s: &Spanned<T>) -> usize {
-        line_col(self.text, s.span().start).0
+        self.line_starts
+            .partition_point(|start| *start <= s.span().start)
     }
 
     fn err<T>(&self, at: &Spanned<T>, key: &str, message: impl Into<String>) -> Error {
@@ -264,7 +266,10 @@ pub fn parse(file: &Path, text: String) -> Result<Scenario, Error> {
             message,
         }
     })?;
-    let cx = Ctx { file, text: &text };
+    let line_starts = std::iter::once(0)
+        .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+        .collect();
+    let cx = Ctx { file, line_starts };
     let start = cx.time(&raw.start, "start")?;
     let until = cx.time(&raw.until, "until")?;
     if until <= start {
