@@ -72,8 +72,9 @@ pub async fn insert_transitions(
 /// A database error.
 pub async fn enqueue(conn: &impl ConnectionTrait, messages: &[OutboxMessage]) -> Result<u64> {
     let mut inserted = 0;
-    for m in messages {
-        let row = outbox::ActiveModel {
+    // 13 columns a row: 1,000 rows stay under both backends' parameter limits.
+    for chunk in messages.chunks(1_000) {
+        let rows = chunk.iter().map(|m| outbox::ActiveModel {
             id: NotSet,
             org_id: Set(m.org_id.clone()),
             channel: Set(m.channel.to_owned()),
@@ -87,8 +88,8 @@ pub async fn enqueue(conn: &impl ConnectionTrait, messages: &[OutboxMessage]) ->
             next_attempt_at: Set(m.at),
             last_error: Set(None),
             sent_at: Set(None),
-        };
-        let result = outbox::Entity::insert(row)
+        });
+        let result = outbox::Entity::insert_many(rows)
             .on_conflict_do_nothing_on([outbox::Column::DedupeKey])
             .exec_without_returning(conn)
             .await?;
