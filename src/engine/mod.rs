@@ -362,10 +362,11 @@ impl Engine {
             orgs::claim_due(&txn, until, self.rules.batch_size, self.scope.as_deref()).await?;
         let claimed = due.len() as u64;
         let mut work = Work::new(&txn, self.clock.now());
-        for mut org in due {
-            self.advance(&mut work, &mut org, until).await?;
-            orgs::update(&txn, &mut org, work.recorded_at).await?;
+        let mut due = due;
+        for org in &mut due {
+            self.advance(&mut work, org, until).await?;
         }
+        orgs::update_many(&txn, &mut due, work.recorded_at).await?;
         work.flush(&self.rules.webhooks).await?;
         let facts = std::mem::take(&mut work.facts);
         txn.commit().await?;

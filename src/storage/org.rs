@@ -302,3 +302,98 @@ pub async fn earliest_due(conn: &impl ConnectionTrait) -> Result<Option<DateTime
         .await?;
     Ok(row.flatten())
 }
+
+/// Writes back many orgs in one statement per chunk (`UPDATE … FROM (VALUES …)`, which
+/// SQLite ≥ 3.33 and PostgreSQL both accept), each only if its version is the one it was
+/// read at; bumps the versions in `orgs`.
+///
+/// # Errors
+/// [`Error::Stale`] when any org was changed concurrently; the caller rolls back.
+pub async fn update_many(conn: &impl ConnectionTrait, orgs: &mut [Org], now: DateTime<Utc>) -> Result<()> {
+    use sea_orm::{Statement, Value};
+    const COLUMNS: [&str; 20] = [
+        "state",
+        "lock_reasons",
+        "tier",
+        "addons",
+        "payment_method",
+        "subscriber",
+        "trial_ends_at",
+        "grace_ends_at",
+        "cancel_at",
+        "next_cycle_at",
+        "next_due_at",
+        "canceled_at",
+        "updated_at",
+        "usage_period",
+        "usage_mau",
+        "overage_lock_mau",
+        "scheduled_tier",
+        "scheduled_removals",
+        "reminder_at",
+        "reminded_through",
+    ];
+    let backend = conn.get_database_backend();
+    let width = COLUMNS.len() + 2;
+    for chunk in orgs.chunks_mut(500) {
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * width);
+        let mut rows = Vec::with_capacity(chunk.len());
+        for o in chunk.iter() {
+            let l = &o.lifecycle;
+            let start = values.len();
+            values.extend([
+                Value::from(o.id.clone()),
+                Value::from(o.version),
+                Value::from(l.status.as_str()),
+                Value::from(l.reasons.to_csv()),
+                Value::from(i64::from(o.tier)),
+                Value::from(json(&o.addons)),
+                Value::from(l.payment_method),
+                Value::from(l.subscriber),
+                Value::from(l.trial_ends_at),
+                Value::from(l.grace_ends_at),
+                Value::from(l.cancel_at),
+                Value::from(l.next_cycle_at),
+                Value::from(l.next_due_at()),
+                Value::from(o.canceled_at),
+                Value::from(now),
+                Value::from(o.usage.map(|(p, _)| p.label())),
+                Value::from(o.usage.map_or(0, |(_, mau)| i64::try_from(mau).unwrap_or(i64::MAX))),
+                Value::from(o.overage_lock_mau.map(|v| i64::try_from(v).unwrap_or(i64::MAX))),
+                Value::from(o.scheduled_tier.map(i64::from)),
+                Value::from(json(&o.scheduled_removals)),
+                Value::from(l.reminder_at),
+                Value::from(l.reminded_through),
+            ]);
+            let placeholders: Vec<String> = (start..values.len())
+                .map(|i| match backend {
+                    DbBackend::Postgres => format!("${}", i + 1),
+                    _ => "?".to_owned(),
+                })
+                .collect();
+            rows.push(format!("({})", placeholders.join(", ")));
+        }
+        let set: Vec<String> = COLUMNS
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("\"{c}\" = v.column{}", i + 3))
+            .collect();
+        let sql = format!(
+            "UPDATE orgs SET {}, \"version\" = orgs.\"version\" + 1 FROM (VALUES {}) AS v \
+             WHERE orgs.\"id\" = v.column1 AND orgs.\"version\" = v.column2",
+            set.join(", "),
+            rows.join(", ")
+        );
+        let result = conn.execute_raw(Statement::from_sql_and_values(backend, sql, values)).await?;
+        if result.rows_affected() != chunk.len() as u64 {
+            return Err(Error::Stale {
+                org: chunk.first().map(|o| o.id.clone()).unwrap_or_default(),
+                version: chunk.first().map_or(0, |o| o.version),
+            });
+        }
+        for o in chunk.iter_mut() {
+            o.version += 1;
+        }
+    }
+    Ok(())
+}
