@@ -309,7 +309,11 @@ pub async fn earliest_due(conn: &impl ConnectionTrait) -> Result<Option<DateTime
 ///
 /// # Errors
 /// [`Error::Stale`] when any org was changed concurrently; the caller rolls back.
-pub async fn update_many(conn: &impl ConnectionTrait, orgs: &mut [Org], now: DateTime<Utc>) -> Result<()> {
+pub async fn update_many(
+    conn: &impl ConnectionTrait,
+    orgs: &mut [Org],
+    now: DateTime<Utc>,
+) -> Result<()> {
     use sea_orm::{Statement, Value};
     const COLUMNS: [&str; 20] = [
         "state",
@@ -358,8 +362,14 @@ pub async fn update_many(conn: &impl ConnectionTrait, orgs: &mut [Org], now: Dat
                 Value::from(o.canceled_at),
                 Value::from(now),
                 Value::from(o.usage.map(|(p, _)| p.label())),
-                Value::from(o.usage.map_or(0, |(_, mau)| i64::try_from(mau).unwrap_or(i64::MAX))),
-                Value::from(o.overage_lock_mau.map(|v| i64::try_from(v).unwrap_or(i64::MAX))),
+                Value::from(
+                    o.usage
+                        .map_or(0, |(_, mau)| i64::try_from(mau).unwrap_or(i64::MAX)),
+                ),
+                Value::from(
+                    o.overage_lock_mau
+                        .map(|v| i64::try_from(v).unwrap_or(i64::MAX)),
+                ),
                 Value::from(o.scheduled_tier.map(i64::from)),
                 Value::from(json(&o.scheduled_removals)),
                 Value::from(l.reminder_at),
@@ -384,7 +394,9 @@ pub async fn update_many(conn: &impl ConnectionTrait, orgs: &mut [Org], now: Dat
             set.join(", "),
             rows.join(", ")
         );
-        let result = conn.execute_raw(Statement::from_sql_and_values(backend, sql, values)).await?;
+        let result = conn
+            .execute_raw(Statement::from_sql_and_values(backend, sql, values))
+            .await?;
         if result.rows_affected() != chunk.len() as u64 {
             return Err(Error::Stale {
                 org: chunk.first().map(|o| o.id.clone()).unwrap_or_default(),
