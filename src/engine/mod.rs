@@ -847,7 +847,7 @@ impl Engine {
             org,
             "invoice",
             at,
-            format!("{}:invoice:{}", org.id, invoice.id),
+            format!("{}:invoice:{}", org.id, invoice.key),
             payload,
         );
         Ok(Some(invoice))

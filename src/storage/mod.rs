@@ -65,7 +65,22 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
             .max_connections(max_connections.max(2))
             .acquire_timeout(Duration::from_secs(30));
     }
-    Ok(Database::connect(options).await?)
+    // Two connections of a new pool may race to switch a new SQLite file to WAL, and
+    // that switch does not wait on the busy timeout: retry such a refusal briefly.
+    let mut attempt = 0;
+    loop {
+        match Database::connect(options.clone()).await {
+            Err(e)
+                if url.starts_with("sqlite:")
+                    && attempt < 8
+                    && e.to_string().contains("database is locked") =>
+            {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(25 * attempt)).await;
+            }
+            other => return Ok(other?),
+        }
+    }
 }
 
 /// Applies every pending migration.
