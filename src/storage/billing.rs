@@ -126,12 +126,7 @@ fn line_kind(s: &str) -> Option<LineKind> {
 /// # Errors
 /// A database error.
 pub async fn issue(conn: &impl ConnectionTrait, new: NewInvoice<'_>) -> Result<Option<Invoice>> {
-    let existing = invoice::Entity::find()
-        .filter(invoice::Column::OrgId.eq(new.org_id))
-        .filter(invoice::Column::Key.eq(new.key.clone()))
-        .one(conn)
-        .await?;
-    if existing.is_some() {
+    if exists(conn, new.org_id, &new.key).await? {
         return Ok(None);
     }
     let total: Decimal = new.lines.iter().map(|l| l.amount).sum();

@@ -1,7 +1,7 @@
 //! Usage reports and overage alerts.
 
 use chrono::{DateTime, Utc};
-use entity::{invoice, usage_alert, usage_report};
+use entity::{usage_alert, usage_report};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveValue::{NotSet, Set},
@@ -155,13 +155,7 @@ pub async fn period_closed(
     org_id: &str,
     period: Period,
 ) -> Result<bool> {
-    let key = format!("cycle:{}", period.next().label());
-    Ok(invoice::Entity::find()
-        .filter(invoice::Column::OrgId.eq(org_id))
-        .filter(invoice::Column::Key.eq(key))
-        .one(conn)
-        .await?
-        .is_some())
+    super::billing::exists(conn, org_id, &format!("cycle:{}", period.next().label())).await
 }
 
 /// Deletes all of an org's usage (data purge on cancellation).
