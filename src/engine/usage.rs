@@ -1,7 +1,7 @@
 //! Usage reports through the engine (SPEC section 4): absolute totals per (org, project,
 //! period), overage alerts once per threshold and period, and the overage lock.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use sea_orm::TransactionTrait;
@@ -10,6 +10,7 @@ use super::{Actor, Engine, Fact, Report, Result, Work};
 use crate::domain::period::Period;
 use crate::domain::usage::{self, Usage};
 use crate::domain::{Event, LockReason, Org, Status};
+use crate::storage::usage::{NewAlert, ProjectTotals};
 use crate::storage::{self, org as orgs};
 
 /// One report: absolute totals for (org, project, period).
@@ -36,6 +37,9 @@ pub enum Outcome {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ingested {
     pub outcomes: Vec<Outcome>,
+    /// Where each item's facts start in `report.facts` (facts before the first item's
+    /// start are deadlines the batch caught up on first).
+    pub starts: Vec<usize>,
     pub report: Report,
 }
 
@@ -49,30 +53,87 @@ impl Ingested {
 }
 
 /// Items per transaction.
-const CHUNK: usize = 1_000;
+const CHUNK: usize = 2_000;
+
+/// What one chunk of reports reads before applying its items, one query each, and the
+/// writes it collects to make in bulk at its end.
+#[derive(Default)]
+struct Batch {
+    /// The chunk's orgs that exist, caught up on their deadlines.
+    orgs: BTreeMap<String, Org>,
+    /// (org, period) pairs already invoiced.
+    closed: HashSet<(String, String)>,
+    /// Stored and accepted project totals by (org, period), then project.
+    projects: BTreeMap<(String, String), BTreeMap<String, Usage>>,
+    /// (org, period, threshold) alerts recorded before or during the chunk.
+    alerted: HashSet<(String, String, u32)>,
+    /// Project totals to write, the last accepted report of each project winning.
+    dirty: BTreeMap<(String, String, String), ProjectTotals>,
+    alerts: Vec<NewAlert>,
+}
 
 impl Engine {
     /// Applies a batch of usage reports at the clock's instant. A refused item stores
     /// nothing of itself and does not stop the others; each chunk of items commits
     /// atomically with the alerts, notifications and lock transitions it causes.
     ///
+    /// Items apply in order, exactly as if one at a time; a chunk reads its orgs, closed
+    /// periods, stored totals and alerts with one query each (orgs locked on PostgreSQL),
+    /// and writes its totals, alerts, orgs, audit rows and outbox rows in bulk.
+    ///
     /// # Errors
     /// A storage error (the chunk in flight is rolled back; earlier chunks stay).
     pub async fn report_usage(&self, reports: &[UsageReport], actor: &Actor) -> Result<Ingested> {
+        self.ingest_all(reports, std::slice::from_ref(actor)).await
+    }
+
+    /// [`Engine::report_usage`] with one actor per report (`actors[i]` reported
+    /// `reports[i]`), e.g. a simulation's steps of one instant.
+    ///
+    /// # Errors
+    /// As [`Engine::report_usage`]; [`Error::Invalid`] when the lengths differ.
+    pub async fn report_usage_by(
+        &self,
+        reports: &[UsageReport],
+        actors: &[Actor],
+    ) -> Result<Ingested> {
+        if actors.len() != reports.len() {
+            return Err(super::invalid(
+                "actors",
+                format!("{} actors for {} reports", actors.len(), reports.len()),
+            ));
+        }
+        self.ingest_all(reports, actors).await
+    }
+
+    /// `actors` has one actor for all reports, or one per report.
+    async fn ingest_all(&self, reports: &[UsageReport], actors: &[Actor]) -> Result<Ingested> {
         let at = self.clock.now();
         let mut ingested = Ingested::default();
-        for chunk in reports.chunks(CHUNK) {
+        ingested.outcomes.reserve(reports.len());
+        ingested.starts.reserve(reports.len());
+        for (c, chunk) in reports.chunks(CHUNK).enumerate() {
             let txn = self.db.begin().await?;
             storage::lock_writes(&txn).await?;
             let mut work = Work::new(&txn, at);
-            let mut loaded: BTreeMap<String, Option<Org>> = BTreeMap::new();
-            for item in chunk {
-                let outcome = self.ingest(&mut work, &mut loaded, item, actor, at).await?;
+            let mut batch = self.read_batch(&mut work, chunk, at).await?;
+            for (i, item) in chunk.iter().enumerate() {
+                let actor = if actors.len() == 1 {
+                    &actors[0]
+                } else {
+                    &actors[c * CHUNK + i]
+                };
+                ingested
+                    .starts
+                    .push(ingested.report.facts.len() + work.facts.len());
+                let outcome = self.ingest(&mut work, &mut batch, item, actor, at).await?;
                 ingested.outcomes.push(outcome);
             }
-            for org in loaded.values_mut().flatten() {
-                orgs::update(&txn, org, at).await?;
-            }
+            let totals: Vec<ProjectTotals> = batch.dirty.into_values().collect();
+            storage::usage::upsert_many(&txn, &totals, at).await?;
+            storage::usage::insert_alerts(&txn, &batch.alerts).await?;
+            let mut loaded: Vec<Org> = batch.orgs.into_values().collect();
+            orgs::update_many(&txn, &mut loaded, at).await?;
             work.flush(&self.rules.webhooks).await?;
             ingested.report.facts.append(&mut work.facts);
             txn.commit().await?;
@@ -80,10 +141,43 @@ impl Engine {
         Ok(ingested)
     }
 
+    /// Loads what a chunk's items refer to and catches its orgs up on their deadlines
+    /// (which may close a period, so the rest is read after).
+    async fn read_batch(
+        &self,
+        work: &mut Work<'_>,
+        chunk: &[UsageReport],
+        at: DateTime<Utc>,
+    ) -> Result<Batch> {
+        let mut ids: Vec<&str> = chunk.iter().map(|r| r.org.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut batch = Batch::default();
+        for mut org in orgs::load_many(work.txn, &ids).await? {
+            self.advance(work, &mut org, at).await?;
+            batch.orgs.insert(org.id.clone(), org);
+        }
+        let ids: Vec<&str> = batch.orgs.keys().map(String::as_str).collect();
+        let mut periods: Vec<Period> = chunk
+            .iter()
+            .filter_map(|r| Period::parse(&r.period))
+            .collect();
+        periods.sort_unstable();
+        periods.dedup();
+        if ids.is_empty() || periods.is_empty() {
+            return Ok(batch);
+        }
+        let labels: Vec<String> = periods.iter().copied().map(Period::label).collect();
+        batch.closed = storage::usage::closed_of(work.txn, &ids, &periods).await?;
+        batch.projects = storage::usage::projects_of(work.txn, &ids, &labels).await?;
+        batch.alerted = storage::usage::alerted_of(work.txn, &ids, &labels).await?;
+        Ok(batch)
+    }
+
     async fn ingest(
         &self,
         work: &mut Work<'_>,
-        loaded: &mut BTreeMap<String, Option<Org>>,
+        batch: &mut Batch,
         item: &UsageReport,
         actor: &Actor,
         at: DateTime<Utc>,
@@ -98,14 +192,7 @@ impl Engine {
         if item.project.trim().is_empty() {
             return refuse("project must not be empty".to_owned());
         }
-        if !loaded.contains_key(&item.org) {
-            let mut org = orgs::load(work.txn, &item.org).await?;
-            if let Some(org) = org.as_mut() {
-                self.advance(work, org, at).await?;
-            }
-            loaded.insert(item.org.clone(), org);
-        }
-        let Some(org) = loaded.get_mut(&item.org).and_then(Option::as_mut) else {
+        let Some(org) = batch.orgs.get_mut(&item.org) else {
             return refuse(format!("unknown org `{}`", item.org));
         };
         if let Err(e) = self.check_scope(org) {
@@ -117,15 +204,17 @@ impl Engine {
         if period > Period::containing(at) {
             return refuse(format!("period {} is in the future", period.label()));
         }
-        if storage::usage::period_closed(work.txn, &org.id, period).await? {
+        let label = period.label();
+        let key = (org.id.clone(), label);
+        if batch.closed.contains(&key) {
             return refuse(format!("period {} is already invoiced", period.label()));
         }
         let new = Usage {
             mau: item.mau,
             data_points: item.data_points,
         };
-        if let Some(old) = storage::usage::project(work.txn, &org.id, period, &item.project).await?
-        {
+        let projects = batch.projects.entry(key).or_default();
+        if let Some(old) = projects.get(&item.project) {
             let mut lower = Vec::new();
             if new.mau < old.mau {
                 lower.push(format!("mau {} < {}", new.mau, old.mau));
@@ -145,14 +234,34 @@ impl Engine {
                 ));
             }
         }
-        storage::usage::upsert(work.txn, &org.id, period, &item.project, new, at).await?;
-        let total = storage::usage::total(work.txn, &org.id, period).await?;
+        projects.insert(item.project.clone(), new);
+        let total = projects.values().fold(Usage::default(), |acc, u| Usage {
+            mau: acc.mau + u.mau,
+            data_points: acc.data_points + u.data_points,
+        });
+        batch.dirty.insert(
+            (org.id.clone(), period.label(), item.project.clone()),
+            ProjectTotals {
+                org_id: org.id.clone(),
+                period,
+                project: item.project.clone(),
+                usage: new,
+            },
+        );
         let allowance = self.rules.prices.plan(&org.plan)?.data_points_per_mau;
         let usage_mau = total.usage_mau(allowance);
         if org.usage.is_none_or(|(p, _)| p <= period) {
             org.usage = Some((period, usage_mau));
         }
-        self.alert(work, org, period, usage_mau, at).await?;
+        self.alert(
+            work,
+            &mut batch.alerted,
+            &mut batch.alerts,
+            org,
+            period,
+            usage_mau,
+            at,
+        );
         if usage::above(usage_mau, org.tier, self.rules.lock_above_percent) {
             if !org.lifecycle.reasons.contains(LockReason::Overage)
                 || org.lifecycle.status != Status::Locked
@@ -169,31 +278,42 @@ impl Engine {
 
     /// Records the thresholds this usage reaches for the first time in the period, and
     /// sends one email naming the highest.
-    async fn alert(
+    #[allow(clippy::too_many_arguments)]
+    fn alert(
         &self,
         work: &mut Work<'_>,
+        alerted: &mut HashSet<(String, String, u32)>,
+        alerts: &mut Vec<NewAlert>,
         org: &Org,
         period: Period,
         usage_mau: u64,
         at: DateTime<Utc>,
-    ) -> Result<()> {
-        let reached: Vec<u32> = self
-            .rules
-            .alert_thresholds
-            .iter()
-            .copied()
-            .filter(|t| usage::reached(usage_mau, org.tier, *t))
-            .collect();
-        if reached.is_empty() {
-            return Ok(());
+    ) {
+        let mut new: Vec<u32> = Vec::new();
+        let mut percent = None;
+        for threshold in self.rules.alert_thresholds.iter().copied() {
+            if !usage::reached(usage_mau, org.tier, threshold) {
+                continue;
+            }
+            let key = (org.id.clone(), period.label(), threshold);
+            if alerted.contains(&key) {
+                continue;
+            }
+            alerted.insert(key);
+            let percent = percent
+                .get_or_insert_with(|| format!("{:.2}", usage::percent(usage_mau, org.tier)));
+            alerts.push(NewAlert {
+                org_id: org.id.clone(),
+                period,
+                threshold,
+                usage_mau,
+                usage_percent: percent.clone(),
+                at,
+            });
+            new.push(threshold);
         }
-        let percent = format!("{:.2}", usage::percent(usage_mau, org.tier));
-        let new = storage::usage::record_alerts(
-            work.txn, &org.id, period, &reached, usage_mau, &percent, at,
-        )
-        .await?;
-        let Some(highest) = new.last().copied() else {
-            return Ok(());
+        let (Some(highest), Some(percent)) = (new.iter().max().copied(), percent) else {
+            return;
         };
         for threshold in &new {
             work.facts.push(Fact::Alert {
@@ -226,7 +346,6 @@ impl Engine {
         });
         let key = format!("{}:overage_alert:{}:{highest}", org.id, period.label());
         work.email(org, "overage_alert", at, key, payload);
-        Ok(())
     }
 
     /// SPEC section 3's lift rule for an upgrade of `org` to `new_tier`.

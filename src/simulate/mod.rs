@@ -108,9 +108,18 @@ pub async fn run(
         expectations: 0,
         failed: 0,
     };
-    for (at, _, _, item) in &timeline {
-        clock.set(*at);
-        emit(out, engine.tick(*at).await?.facts)?;
+    // Deadlines are caught up once per instant: a step touches only its own org, which
+    // the engine catches up itself. Usage steps at one instant go in as one batch.
+    let mut ticked = None;
+    let mut next = 0;
+    while next < timeline.len() {
+        let (at, _, _, item) = &timeline[next];
+        next += 1;
+        if ticked != Some(*at) {
+            clock.set(*at);
+            emit(out, engine.tick(*at).await?.facts)?;
+            ticked = Some(*at);
+        }
         match item {
             Item::Signup(org) => {
                 let signup = Signup {
@@ -136,6 +145,17 @@ pub async fn run(
                         .into())
                     }
                 }
+            }
+            Item::Step(step) if matches!(step.action, Action::Usage { .. }) => {
+                let mut steps = vec![*step];
+                while let Some((same, _, _, Item::Step(more))) = timeline.get(next) {
+                    if same != at || !matches!(more.action, Action::Usage { .. }) {
+                        break;
+                    }
+                    steps.push(*more);
+                    next += 1;
+                }
+                usage_run(&engine, &steps, out).await?;
             }
             Item::Step(step) => step_run(&engine, &gateway, step, out).await?,
             Item::Expect(expect) => {
@@ -179,6 +199,54 @@ fn validate_orgs(scenario: &Scenario, settings: &Settings) -> Result<(), scenari
     Ok(())
 }
 
+/// Usage steps of one instant as one batch; each step's refusal or facts are written in
+/// step order, as if they had run one by one.
+async fn usage_run(
+    engine: &Engine,
+    steps: &[&scenario::Step],
+    out: &mut impl Write,
+) -> Result<(), Error> {
+    let reports: Vec<UsageReport> = steps
+        .iter()
+        .filter_map(|step| match &step.action {
+            Action::Usage {
+                project,
+                mau,
+                data_points,
+                correction,
+            } => Some(UsageReport {
+                org: step.org.clone(),
+                project: project.clone(),
+                period: Period::containing(step.at).label(),
+                mau: *mau,
+                data_points: *data_points,
+                correction: *correction,
+            }),
+            _ => None,
+        })
+        .collect();
+    // Each step acts as its org, as a single step would.
+    let actors: Vec<Actor> = steps
+        .iter()
+        .map(|step| Actor::new(step.org.clone(), step.name.clone()))
+        .collect();
+    let ingested = engine.report_usage_by(&reports, &actors).await?;
+    let mut facts = ingested.report.facts;
+    let mut bounds = ingested.starts.clone();
+    bounds.push(facts.len());
+    let rest = facts.split_off(bounds[0]);
+    emit(out, facts)?;
+    let mut rest = rest.into_iter();
+    for (i, step) in steps.iter().enumerate() {
+        if let Some(Outcome::Refused(why)) = ingested.outcomes.get(i) {
+            output::rejected(out, step.at, &step.org, &step.name, why)?;
+        }
+        let mine: Vec<Fact> = rest.by_ref().take(bounds[i + 1] - bounds[i]).collect();
+        emit(out, mine)?;
+    }
+    Ok(())
+}
+
 async fn step_run(
     engine: &Engine,
     gateway: &ScriptedGateway,
@@ -187,26 +255,7 @@ async fn step_run(
 ) -> Result<(), Error> {
     let customer = Actor::new(step.org.clone(), step.name.clone());
     let (command, actor) = match &step.action {
-        Action::Usage {
-            project,
-            mau,
-            data_points,
-            correction,
-        } => {
-            let report = UsageReport {
-                org: step.org.clone(),
-                project: project.clone(),
-                period: Period::containing(step.at).label(),
-                mau: *mau,
-                data_points: *data_points,
-                correction: *correction,
-            };
-            let ingested = engine.report_usage(&[report], &customer).await?;
-            if let Some(Outcome::Refused(why)) = ingested.outcomes.first() {
-                output::rejected(out, step.at, &step.org, &step.name, why)?;
-            }
-            return emit(out, ingested.report.facts).map_err(Error::from);
-        }
+        Action::Usage { .. } => return usage_run(engine, &[step], out).await,
         Action::Plan(change) => (Command::Plan(change.clone()), customer),
         Action::AddPaymentMethod => (Command::AddPaymentMethod, customer),
         Action::CardDeclined => {

@@ -409,3 +409,25 @@ pub async fn update_many(
     }
     Ok(())
 }
+
+/// Loads the orgs with these ids (those that exist), ordered by id; on `PostgreSQL` the
+/// rows stay locked until the transaction ends (taken in id order, so two batches never
+/// deadlock on each other).
+///
+/// # Errors
+/// A database error or a corrupt row.
+pub async fn load_many(conn: &impl ConnectionTrait, ids: &[&str]) -> Result<Vec<Org>> {
+    let mut found = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(1_000) {
+        let mut query = org::Entity::find()
+            .filter(org::Column::Id.is_in(chunk.iter().copied()))
+            .order_by_asc(org::Column::Id);
+        if conn.get_database_backend() == DbBackend::Postgres {
+            query = query.lock(LockType::Update);
+        }
+        for m in query.all(conn).await? {
+            found.push(to_domain(m)?);
+        }
+    }
+    Ok(found)
+}

@@ -1,72 +1,18 @@
 //! Usage reports and overage alerts.
 
+use std::collections::{BTreeMap, HashSet};
+
 use chrono::{DateTime, Utc};
-use entity::{usage_alert, usage_report};
+use entity::{invoice, usage_alert, usage_report};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 
 use super::Result;
 use crate::domain::period::Period;
 use crate::domain::usage::Usage;
-
-/// The stored totals of one project in one period.
-pub async fn project(
-    conn: &impl ConnectionTrait,
-    org_id: &str,
-    period: Period,
-    project: &str,
-) -> Result<Option<Usage>> {
-    let row =
-        usage_report::Entity::find_by_id((org_id.to_owned(), period.label(), project.to_owned()))
-            .one(conn)
-            .await?;
-    Ok(row.map(|r| Usage {
-        mau: u64::try_from(r.mau).unwrap_or(0),
-        data_points: u64::try_from(r.data_points).unwrap_or(0),
-    }))
-}
-
-/// Replaces a project's totals for a period.
-///
-/// # Errors
-/// A database error.
-pub async fn upsert(
-    conn: &impl ConnectionTrait,
-    org_id: &str,
-    period: Period,
-    project: &str,
-    usage: Usage,
-    at: DateTime<Utc>,
-) -> Result<()> {
-    let row = usage_report::ActiveModel {
-        org_id: Set(org_id.to_owned()),
-        period: Set(period.label()),
-        project: Set(project.to_owned()),
-        mau: Set(i64::try_from(usage.mau).unwrap_or(i64::MAX)),
-        data_points: Set(i64::try_from(usage.data_points).unwrap_or(i64::MAX)),
-        reported_at: Set(at),
-    };
-    usage_report::Entity::insert(row)
-        .on_conflict(
-            OnConflict::columns([
-                usage_report::Column::OrgId,
-                usage_report::Column::Period,
-                usage_report::Column::Project,
-            ])
-            .update_columns([
-                usage_report::Column::Mau,
-                usage_report::Column::DataPoints,
-                usage_report::Column::ReportedAt,
-            ])
-            .to_owned(),
-        )
-        .exec_without_returning(conn)
-        .await?;
-    Ok(())
-}
 
 /// The org's usage in a period, summed over its projects.
 ///
@@ -84,32 +30,141 @@ pub async fn total(conn: &impl ConnectionTrait, org_id: &str, period: Period) ->
     }))
 }
 
-/// Records alerts for thresholds not yet recorded for (org, period); returns the
-/// thresholds that are new. The unique index makes a retried report record nothing twice.
+/// The stored totals of every project of these orgs in these periods, keyed by (org,
+/// period) and then project. Unlisted pairs have no rows.
 ///
 /// # Errors
 /// A database error.
-pub async fn record_alerts(
+pub async fn projects_of(
     conn: &impl ConnectionTrait,
-    org_id: &str,
-    period: Period,
-    thresholds: &[u32],
-    usage_mau: u64,
-    usage_percent: &str,
+    org_ids: &[&str],
+    periods: &[String],
+) -> Result<BTreeMap<(String, String), BTreeMap<String, Usage>>> {
+    let mut found: BTreeMap<(String, String), BTreeMap<String, Usage>> = BTreeMap::new();
+    for chunk in org_ids.chunks(1_000) {
+        let rows = usage_report::Entity::find()
+            .filter(usage_report::Column::OrgId.is_in(chunk.iter().copied()))
+            .filter(usage_report::Column::Period.is_in(periods.iter().cloned()))
+            .all(conn)
+            .await?;
+        for r in rows {
+            let usage = Usage {
+                mau: u64::try_from(r.mau).unwrap_or(0),
+                data_points: u64::try_from(r.data_points).unwrap_or(0),
+            };
+            found
+                .entry((r.org_id, r.period))
+                .or_default()
+                .insert(r.project, usage);
+        }
+    }
+    Ok(found)
+}
+
+/// One project's new totals for [`upsert_many`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProjectTotals {
+    pub org_id: String,
+    pub period: Period,
+    pub project: String,
+    pub usage: Usage,
+}
+
+/// Replaces many projects' totals at once (a multi-row upsert per 1,000 rows).
+///
+/// # Errors
+/// A database error.
+pub async fn upsert_many(
+    conn: &impl ConnectionTrait,
+    rows: &[ProjectTotals],
     at: DateTime<Utc>,
-) -> Result<Vec<u32>> {
-    let mut new = Vec::new();
-    for threshold in thresholds {
-        let row = usage_alert::ActiveModel {
+) -> Result<()> {
+    for chunk in rows.chunks(1_000) {
+        let models = chunk.iter().map(|r| usage_report::ActiveModel {
+            org_id: Set(r.org_id.clone()),
+            period: Set(r.period.label()),
+            project: Set(r.project.clone()),
+            mau: Set(i64::try_from(r.usage.mau).unwrap_or(i64::MAX)),
+            data_points: Set(i64::try_from(r.usage.data_points).unwrap_or(i64::MAX)),
+            reported_at: Set(at),
+        });
+        usage_report::Entity::insert_many(models)
+            .on_conflict(
+                OnConflict::columns([
+                    usage_report::Column::OrgId,
+                    usage_report::Column::Period,
+                    usage_report::Column::Project,
+                ])
+                .update_columns([
+                    usage_report::Column::Mau,
+                    usage_report::Column::DataPoints,
+                    usage_report::Column::ReportedAt,
+                ])
+                .to_owned(),
+            )
+            .exec_without_returning(conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The (org, period, threshold) alerts already recorded for these orgs in these periods.
+///
+/// # Errors
+/// A database error.
+pub async fn alerted_of(
+    conn: &impl ConnectionTrait,
+    org_ids: &[&str],
+    periods: &[String],
+) -> Result<HashSet<(String, String, u32)>> {
+    let mut found = HashSet::new();
+    for chunk in org_ids.chunks(1_000) {
+        let rows: Vec<(String, String, i32)> = usage_alert::Entity::find()
+            .select_only()
+            .column(usage_alert::Column::OrgId)
+            .column(usage_alert::Column::Period)
+            .column(usage_alert::Column::Threshold)
+            .filter(usage_alert::Column::OrgId.is_in(chunk.iter().copied()))
+            .filter(usage_alert::Column::Period.is_in(periods.iter().cloned()))
+            .into_tuple()
+            .all(conn)
+            .await?;
+        found.extend(
+            rows.into_iter()
+                .filter_map(|(o, p, t)| Some((o, p, u32::try_from(t).ok()?))),
+        );
+    }
+    Ok(found)
+}
+
+/// One alert for [`insert_alerts`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewAlert {
+    pub org_id: String,
+    pub period: Period,
+    pub threshold: u32,
+    pub usage_mau: u64,
+    pub usage_percent: String,
+    pub at: DateTime<Utc>,
+}
+
+/// Appends alerts in bulk; one already recorded for its (org, period, threshold) is
+/// skipped (the unique index).
+///
+/// # Errors
+/// A database error.
+pub async fn insert_alerts(conn: &impl ConnectionTrait, alerts: &[NewAlert]) -> Result<()> {
+    for chunk in alerts.chunks(1_000) {
+        let models = chunk.iter().map(|a| usage_alert::ActiveModel {
             id: NotSet,
-            org_id: Set(org_id.to_owned()),
-            period: Set(period.label()),
-            threshold: Set(i32::try_from(*threshold).unwrap_or(i32::MAX)),
-            usage_mau: Set(i64::try_from(usage_mau).unwrap_or(i64::MAX)),
-            usage_percent: Set(usage_percent.to_owned()),
-            at: Set(at),
-        };
-        let result = usage_alert::Entity::insert(row)
+            org_id: Set(a.org_id.clone()),
+            period: Set(a.period.label()),
+            threshold: Set(i32::try_from(a.threshold).unwrap_or(i32::MAX)),
+            usage_mau: Set(i64::try_from(a.usage_mau).unwrap_or(i64::MAX)),
+            usage_percent: Set(a.usage_percent.clone()),
+            at: Set(a.at),
+        });
+        usage_alert::Entity::insert_many(models)
             .on_conflict_do_nothing_on([
                 usage_alert::Column::OrgId,
                 usage_alert::Column::Period,
@@ -117,11 +172,45 @@ pub async fn record_alerts(
             ])
             .exec_without_returning(conn)
             .await?;
-        if matches!(result, sea_orm::TryInsertResult::Inserted(n) if n > 0) {
-            new.push(*threshold);
+    }
+    Ok(())
+}
+
+/// Which of these (org, period) pairs are closed: the monthly cycle that bills the period
+/// (the next period's invoice) has run.
+///
+/// # Errors
+/// A database error.
+pub async fn closed_of(
+    conn: &impl ConnectionTrait,
+    org_ids: &[&str],
+    periods: &[Period],
+) -> Result<HashSet<(String, String)>> {
+    let keys: Vec<String> = periods
+        .iter()
+        .map(|p| format!("cycle:{}", p.next().label()))
+        .collect();
+    let mut found = HashSet::new();
+    for chunk in org_ids.chunks(1_000) {
+        let rows: Vec<(String, String)> = invoice::Entity::find()
+            .select_only()
+            .column(invoice::Column::OrgId)
+            .column(invoice::Column::Key)
+            .filter(invoice::Column::OrgId.is_in(chunk.iter().copied()))
+            .filter(invoice::Column::Key.is_in(keys.iter().cloned()))
+            .into_tuple()
+            .all(conn)
+            .await?;
+        for (org, key) in rows {
+            let closed = periods
+                .iter()
+                .find(|p| key == format!("cycle:{}", p.next().label()));
+            if let Some(p) = closed {
+                found.insert((org, p.label()));
+            }
         }
     }
-    Ok(new)
+    Ok(found)
 }
 
 /// The thresholds already alerted for (org, period), ascending.
@@ -143,19 +232,6 @@ pub async fn alerted(
         .iter()
         .filter_map(|r| u32::try_from(r.threshold).ok())
         .collect())
-}
-
-/// Whether the period is closed for the org: the monthly cycle that bills it (the next
-/// period's invoice) has run.
-///
-/// # Errors
-/// A database error.
-pub async fn period_closed(
-    conn: &impl ConnectionTrait,
-    org_id: &str,
-    period: Period,
-) -> Result<bool> {
-    super::billing::exists(conn, org_id, &format!("cycle:{}", period.next().label())).await
 }
 
 /// Deletes all of an org's usage (data purge on cancellation).

@@ -340,3 +340,70 @@ async fn retention_purges_usage_older_than_the_plan_keeps(backend: Backend) {
     assert_eq!((jan.mau, mar.mau), (0, 100));
 }
 both!(retention_purges_usage_older_than_the_plan_keeps);
+
+/// A batch applies its items in order, exactly as one call each: a second project's report
+/// crosses the next threshold (a second email), a lower total later in the same batch is
+/// refused against the total accepted earlier in it, the last accepted total per project
+/// is what is stored, and the org's actors are recorded per item.
+async fn items_of_one_batch_apply_in_order(backend: Backend) {
+    let Some(h) = Harness::start(backend, "2026-03-02T00:00:00Z").await else {
+        return;
+    };
+    h.signup("acme", true, true).await; // basic, tier 20,000
+    let batch = [
+        report("acme", "web", "2026-03", 17_000, 0), // 85 %: 80
+        report("acme", "app", "2026-03", 4_000, 0),  // 105 %: 100
+        report("acme", "web", "2026-03", 16_000, 0), // lower than 17,000: refused
+        report("acme", "web", "2026-03", 18_000, 0), // 110 %: nothing new
+        report("acme", "app", "2026-03", 60_000, 0), // 390 %: 125..300, lock
+    ];
+    let actors: Vec<Actor> = (0..batch.len())
+        .map(|i| Actor::new(format!("step{i}"), "usage"))
+        .collect();
+    let out = h.engine.report_usage_by(&batch, &actors).await.unwrap();
+    assert_eq!(out.outcomes[..2], [Outcome::Accepted, Outcome::Accepted]);
+    assert!(
+        matches!(&out.outcomes[2], Outcome::Refused(why) if why.contains("mau 16000 < 17000")),
+        "{:?}",
+        out.outcomes[2]
+    );
+    assert_eq!(out.outcomes[3..], [Outcome::Accepted, Outcome::Accepted]);
+    // Each item's facts start where the previous item's end.
+    let of = |i: usize| {
+        let end = out
+            .starts
+            .get(i + 1)
+            .copied()
+            .unwrap_or(out.report.facts.len());
+        &out.report.facts[out.starts[i]..end]
+    };
+    assert_eq!(alerts(of(0)), [80]);
+    assert_eq!(alerts(of(1)), [100]);
+    assert!(of(2).is_empty() && of(3).is_empty());
+    assert_eq!(alerts(of(4)), [125, 150, 200, 250, 300]);
+    assert_eq!(emails(&out.report.facts, "overage_alert"), 3);
+    let locked = of(4).iter().find_map(|f| match f {
+        Fact::Transition { to, actor, .. } => Some((*to, actor.clone())),
+        _ => None,
+    });
+    assert_eq!(locked, Some((Status::Locked, "step4".to_owned())));
+    let total = storage::usage::total(h.engine.db(), "acme", Period::parse("2026-03").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(total.mau, 78_000);
+    assert_eq!(
+        count(&h.engine, "SELECT COUNT(*) FROM usage_alerts").await,
+        7
+    );
+    let org = h.engine.org("acme").await.unwrap().unwrap();
+    assert_eq!(org.lifecycle.status, Status::Locked);
+    assert_eq!(org.overage_lock_mau, Some(78_000));
+    // A mismatched actor list is refused before anything is stored.
+    let err = h
+        .engine
+        .report_usage_by(&batch, &actors[..1])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("1 actors for 5 reports"), "{err}");
+}
+both!(items_of_one_batch_apply_in_order);
