@@ -1,7 +1,12 @@
-#![allow(clippy::cast_precision_loss, clippy::naive_bytecount)]
+#![allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::naive_bytecount
+)]
 //! acctd benchmarks (issue 8); see BENCHMARKS.md.
 //!
-//! `cargo bench --bench acctd -- [--orgs N] [--runs R] [--only sweep|simulate|ingest|memory]`
+//! `cargo bench --bench acctd -- [--orgs N] [--runs R] [--only sweep|simulate|ingest|memory|http]`
 //!
 //! Runs on SQLite (a file in a temp dir) and, when `TEST_POSTGRES_URL` names a maintenance
 //! database, on a fresh PostgreSQL database `b_<pid>` that is dropped afterwards.
@@ -47,8 +52,8 @@ fn args() -> Args {
     }
     if let Some(only) = &args.only {
         assert!(
-            ["sweep", "simulate", "ingest", "memory"].contains(&only.as_str()),
-            "--only sweep|simulate|ingest|memory"
+            ["sweep", "simulate", "ingest", "memory", "http"].contains(&only.as_str()),
+            "--only sweep|simulate|ingest|memory|http"
         );
     }
     args
@@ -462,11 +467,256 @@ async fn bench_memory(place: &mut Place, orgs: usize) {
     check_swept(&db, orgs).await;
     db.close().await.ok();
     println!(
-        "  peak RSS (VmHWM) {:.1} MB, wall {} ; {}",
+        "  acctd tick: peak RSS (VmHWM) {:.1} MB, wall {} ; {}",
         peak as f64 / 1024.0,
         fmt_secs(took),
         out.trim()
     );
+
+    // The daemon over the same situation: `acctd serve` catches up on start, sweeping
+    // every org, while its API and outbox dispatcher run.
+    let (db, url) = place.fresh().await;
+    bench::seed(&db, orgs, Scenario::GraceExpired, at)
+        .await
+        .expect("seed");
+    place.analyze(&db).await;
+    let listen = format!(
+        "127.0.0.1:{}",
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    );
+    let started = Instant::now();
+    let mut child = Command::new(BIN)
+        .args(["--db", &url, "serve", "--listen", &listen])
+        .current_dir(&place.dir)
+        .env("ACCTD__LOG__LEVEL", "warn")
+        .env("ACCTD__EMAIL__TRANSPORT", "none")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn acctd serve");
+    let mut peak = 0;
+    loop {
+        peak = peak.max(vm_hwm(child.id()));
+        let left = scalar(&db, "SELECT COUNT(*) FROM orgs WHERE state <> 'locked'").await;
+        if left == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_hours(1),
+            "acctd serve did not sweep {orgs} orgs within an hour ({left} left)"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let took = started.elapsed();
+    // A few more seconds of the running daemon (dispatcher draining the outbox).
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    peak = peak.max(vm_hwm(child.id()));
+    child.kill().ok();
+    child.wait().ok();
+    check_swept(&db, orgs).await;
+    db.close().await.ok();
+    println!(
+        "  acctd serve: peak RSS (VmHWM) {:.1} MB; swept all {orgs} orgs {} after start",
+        peak as f64 / 1024.0,
+        fmt_secs(took)
+    );
+}
+
+/// Connections of the HTTP load and how long each run lasts.
+const HTTP_CONNECTIONS: usize = 32;
+const HTTP_SECONDS: u64 = 10;
+
+/// Entitlement reads over HTTP: `acctd serve` (release binary, a child process) over
+/// `orgs` mixed orgs; the load comes from this process on loopback, `HTTP_CONNECTIONS`
+/// keep-alive connections each sending `GET /v1/orgs/{id}/entitlements` for random ids
+/// back to back for `HTTP_SECONDS`. Reports requests/s, p50 and p99 latency, and the
+/// daemon's peak resident memory (VmHWM), which includes its start-up catch-up sweep.
+async fn bench_http(place: &mut Place, orgs: usize, runs: usize) {
+    println!(
+        "\n## Entitlement reads over HTTP, {}: `acctd serve` over {orgs} mixed orgs, {HTTP_CONNECTIONS} connections x {HTTP_SECONDS} s, {runs} runs",
+        place.name()
+    );
+    let at = now();
+    let (db, url) = place.fresh().await;
+    bench::seed(&db, orgs, Scenario::Mixed, at)
+        .await
+        .expect("seed");
+    place.analyze(&db).await;
+    db.close().await.ok();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = Command::new(BIN)
+        .args(["--db", &url, "serve", "--listen", &listen])
+        .current_dir(&place.dir)
+        .env("ACCTD__LOG__LEVEL", "warn")
+        .env("ACCTD__EMAIL__TRANSPORT", "none")
+        .env("ACCTD_API_TOKENS", "bench:viewer:bench-token-0123456789")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn acctd serve");
+    let pid = child.id();
+    // Wait for the daemon to answer (start-up, migrations, catch-up sweep).
+    let started = Instant::now();
+    loop {
+        if get(&listen, "/readyz")
+            .await
+            .is_some_and(|(status, _)| status == 200)
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_mins(10),
+            "acctd serve did not become ready"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!("  ready after {}", fmt_secs(started.elapsed()));
+    let mut rates = Vec::new();
+    let mut p50s = Vec::new();
+    let mut p99s = Vec::new();
+    for run in 0..runs {
+        let cpu_before = cpu_seconds(pid);
+        let (count, mut latencies, took) = http_load(&listen, orgs).await;
+        let server_cores = (cpu_seconds(pid) - cpu_before) / took.as_secs_f64();
+        latencies.sort_unstable();
+        let pct =
+            |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+        let rate = count as f64 / took.as_secs_f64();
+        println!(
+            "  run {}: {count} requests in {} = {rate:.0} req/s, p50 {:.2} ms, p99 {:.2} ms (acctd serve used {server_cores:.2} of the 2 cores)",
+            run + 1,
+            fmt_secs(took),
+            pct(0.50).as_secs_f64() * 1e3,
+            pct(0.99).as_secs_f64() * 1e3,
+        );
+        rates.push(rate);
+        p50s.push(pct(0.50));
+        p99s.push(pct(0.99));
+    }
+    let peak = vm_hwm(pid);
+    child.kill().ok();
+    child.wait().ok();
+    rates.sort_by(f64::total_cmp);
+    println!(
+        "  median: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms; acctd serve peak RSS (VmHWM) {:.1} MB",
+        rates[rates.len() / 2],
+        median(&p50s).as_secs_f64() * 1e3,
+        median(&p99s).as_secs_f64() * 1e3,
+        peak as f64 / 1024.0
+    );
+}
+
+/// One HTTP/1.1 GET with the bench token; `(status, body)`, or `None` if nobody answers.
+async fn get(addr: &str, path: &str) -> Option<(u16, Vec<u8>)> {
+    use http_body_util::BodyExt;
+    let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let (mut send, conn) = hyper::client::conn::http1::handshake(io).await.ok()?;
+    tokio::spawn(conn);
+    let response = send.send_request(request(addr, path)).await.ok()?;
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .ok()?
+        .to_bytes()
+        .to_vec();
+    Some((status, body))
+}
+
+fn request(addr: &str, path: &str) -> hyper::Request<http_body_util::Empty<hyper::body::Bytes>> {
+    hyper::Request::get(path)
+        .header("host", addr)
+        .header("authorization", "Bearer bench-token-0123456789")
+        .body(http_body_util::Empty::new())
+        .unwrap()
+}
+
+/// `HTTP_CONNECTIONS` keep-alive connections sending requests back to back for
+/// `HTTP_SECONDS`; returns (requests answered 200, their latencies, elapsed).
+async fn http_load(addr: &str, orgs: usize) -> (usize, Vec<Duration>, Duration) {
+    use http_body_util::BodyExt;
+    let deadline = Instant::now() + Duration::from_secs(HTTP_SECONDS);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..HTTP_CONNECTIONS {
+        let addr = addr.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let stream = tokio::net::TcpStream::connect(&addr)
+                .await
+                .expect("connect");
+            stream.set_nodelay(true).ok();
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let (mut send, conn) = hyper::client::conn::http1::handshake(io)
+                .await
+                .expect("handshake");
+            tokio::spawn(conn);
+            let mut latencies = Vec::new();
+            let mut rng = (c as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            while Instant::now() < deadline {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                let path = format!("/v1/orgs/org{:07}/entitlements", rng as usize % orgs);
+                let asked = Instant::now();
+                let response = send
+                    .send_request(request(&addr, &path))
+                    .await
+                    .expect("request");
+                let status = response.status();
+                let body = response.into_body().collect().await.expect("body");
+                assert_eq!(status, 200, "{path}: {:?}", body.to_bytes());
+                latencies.push(asked.elapsed());
+            }
+            latencies
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    (all.len(), all, started.elapsed())
+}
+
+/// A live process's CPU time so far (user + system), in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at field 3.
+    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15, i.e. 11 and 12 after the name; 100 ticks/s.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// A live process's peak resident set size in kB (VmHWM).
+fn vm_hwm(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 /// Runs the release binary (log level warn, no config file) and samples VmHWM from
@@ -688,8 +938,10 @@ fn main() {
             if wants("memory") {
                 bench_memory(&mut place, args.orgs).await;
             }
+            if wants("http") {
+                bench_http(&mut place, args.orgs, args.runs).await;
+            }
             place.drop_all().await;
         }
     });
-    println!("\n(Entitlement reads over HTTP: not measured here; that endpoint is being built separately.)");
 }

@@ -175,24 +175,38 @@ async fn tick(
 ) -> anyhow::Result<()> {
     let engine = engine(settings).await?;
     let until = until.map_or_else(|| engine.now(), acctd::clock::truncate);
-    let report = engine.tick(until).await?;
-    let mut out = std::io::stdout().lock();
-    if json {
-        for fact in &report.facts {
-            simulate::output::fact(&mut out, fact)?;
+    // One batch's facts at a time: memory stays flat however many orgs are due.
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let (mut transitions, mut facts, mut orgs) = (0, 0, 0);
+    loop {
+        let mut batch = acctd::engine::Report::default();
+        let claimed = engine.sweep_batch(until, &mut batch).await?;
+        if json {
+            for fact in &batch.facts {
+                simulate::output::fact(&mut out, fact)?;
+            }
         }
-    } else {
-        let orgs: std::collections::BTreeSet<&str> =
-            report.facts.iter().map(acctd::engine::Fact::org).collect();
+        transitions += batch.transitions();
+        facts += batch.facts.len();
+        // Each due org is claimed by exactly one batch of a tick.
+        orgs += batch
+            .facts
+            .iter()
+            .map(acctd::engine::Fact::org)
+            .collect::<std::collections::BTreeSet<&str>>()
+            .len();
+        if claimed < engine.rules().batch_size {
+            break;
+        }
+    }
+    if !json {
         writeln!(
             out,
-            "tick until {}: {} transitions, {} facts, {} orgs",
+            "tick until {}: {transitions} transitions, {facts} facts, {orgs} orgs",
             until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            report.transitions(),
-            report.facts.len(),
-            orgs.len()
         )?;
     }
+    out.flush()?;
     Ok(())
 }
 

@@ -190,6 +190,22 @@ struct Work<'a> {
     facts: Vec<Fact>,
     /// Facts before this index were published to the webhooks already.
     published: usize,
+    /// What a sweep batch read up front for its monthly cycles (see [`Prefetched`]).
+    prefetched: Prefetched,
+}
+
+/// Answers a sweep batch read in bulk for the monthly cycles its orgs are due for, so
+/// that each cycle does not query them one by one. A question outside what was read
+/// goes to the database. Sound because the batch holds its orgs (SQLite's write lock, or
+/// PostgreSQL row locks that every writer of an org's invoices and usage takes first).
+#[derive(Default)]
+struct Prefetched {
+    /// (org, invoice key) pairs that were looked up...
+    keys: std::collections::HashSet<(String, String)>,
+    /// ...and those of them that exist, including invoices issued since.
+    invoices: std::collections::HashSet<(String, String)>,
+    /// Usage totals by (org, period label) for the periods the cycles bill.
+    usage: std::collections::HashMap<(String, String), domain::usage::Usage>,
 }
 
 impl<'a> Work<'a> {
@@ -201,6 +217,7 @@ impl<'a> Work<'a> {
             outbox: Vec::new(),
             facts: Vec::new(),
             published: 0,
+            prefetched: Prefetched::default(),
         }
     }
 
@@ -356,20 +373,37 @@ impl Engine {
     /// # Errors
     /// A storage error; the batch is rolled back.
     pub async fn sweep_batch(&self, until: DateTime<Utc>, report: &mut Report) -> Result<u64> {
+        // Where a batch's time goes, for `log.level = "acctd=debug"` (BENCHMARKS.md).
+        let t0 = std::time::Instant::now();
         let txn = self.db.begin().await?;
         storage::lock_writes(&txn).await?;
         let due =
             orgs::claim_due(&txn, until, self.rules.batch_size, self.scope.as_deref()).await?;
+        let t1 = t0.elapsed();
         let claimed = due.len() as u64;
         let mut work = Work::new(&txn, self.clock.now());
         let mut due = due;
+        work.prefetch_cycles(&due, until).await?;
         for org in &mut due {
             self.advance(&mut work, org, until).await?;
         }
+        let t2 = t0.elapsed();
         orgs::update_many(&txn, &mut due, work.recorded_at).await?;
+        let t3 = t0.elapsed();
         work.flush(&self.rules.webhooks).await?;
+        let t4 = t0.elapsed();
         let facts = std::mem::take(&mut work.facts);
         txn.commit().await?;
+        let t5 = t0.elapsed();
+        tracing::debug!(
+            claimed,
+            claim_ms = t1.as_secs_f64() * 1e3,
+            advance_ms = t2.saturating_sub(t1).as_secs_f64() * 1e3,
+            update_ms = t3.saturating_sub(t2).as_secs_f64() * 1e3,
+            flush_ms = t4.saturating_sub(t3).as_secs_f64() * 1e3,
+            commit_ms = t5.saturating_sub(t4).as_secs_f64() * 1e3,
+            "sweep batch"
+        );
         report.facts.extend(facts);
         Ok(claimed)
     }
@@ -792,7 +826,7 @@ impl Engine {
             return Ok(());
         }
         let key = format!("cycle:{}", period.label());
-        if billing::exists(work.txn, &org.id, &key).await? {
+        if work.invoice_exists(&org.id, &key).await? {
             return Ok(());
         }
         let lines = self.cycle_lines(work, org, at).await?;
@@ -822,9 +856,13 @@ impl Engine {
         new: NewInvoice<'_>,
     ) -> Result<Option<Invoice>> {
         let at = new.issued_at;
-        let Some(invoice) = billing::issue(work.txn, new).await? else {
+        if work.invoice_exists(new.org_id, &new.key).await? {
             return Ok(None);
-        };
+        }
+        let invoice = billing::insert(work.txn, new).await?;
+        work.prefetched
+            .invoices
+            .insert((invoice.org_id.clone(), invoice.key.clone()));
         work.facts.push(Fact::Invoice {
             at,
             org: org.id.clone(),
@@ -927,11 +965,80 @@ impl Engine {
     /// # Errors
     /// A storage error.
     pub async fn org(&self, id: &str) -> Result<Option<Org>> {
-        Ok(orgs::load(&self.db, id).await?)
+        // A plain read: on PostgreSQL, `load`'s row lock would make every view a write.
+        Ok(orgs::get(&self.db, id).await?)
     }
 }
 
 impl Work<'_> {
+    /// Reads, for the orgs of a batch whose monthly cycle is due, whether that cycle's
+    /// invoice exists and the usage totals of the period it bills: two queries in all.
+    async fn prefetch_cycles(&mut self, orgs: &[Org], until: DateTime<Utc>) -> Result<()> {
+        let mut ids: Vec<&str> = Vec::new();
+        let mut keys: Vec<String> = Vec::new();
+        let mut periods: Vec<Period> = Vec::new();
+        for org in orgs {
+            let Some(at) = org.lifecycle.next_cycle_at.filter(|at| *at <= until) else {
+                continue;
+            };
+            let period = Period::containing(at);
+            ids.push(&org.id);
+            keys.push(format!("cycle:{}", period.label()));
+            periods.push(period.previous());
+        }
+        if ids.is_empty() {
+            return Ok(());
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        periods.sort_unstable();
+        periods.dedup();
+        for (org, key) in billing::existing_keys(self.txn, &ids, &keys).await? {
+            self.prefetched.invoices.insert((org, key));
+        }
+        for org in orgs {
+            if let Some(at) = org.lifecycle.next_cycle_at.filter(|at| *at <= until) {
+                let period = Period::containing(at);
+                self.prefetched
+                    .keys
+                    .insert((org.id.clone(), format!("cycle:{}", period.label())));
+                self.prefetched.usage.insert(
+                    (org.id.clone(), period.previous().label()),
+                    domain::usage::Usage::default(),
+                );
+            }
+        }
+        let labels: Vec<String> = periods.iter().copied().map(Period::label).collect();
+        for ((org, period), projects) in
+            storage::usage::projects_of(self.txn, &ids, &labels).await?
+        {
+            if let Some(total) = self.prefetched.usage.get_mut(&(org, period)) {
+                for usage in projects.values() {
+                    total.mau += usage.mau;
+                    total.data_points += usage.data_points;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the org has an invoice with this key (from the prefetch when it covers it).
+    async fn invoice_exists(&mut self, org: &str, key: &str) -> Result<bool> {
+        let pair = (org.to_owned(), key.to_owned());
+        if self.prefetched.keys.contains(&pair) {
+            return Ok(self.prefetched.invoices.contains(&pair));
+        }
+        Ok(billing::exists(self.txn, org, key).await?)
+    }
+
+    /// The org's usage in a period (from the prefetch when it covers it).
+    async fn usage_total(&mut self, org: &str, period: Period) -> Result<domain::usage::Usage> {
+        if let Some(total) = self.prefetched.usage.get(&(org.to_owned(), period.label())) {
+            return Ok(*total);
+        }
+        Ok(storage::usage::total(self.txn, org, period).await?)
+    }
+
     /// Stores a payment outcome and reports it.
     async fn payment(
         &mut self,

@@ -10,7 +10,7 @@ use super::{invalid, Actor, Engine, Error, Fact, Result, Work};
 use crate::domain::period::Period;
 use crate::domain::price::{proration_factor, round_cents, Line, LineKind};
 use crate::domain::{decide, Charge, Event, LockReason, Org, Refusal};
-use crate::storage;
+
 use crate::storage::billing::{self, Invoice, InvoiceKind, InvoiceStatus, NewInvoice};
 
 /// A change of tier or add-ons.
@@ -417,7 +417,7 @@ impl Engine {
     ) -> Result<Vec<Line>> {
         let prices = &self.rules.prices;
         let previous = Period::containing(at).previous();
-        let usage = storage::usage::total(work.txn, &org.id, previous).await?;
+        let usage = work.usage_total(&org.id, previous).await?;
         let allowance = prices.plan(&org.plan)?.data_points_per_mau;
         let mbu = usage.mbu(org.tier, allowance);
         let mut overage = Vec::new();

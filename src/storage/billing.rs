@@ -129,6 +129,15 @@ pub async fn issue(conn: &impl ConnectionTrait, new: NewInvoice<'_>) -> Result<O
     if exists(conn, new.org_id, &new.key).await? {
         return Ok(None);
     }
+    insert(conn, new).await.map(Some)
+}
+
+/// Inserts an invoice the caller knows to be new (the `(org, key)` unique index refuses
+/// a duplicate).
+///
+/// # Errors
+/// A database error, including a duplicate key.
+pub async fn insert(conn: &impl ConnectionTrait, new: NewInvoice<'_>) -> Result<Invoice> {
     let total: Decimal = new.lines.iter().map(|l| l.amount).sum();
     let row = invoice::ActiveModel {
         id: NotSet,
@@ -161,7 +170,7 @@ pub async fn issue(conn: &impl ConnectionTrait, new: NewInvoice<'_>) -> Result<O
     invoice_line::Entity::insert_many(lines)
         .exec_without_returning(conn)
         .await?;
-    Ok(Some(Invoice {
+    Ok(Invoice {
         id,
         org_id: new.org_id.to_owned(),
         key: new.key,
@@ -173,7 +182,7 @@ pub async fn issue(conn: &impl ConnectionTrait, new: NewInvoice<'_>) -> Result<O
         status: InvoiceStatus::Open,
         issued_at: new.issued_at,
         paid_at: None,
-    }))
+    })
 }
 
 async fn with_lines(conn: &impl ConnectionTrait, m: invoice::Model) -> Result<Invoice> {
@@ -224,6 +233,32 @@ pub async fn exists(conn: &impl ConnectionTrait, org_id: &str, key: &str) -> Res
         .one(conn)
         .await?
         .is_some())
+}
+
+/// The (org, key) pairs among these orgs and keys that have an invoice.
+///
+/// # Errors
+/// A database error.
+pub async fn existing_keys(
+    conn: &impl ConnectionTrait,
+    org_ids: &[&str],
+    keys: &[String],
+) -> Result<Vec<(String, String)>> {
+    use sea_orm::QuerySelect;
+    let mut found = Vec::new();
+    for chunk in org_ids.chunks(1_000) {
+        let rows: Vec<(String, String)> = invoice::Entity::find()
+            .select_only()
+            .column(invoice::Column::OrgId)
+            .column(invoice::Column::Key)
+            .filter(invoice::Column::OrgId.is_in(chunk.iter().copied()))
+            .filter(invoice::Column::Key.is_in(keys.iter().cloned()))
+            .into_tuple()
+            .all(conn)
+            .await?;
+        found.extend(rows);
+    }
+    Ok(found)
 }
 
 /// One invoice by id.

@@ -159,6 +159,18 @@ pub async fn load(conn: &impl ConnectionTrait, id: &str) -> Result<Option<Org>> 
     query.one(conn).await?.map(to_domain).transpose()
 }
 
+/// Reads one org without locking it (read-only paths: views, entitlements).
+///
+/// # Errors
+/// A database error or a corrupt row.
+pub async fn get(conn: &impl ConnectionTrait, id: &str) -> Result<Option<Org>> {
+    org::Entity::find_by_id(id.to_owned())
+        .one(conn)
+        .await?
+        .map(to_domain)
+        .transpose()
+}
+
 /// Claims up to `limit` orgs whose next deadline is at or before `until`, earliest first.
 /// On `PostgreSQL` rows are locked with `FOR UPDATE SKIP LOCKED`, so concurrent sweeps take
 /// disjoint batches; `SQLite` has one writer at a time (see [`super::lock_writes`]).
