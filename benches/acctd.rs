@@ -186,10 +186,19 @@ async fn scalar(db: &DatabaseConnection, sql: &str) -> i64 {
     .expect("an integer")
 }
 
+/// The engine with default settings; `ACCTD__DAEMON__BATCH_SIZE` overrides the batch size,
+/// as it does for the daemon.
 fn engine(db: DatabaseConnection, now: DateTime<Utc>) -> Engine {
+    let mut settings = Settings::default();
+    if let Some(size) = std::env::var("ACCTD__DAEMON__BATCH_SIZE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        settings.daemon.batch_size = size;
+    }
     Engine::new(
         db,
-        Rules::from_settings(&Settings::default()),
+        Rules::from_settings(&settings),
         Arc::new(ScriptedGateway::default()),
         Arc::new(VirtualClock::new(now)),
     )

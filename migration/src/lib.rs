@@ -9,6 +9,7 @@ mod m20261122_000003_add_scheduled_plan_changes;
 mod m20261122_000004_create_test_clocks;
 mod m20261122_000005_add_reminders;
 mod m20261122_000006_create_job_runs;
+mod m20261122_000007_add_due_index;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000004_create_test_clocks::Migration),
             Box::new(m20261122_000005_add_reminders::Migration),
             Box::new(m20261122_000006_create_job_runs::Migration),
+            Box::new(m20261122_000007_add_due_index::Migration),
         ]
     }
 }

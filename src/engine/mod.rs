@@ -377,6 +377,7 @@ impl Engine {
         let t0 = std::time::Instant::now();
         let txn = self.db.begin().await?;
         storage::lock_writes(&txn).await?;
+        let locked = t0.elapsed();
         let due =
             orgs::claim_due(&txn, until, self.rules.batch_size, self.scope.as_deref()).await?;
         let t1 = t0.elapsed();
@@ -397,7 +398,8 @@ impl Engine {
         let t5 = t0.elapsed();
         tracing::debug!(
             claimed,
-            claim_ms = t1.as_secs_f64() * 1e3,
+            lock_ms = locked.as_secs_f64() * 1e3,
+            claim_ms = t1.saturating_sub(locked).as_secs_f64() * 1e3,
             advance_ms = t2.saturating_sub(t1).as_secs_f64() * 1e3,
             update_ms = t3.saturating_sub(t2).as_secs_f64() * 1e3,
             flush_ms = t4.saturating_sub(t3).as_secs_f64() * 1e3,
