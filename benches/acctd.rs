@@ -489,25 +489,8 @@ async fn bench_memory(place: &mut Place, orgs: usize) {
         .await
         .expect("seed");
     place.analyze(&db).await;
-    let listen = format!(
-        "127.0.0.1:{}",
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    );
     let started = Instant::now();
-    let mut child = Command::new(BIN)
-        .args(["--db", &url, "serve", "--listen", &listen])
-        .current_dir(&place.dir)
-        .env("ACCTD__LOG__LEVEL", "warn")
-        .env("ACCTD__EMAIL__TRANSPORT", "none")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn acctd serve");
+    let (mut child, _) = serve(&place.dir, &url);
     let mut peak = 0;
     loop {
         peak = peak.max(vm_hwm(child.id()));
@@ -557,23 +540,7 @@ async fn bench_http(place: &mut Place, orgs: usize, runs: usize) {
         .expect("seed");
     place.analyze(&db).await;
     db.close().await.ok();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut child = Command::new(BIN)
-        .args(["--db", &url, "serve", "--listen", &listen])
-        .current_dir(&place.dir)
-        .env("ACCTD__LOG__LEVEL", "warn")
-        .env("ACCTD__EMAIL__TRANSPORT", "none")
-        .env("ACCTD_API_TOKENS", "bench:viewer:bench-token-0123456789")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn acctd serve");
+    let (mut child, listen) = serve(&place.dir, &url);
     let pid = child.id();
     // Wait for the daemon to answer (start-up, migrations, catch-up sweep).
     let started = Instant::now();
@@ -624,6 +591,29 @@ async fn bench_http(place: &mut Place, orgs: usize, runs: usize) {
         median(&p99s).as_secs_f64() * 1e3,
         peak as f64 / 1024.0
     );
+}
+
+/// `acctd serve` (release binary) on `url`, its API on a free loopback port (returned),
+/// log level warn, emails discarded, a viewer token for the load.
+fn serve(dir: &Path, url: &str) -> (std::process::Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let child = Command::new(BIN)
+        .args(["--db", url, "serve", "--listen", &listen])
+        .current_dir(dir)
+        .env("ACCTD__LOG__LEVEL", "warn")
+        .env("ACCTD__EMAIL__TRANSPORT", "none")
+        .env("ACCTD_API_TOKENS", "bench:viewer:bench-token-0123456789")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn acctd serve");
+    (child, listen)
 }
 
 /// One HTTP/1.1 GET with the bench token; `(status, body)`, or `None` if nobody answers.

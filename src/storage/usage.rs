@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use entity::{invoice, usage_alert, usage_report};
+use entity::{usage_alert, usage_report};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveValue::{NotSet, Set},
@@ -191,23 +191,12 @@ pub async fn closed_of(
         .map(|p| format!("cycle:{}", p.next().label()))
         .collect();
     let mut found = HashSet::new();
-    for chunk in org_ids.chunks(1_000) {
-        let rows: Vec<(String, String)> = invoice::Entity::find()
-            .select_only()
-            .column(invoice::Column::OrgId)
-            .column(invoice::Column::Key)
-            .filter(invoice::Column::OrgId.is_in(chunk.iter().copied()))
-            .filter(invoice::Column::Key.is_in(keys.iter().cloned()))
-            .into_tuple()
-            .all(conn)
-            .await?;
-        for (org, key) in rows {
-            let closed = periods
-                .iter()
-                .find(|p| key == format!("cycle:{}", p.next().label()));
-            if let Some(p) = closed {
-                found.insert((org, p.label()));
-            }
+    for (org, key) in super::billing::existing_keys(conn, org_ids, &keys).await? {
+        let closed = periods
+            .iter()
+            .find(|p| key == format!("cycle:{}", p.next().label()));
+        if let Some(p) = closed {
+            found.insert((org, p.label()));
         }
     }
     Ok(found)
