@@ -187,6 +187,8 @@ struct Work<'a> {
     recorded_at: DateTime<Utc>,
     transitions: Vec<TransitionRecord>,
     outbox: Vec<OutboxMessage>,
+    /// Payment rows, written in bulk by `flush` (nothing in a transaction reads them).
+    payments: Vec<billing::NewPayment>,
     facts: Vec<Fact>,
     /// Facts before this index were published to the webhooks already.
     published: usize,
@@ -215,6 +217,7 @@ impl<'a> Work<'a> {
             recorded_at,
             transitions: Vec::new(),
             outbox: Vec::new(),
+            payments: Vec::new(),
             facts: Vec::new(),
             published: 0,
             prefetched: Prefetched::default(),
@@ -242,6 +245,8 @@ impl<'a> Work<'a> {
             }
         }
         self.published = self.facts.len();
+        billing::record_payments(self.txn, &self.payments).await?;
+        self.payments.clear();
         storage::audit::insert_transitions(self.txn, &self.transitions).await?;
         storage::audit::enqueue(self.txn, &self.outbox).await?;
         self.transitions.clear();
@@ -415,7 +420,63 @@ impl Engine {
     /// # Errors
     /// [`Error::Invalid`], [`Error::Price`] or [`Error::Exists`] for bad input.
     pub async fn signup(&self, signup: Signup, actor: &Actor) -> Result<Report> {
+        self.signup_many(vec![signup], actor)
+            .await
+            .map_err(|(_, e)| e)
+    }
+
+    /// Signs many orgs up at the clock's instant in one transaction (imports, a
+    /// simulation's orgs): all or none.
+    ///
+    /// # Errors
+    /// The index of the first bad signup with its error ([`Error::Invalid`],
+    /// [`Error::Price`], [`Error::Exists`], also for an id given twice); nothing is
+    /// stored then. A storage error comes with index 0.
+    pub async fn signup_many(
+        &self,
+        signups: Vec<Signup>,
+        actor: &Actor,
+    ) -> std::result::Result<Report, (usize, Error)> {
         let at = self.clock.now();
+        let mut new = Vec::with_capacity(signups.len());
+        let mut seen = std::collections::HashSet::new();
+        for (i, signup) in signups.into_iter().enumerate() {
+            let org = self.prepare_signup(signup, at).map_err(|e| (i, e))?;
+            if !seen.insert(org.id.clone()) {
+                return Err((i, Error::Exists(org.id)));
+            }
+            new.push(org);
+        }
+        let storage_error = |e: Error| (0, e);
+        let txn = self.db.begin().await.map_err(|e| storage_error(e.into()))?;
+        storage::lock_writes(&txn)
+            .await
+            .map_err(|e| storage_error(e.into()))?;
+        let ids: Vec<&str> = new.iter().map(|o| o.id.as_str()).collect();
+        let existing = orgs::load_many(&txn, &ids)
+            .await
+            .map_err(|e| storage_error(e.into()))?;
+        if let Some(first) = existing.first() {
+            let i = new.iter().position(|o| o.id == first.id).unwrap_or(0);
+            return Err((i, Error::Exists(first.id.clone())));
+        }
+        orgs::insert_many(&txn, &new, at)
+            .await
+            .map_err(|e| storage_error(e.into()))?;
+        let mut work = Work::new(&txn, at);
+        for org in &new {
+            work.record(org, None, "signup", actor, at);
+        }
+        work.flush(&self.rules.webhooks)
+            .await
+            .map_err(storage_error)?;
+        let facts = std::mem::take(&mut work.facts);
+        txn.commit().await.map_err(|e| storage_error(e.into()))?;
+        Ok(Report { facts })
+    }
+
+    /// Checks a signup and builds its org at `at`.
+    fn prepare_signup(&self, signup: Signup, at: DateTime<Utc>) -> Result<Org> {
         validate_id(&signup.id)?;
         if signup.admins.is_empty() {
             return Err(invalid("admins", "at least one account admin is required"));
@@ -470,18 +531,7 @@ impl Engine {
             clock: self.scope.clone(),
             version: 0,
         };
-        let txn = self.db.begin().await?;
-        storage::lock_writes(&txn).await?;
-        if orgs::load(&txn, &org.id).await?.is_some() {
-            return Err(Error::Exists(org.id));
-        }
-        orgs::insert(&txn, &org, at).await?;
-        let mut work = Work::new(&txn, at);
-        work.record(&org, None, "signup", actor, at);
-        work.flush(&self.rules.webhooks).await?;
-        let facts = std::mem::take(&mut work.facts);
-        txn.commit().await?;
-        Ok(Report { facts })
+        Ok(org)
     }
 
     /// Applies a command to one org at the clock's instant, after catching the org up on
@@ -738,7 +788,7 @@ impl Engine {
             Command::MarkPaid => {
                 decide(&org.lifecycle, Event::MarkPaid, at, self.rules.timers)?;
                 for invoice in billing::overdue(work.txn, &org.id).await? {
-                    work.payment(org, invoice.id, true, "manual", at).await?;
+                    work.payment(org, invoice.id, true, "manual", at);
                 }
                 simple(Event::MarkPaid)
             }
@@ -914,7 +964,7 @@ impl Engine {
             InvoiceStatus::Failed
         };
         billing::set_status(work.txn, invoice.id, status, at).await?;
-        work.payment(org, invoice.id, succeeded, source, at).await?;
+        work.payment(org, invoice.id, succeeded, source, at);
         Ok(())
     }
 
@@ -1041,32 +1091,29 @@ impl Work<'_> {
         Ok(storage::usage::total(self.txn, org, period).await?)
     }
 
-    /// Stores a payment outcome and reports it.
-    async fn payment(
+    /// Stores a payment outcome (with the batch, see `flush`) and reports it.
+    fn payment(
         &mut self,
         org: &Org,
         invoice: i64,
         succeeded: bool,
         source: &str,
         at: DateTime<Utc>,
-    ) -> Result<()> {
-        billing::record_payment(
-            self.txn,
-            invoice,
-            &org.id,
+    ) {
+        self.payments.push(billing::NewPayment {
+            invoice_id: invoice,
+            org_id: org.id.clone(),
             succeeded,
-            source,
+            source: source.to_owned(),
             at,
-            self.recorded_at,
-        )
-        .await?;
+            recorded_at: self.recorded_at,
+        });
         self.facts.push(Fact::Payment {
             at,
             org: org.id.clone(),
             invoice,
             succeeded,
         });
-        Ok(())
     }
 
     fn record(

@@ -324,7 +324,7 @@ impl Engine {
         at: DateTime<Utc>,
     ) -> Result<()> {
         billing::set_status(work.txn, invoice.id, InvoiceStatus::Void, at).await?;
-        work.payment(org, invoice.id, false, "gateway", at).await?;
+        work.payment(org, invoice.id, false, "gateway", at);
         let change = match Paid::from_key(&invoice.key) {
             Some(Paid::Upgrade(_)) => "upgrade_declined",
             _ => "addon_declined",

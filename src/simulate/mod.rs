@@ -122,23 +122,36 @@ pub async fn run(
         }
         match item {
             Item::Signup(org) => {
-                let signup = Signup {
-                    id: org.id.clone(),
-                    plan: org.plan.clone(),
-                    tier: org.tier,
-                    admins: org.admins.clone(),
-                    billing_email: org.billing_email.clone(),
-                    payment_method: org.payment_method,
-                    addons: org.addons.clone(),
-                    active: org.active,
-                };
-                match engine.signup(signup, &Actor::system()).await {
+                // The orgs signing up at one instant go in as one transaction.
+                let mut orgs = vec![*org];
+                while let Some((same, _, _, Item::Signup(more))) = timeline.get(next) {
+                    if same != at {
+                        break;
+                    }
+                    orgs.push(*more);
+                    next += 1;
+                }
+                let signups = orgs
+                    .iter()
+                    .map(|org| Signup {
+                        id: org.id.clone(),
+                        plan: org.plan.clone(),
+                        tier: org.tier,
+                        admins: org.admins.clone(),
+                        billing_email: org.billing_email.clone(),
+                        payment_method: org.payment_method,
+                        addons: org.addons.clone(),
+                        active: org.active,
+                    })
+                    .collect();
+                match engine.signup_many(signups, &Actor::system()).await {
                     Ok(report) => emit(out, report.facts)?,
+                    Err((_, e @ engine::Error::Storage(_))) => return Err(e.into()),
                     // A bad org declaration is bad input, not a refused step.
-                    Err(e) => {
+                    Err((i, e)) => {
                         return Err(scenario::Error {
                             file: scenario.file.clone(),
-                            line: org.line,
+                            line: orgs[i].line,
                             key: "org".to_owned(),
                             message: e.to_string(),
                         }

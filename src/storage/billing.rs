@@ -346,30 +346,35 @@ pub async fn settle_overdue(
     Ok(result.rows_affected)
 }
 
-/// Records a payment outcome.
+/// One payment outcome for [`record_payments`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewPayment {
+    pub invoice_id: i64,
+    pub org_id: String,
+    pub succeeded: bool,
+    pub source: String,
+    pub at: DateTime<Utc>,
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// Records payment outcomes (a multi-row insert per 1,000).
 ///
 /// # Errors
 /// A database error.
-pub async fn record_payment(
-    conn: &impl ConnectionTrait,
-    invoice_id: i64,
-    org_id: &str,
-    succeeded: bool,
-    source: &str,
-    at: DateTime<Utc>,
-    recorded_at: DateTime<Utc>,
-) -> Result<()> {
-    let row = payment::ActiveModel {
-        id: NotSet,
-        invoice_id: Set(invoice_id),
-        org_id: Set(org_id.to_owned()),
-        outcome: Set(if succeeded { "succeeded" } else { "failed" }.to_owned()),
-        source: Set(source.to_owned()),
-        at: Set(at),
-        recorded_at: Set(recorded_at),
-    };
-    payment::Entity::insert(row)
-        .exec_without_returning(conn)
-        .await?;
+pub async fn record_payments(conn: &impl ConnectionTrait, payments: &[NewPayment]) -> Result<()> {
+    for chunk in payments.chunks(1_000) {
+        let rows = chunk.iter().map(|p| payment::ActiveModel {
+            id: NotSet,
+            invoice_id: Set(p.invoice_id),
+            org_id: Set(p.org_id.clone()),
+            outcome: Set(if p.succeeded { "succeeded" } else { "failed" }.to_owned()),
+            source: Set(p.source.clone()),
+            at: Set(p.at),
+            recorded_at: Set(p.recorded_at),
+        });
+        payment::Entity::insert_many(rows)
+            .exec_without_returning(conn)
+            .await?;
+    }
     Ok(())
 }

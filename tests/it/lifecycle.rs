@@ -381,3 +381,52 @@ async fn refused_commands_change_nothing_and_manual_ones_are_audited(backend: Ba
     assert_eq!(h.status("acme").await, Status::Active);
 }
 both!(refused_commands_change_nothing_and_manual_ones_are_audited);
+
+/// `signup_many`: all or none. A bad signup, an id given twice or an id that exists
+/// already is refused with its index and stores nothing; a good batch stores every org
+/// with its audit row.
+async fn signups_in_bulk_are_all_or_none(backend: Backend) {
+    let Some(h) = Harness::start(backend, "2026-03-02T00:00:00Z").await else {
+        return;
+    };
+    h.signup("old", true, false).await;
+    let signup = |id: &str| acctd::engine::Signup {
+        id: id.to_owned(),
+        plan: "basic".to_owned(),
+        tier: 20_000,
+        admins: vec![format!("admin@{id}.test")],
+        billing_email: None,
+        payment_method: true,
+        addons: Vec::new(),
+        active: false,
+    };
+    let mut bad_tier = signup("b");
+    bad_tier.tier = 12_345;
+    for (batch, index) in [
+        (vec![signup("a"), bad_tier, signup("c")], 1),
+        (vec![signup("a"), signup("b"), signup("a")], 2),
+        (vec![signup("a"), signup("old")], 1),
+    ] {
+        let (i, e) = h
+            .engine
+            .signup_many(batch, &Actor::system())
+            .await
+            .unwrap_err();
+        assert_eq!(i, index, "{e}");
+        assert!(
+            h.engine.org("a").await.unwrap().is_none(),
+            "nothing stored: {e}"
+        );
+    }
+    let report = h
+        .engine
+        .signup_many(vec![signup("a"), signup("b")], &Actor::system())
+        .await
+        .unwrap();
+    assert_eq!(report.transitions(), 2);
+    for id in ["a", "b"] {
+        assert_eq!(h.status(id).await, Status::Trial);
+        assert_eq!(moves(&h.transitions(id).await).len(), 1);
+    }
+}
+both!(signups_in_bulk_are_all_or_none);
