@@ -732,19 +732,9 @@ fn peak_rss(args: &[&str], cwd: &Path) -> (u64, Duration, String) {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn acctd");
-    let status_file = format!("/proc/{}/status", child.id());
     let mut peak = 0u64;
     loop {
-        if let Ok(text) = std::fs::read_to_string(&status_file) {
-            if let Some(kb) = text
-                .lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<u64>().ok())
-            {
-                peak = peak.max(kb);
-            }
-        }
+        peak = peak.max(vm_hwm(child.id()));
         if let Some(status) = child.try_wait().unwrap() {
             assert!(status.success(), "acctd {args:?}: {status}");
             break;

@@ -120,18 +120,6 @@ fn line_kind(s: &str) -> Option<LineKind> {
     .find(|k| k.as_str() == s)
 }
 
-/// Issues an invoice unless one with the same `(org, key)` exists: returns `None` then, so
-/// that a replayed monthly cycle bills nobody twice.
-///
-/// # Errors
-/// A database error.
-pub async fn issue(conn: &impl ConnectionTrait, new: NewInvoice<'_>) -> Result<Option<Invoice>> {
-    if exists(conn, new.org_id, &new.key).await? {
-        return Ok(None);
-    }
-    insert(conn, new).await.map(Some)
-}
-
 /// Inserts an invoice the caller knows to be new (the `(org, key)` unique index refuses
 /// a duplicate).
 ///
