@@ -28,6 +28,10 @@ use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statemen
 
 const BIN: &str = env!("CARGO_BIN_EXE_acctd");
 
+/// The in-process parts (sweep, ingestion) run on the allocator of the `acctd` binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Args {
     orgs: usize,
     runs: usize,

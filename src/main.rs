@@ -13,6 +13,11 @@ use acctd::{cli, simulate, storage, telemetry};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
+/// glibc's malloc spent ~40 % of a large simulation searching and consolidating its
+/// fragmented heap (BENCHMARKS.md, "Simulation"); mimalloc does not.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Bad input: config, scenario, arguments, a refused move (SPEC section 8).
 const BAD_INPUT: u8 = 2;
 

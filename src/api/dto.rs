@@ -8,7 +8,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{LockReason, LockReasons, Status};
-use crate::engine::{Fact, View};
+use crate::engine::{Access, Fact, View};
 use crate::storage::audit::TransitionRecord;
 use crate::storage::billing::Invoice;
 use crate::storage::test_clock::TestClock;
@@ -299,19 +299,19 @@ pub struct EntitlementsResponse {
     pub deadlines: Deadlines,
 }
 
-impl From<&View> for EntitlementsResponse {
-    fn from(view: &View) -> Self {
-        let l = &view.org.lifecycle;
-        let e = entitlements(view);
+impl From<&Access> for EntitlementsResponse {
+    fn from(access: &Access) -> Self {
+        let l = &access.org.lifecycle;
+        let e = access.entitlements;
         Self {
-            org: view.org.id.clone(),
+            org: access.org.id.clone(),
             state: l.status.as_str(),
             lock_reasons: reasons(l.reasons),
             dashboard: e.dashboard,
             exports: e.exports,
             ingestion: e.ingestion,
             campaigns: e.campaigns,
-            upgrade_prompt: e.upgrade_prompt,
+            upgrade_prompt: access.upgrade_prompt,
             deadlines: deadlines(l),
         }
     }

@@ -142,7 +142,19 @@ pub(super) async fn entitlements(
     State(state): State<ApiState>,
     PathParams(id): PathParams<String>,
 ) -> Result<Json<EntitlementsResponse>> {
-    Ok(Json(EntitlementsResponse::from(&view(&state, &id).await?)))
+    let access = state.engine.access(&id).await?;
+    let access = match &access.org.clock {
+        Some(clock) => {
+            state
+                .engine
+                .for_test_clock(clock)
+                .await?
+                .access(&id)
+                .await?
+        }
+        None => access,
+    };
+    Ok(Json(EntitlementsResponse::from(&access)))
 }
 
 async fn known(state: &ApiState, id: &str) -> Result<()> {

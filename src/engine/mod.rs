@@ -189,6 +189,15 @@ struct Work<'a> {
     outbox: Vec<OutboxMessage>,
     /// Payment rows, written in bulk by `flush` (nothing in a transaction reads them).
     payments: Vec<billing::NewPayment>,
+    /// Invoices issued in this transaction, with their lines and latest status: written
+    /// in bulk by `flush_invoices`, which every read of invoices from the database goes
+    /// through first (`stored_invoices`).
+    invoices: Vec<Invoice>,
+    /// Invoice ids reserved and not yet handed out; how many the next reservation asks
+    /// for; the last id handed out.
+    invoice_ids: std::collections::VecDeque<i64>,
+    invoice_hint: usize,
+    last_invoice_id: Option<i64>,
     facts: Vec<Fact>,
     /// Facts before this index were published to the webhooks already.
     published: usize,
@@ -218,6 +227,10 @@ impl<'a> Work<'a> {
             transitions: Vec::new(),
             outbox: Vec::new(),
             payments: Vec::new(),
+            invoices: Vec::new(),
+            invoice_ids: std::collections::VecDeque::new(),
+            invoice_hint: 1,
+            last_invoice_id: None,
             facts: Vec::new(),
             published: 0,
             prefetched: Prefetched::default(),
@@ -245,6 +258,7 @@ impl<'a> Work<'a> {
             }
         }
         self.published = self.facts.len();
+        self.flush_invoices().await?;
         billing::record_payments(self.txn, &self.payments).await?;
         self.payments.clear();
         storage::audit::insert_transitions(self.txn, &self.transitions).await?;
@@ -716,7 +730,7 @@ impl Engine {
                     work.email(org, template.as_str(), at, key, lifecycle_payload(org, at));
                 }
                 Effect::SettleOverdue => {
-                    billing::settle_overdue(work.txn, &org.id, at).await?;
+                    billing::settle_overdue(work.stored_invoices().await?, &org.id, at).await?;
                 }
                 Effect::Purge => {
                     org.canceled_at = Some(at);
@@ -787,7 +801,7 @@ impl Engine {
             }),
             Command::MarkPaid => {
                 decide(&org.lifecycle, Event::MarkPaid, at, self.rules.timers)?;
-                for invoice in billing::overdue(work.txn, &org.id).await? {
+                for invoice in billing::overdue(work.stored_invoices().await?, &org.id).await? {
                     work.payment(org, invoice.id, true, "manual", at);
                 }
                 simple(Event::MarkPaid)
@@ -911,7 +925,8 @@ impl Engine {
         if work.invoice_exists(new.org_id, &new.key).await? {
             return Ok(None);
         }
-        let invoice = billing::insert(work.txn, new).await?;
+        let invoice = new.into_invoice(work.invoice_id().await?);
+        work.invoices.push(invoice.clone());
         work.prefetched
             .invoices
             .insert((invoice.org_id.clone(), invoice.key.clone()));
@@ -963,7 +978,7 @@ impl Engine {
         } else {
             InvoiceStatus::Failed
         };
-        billing::set_status(work.txn, invoice.id, status, at).await?;
+        work.set_invoice_status(invoice.id, status, at).await?;
         work.payment(org, invoice.id, succeeded, source, at);
         Ok(())
     }
@@ -999,7 +1014,10 @@ impl Engine {
         if org.lifecycle.status == Status::Canceled {
             return Ok(());
         }
-        let Some(invoice) = billing::overdue(work.txn, &org.id).await?.pop() else {
+        let Some(invoice) = billing::overdue(work.stored_invoices().await?, &org.id)
+            .await?
+            .pop()
+        else {
             return Ok(());
         };
         let charge = self.gateway.charge(org, invoice.id, invoice.total);
@@ -1041,6 +1059,8 @@ impl Work<'_> {
         if ids.is_empty() {
             return Ok(());
         }
+        // Each due cycle issues one invoice: reserve their ids in one go.
+        self.invoice_hint = ids.len();
         keys.sort_unstable();
         keys.dedup();
         periods.sort_unstable();
@@ -1080,7 +1100,60 @@ impl Work<'_> {
         if self.prefetched.keys.contains(&pair) {
             return Ok(self.prefetched.invoices.contains(&pair));
         }
+        if self
+            .invoices
+            .iter()
+            .any(|i| i.org_id == org && i.key == key)
+        {
+            return Ok(true);
+        }
         Ok(billing::exists(self.txn, org, key).await?)
+    }
+
+    /// A new invoice's id, from a block reserved for the transaction.
+    async fn invoice_id(&mut self) -> Result<i64> {
+        if self.invoice_ids.is_empty() {
+            let ids =
+                billing::reserve_ids(self.txn, self.invoice_hint, self.last_invoice_id).await?;
+            self.invoice_ids.extend(ids);
+        }
+        let id = self
+            .invoice_ids
+            .pop_front()
+            .ok_or_else(|| sea_orm::DbErr::Custom("no invoice id reserved".to_owned()))?;
+        self.last_invoice_id = Some(id);
+        Ok(id)
+    }
+
+    /// Writes the invoices issued so far in this transaction.
+    async fn flush_invoices(&mut self) -> Result<()> {
+        if !self.invoices.is_empty() {
+            billing::insert_many(self.txn, &self.invoices).await?;
+            self.invoices.clear();
+        }
+        Ok(())
+    }
+
+    /// The transaction, for a read or write of stored invoices: the invoices issued in it
+    /// so far are written first, so that it sees them.
+    pub(crate) async fn stored_invoices(&mut self) -> Result<&DatabaseTransaction> {
+        self.flush_invoices().await?;
+        Ok(self.txn)
+    }
+
+    /// Sets an invoice's status, in the buffer if it was issued in this transaction.
+    async fn set_invoice_status(
+        &mut self,
+        id: i64,
+        status: InvoiceStatus,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        if let Some(invoice) = self.invoices.iter_mut().find(|i| i.id == id) {
+            invoice.status = status;
+            invoice.paid_at = (status == InvoiceStatus::Paid).then_some(at);
+            return Ok(());
+        }
+        Ok(billing::set_status(self.txn, id, status, at).await?)
     }
 
     /// The org's usage in a period (from the prefetch when it covers it).
@@ -1253,26 +1326,52 @@ pub struct View {
     pub legal_moves: Vec<String>,
 }
 
+/// What an org may use now: `GET …/entitlements`, one primary-key read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Access {
+    pub org: Org,
+    pub entitlements: domain::entitlement::Entitlements,
+    /// Usage above 100 % of the tier in the current period.
+    pub upgrade_prompt: bool,
+}
+
 impl Engine {
-    /// The org with its derived entitlements and legal moves.
+    /// The org with its derived entitlements (no legal moves: see [`Engine::view`]).
     ///
     /// # Errors
     /// [`Error::UnknownOrg`]; a storage error.
-    pub async fn view(&self, id: &str) -> Result<View> {
+    pub async fn access(&self, id: &str) -> Result<Access> {
         let org = self
             .org(id)
             .await?
             .ok_or_else(|| Error::UnknownOrg(id.to_owned()))?;
         let l = &org.lifecycle;
         let now = Period::containing(self.clock.now());
-        Ok(View {
+        Ok(Access {
             entitlements: self.rules.entitlements.of(l.status, l.reasons),
             upgrade_prompt: l.status != Status::Canceled
                 && org
                     .usage
                     .is_some_and(|(p, mau)| p == now && domain::usage::above(mau, org.tier, 100)),
-            legal_moves: domain::legal_moves(l, self.clock.now(), self.rules.timers),
             org,
+        })
+    }
+
+    /// The org with its derived entitlements and legal moves.
+    ///
+    /// # Errors
+    /// [`Error::UnknownOrg`]; a storage error.
+    pub async fn view(&self, id: &str) -> Result<View> {
+        let access = self.access(id).await?;
+        Ok(View {
+            legal_moves: domain::legal_moves(
+                &access.org.lifecycle,
+                self.clock.now(),
+                self.rules.timers,
+            ),
+            org: access.org,
+            entitlements: access.entitlements,
+            upgrade_prompt: access.upgrade_prompt,
         })
     }
 }

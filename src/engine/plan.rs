@@ -11,7 +11,7 @@ use crate::domain::period::Period;
 use crate::domain::price::{proration_factor, round_cents, Line, LineKind};
 use crate::domain::{decide, Charge, Event, LockReason, Org, Refusal};
 
-use crate::storage::billing::{self, Invoice, InvoiceKind, InvoiceStatus, NewInvoice};
+use crate::storage::billing::{Invoice, InvoiceKind, InvoiceStatus, NewInvoice};
 
 /// A change of tier or add-ons.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -323,7 +323,8 @@ impl Engine {
         invoice: &Invoice,
         at: DateTime<Utc>,
     ) -> Result<()> {
-        billing::set_status(work.txn, invoice.id, InvoiceStatus::Void, at).await?;
+        work.set_invoice_status(invoice.id, InvoiceStatus::Void, at)
+            .await?;
         work.payment(org, invoice.id, false, "gateway", at);
         let change = match Paid::from_key(&invoice.key) {
             Some(Paid::Upgrade(_)) => "upgrade_declined",

@@ -168,7 +168,9 @@ impl Engine {
             return Ok(batch);
         }
         let labels: Vec<String> = periods.iter().copied().map(Period::label).collect();
-        batch.closed = storage::usage::closed_of(work.txn, &ids, &periods).await?;
+        // Catching up may have issued invoices that close a period.
+        batch.closed =
+            storage::usage::closed_of(work.stored_invoices().await?, &ids, &periods).await?;
         batch.projects = storage::usage::projects_of(work.txn, &ids, &labels).await?;
         batch.alerted = storage::usage::alerted_of(work.txn, &ids, &labels).await?;
         Ok(batch)

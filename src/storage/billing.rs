@@ -6,7 +6,7 @@ use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, Statement,
 };
 
 use super::{Error, Result};
@@ -120,57 +120,117 @@ fn line_kind(s: &str) -> Option<LineKind> {
     .find(|k| k.as_str() == s)
 }
 
-/// Inserts an invoice the caller knows to be new (the `(org, key)` unique index refuses
-/// a duplicate).
+impl NewInvoice<'_> {
+    /// The invoice this becomes under the id reserved for it ([`reserve_ids`]), open.
+    pub fn into_invoice(self, id: i64) -> Invoice {
+        Invoice {
+            id,
+            org_id: self.org_id.to_owned(),
+            total: self.lines.iter().map(|l| l.amount).sum(),
+            key: self.key,
+            period: self.period,
+            kind: self.kind,
+            currency: self.currency.to_owned(),
+            lines: self.lines,
+            status: InvoiceStatus::Open,
+            issued_at: self.issued_at,
+            paid_at: None,
+        }
+    }
+}
+
+/// Reserves at least `n` new invoice ids, in increasing order, for [`insert_many`].
+///
+/// On `SQLite` the caller holds the write lock (see [`super::lock_writes`]), so the ids
+/// are those after the highest ever used (the table is `AUTOINCREMENT`) and after
+/// `handed_out`, the last id this transaction reserved but may not have inserted yet; a
+/// block of at least 64 costs nothing when unused. On `PostgreSQL` they come from the id
+/// sequence, so concurrent writers never collide; an unused one is a gap, as any rolled
+/// back insert leaves.
+///
+/// # Errors
+/// A database error.
+pub async fn reserve_ids(
+    conn: &impl ConnectionTrait,
+    n: usize,
+    handed_out: Option<i64>,
+) -> Result<Vec<i64>> {
+    let n = i64::try_from(n.max(1)).unwrap_or(i64::MAX);
+    let backend = conn.get_database_backend();
+    if backend == DbBackend::Postgres {
+        let rows = conn
+            .query_all_raw(Statement::from_sql_and_values(
+                backend,
+                "SELECT nextval(pg_get_serial_sequence('invoices', 'id')) AS id \
+                 FROM generate_series(1, $1) ORDER BY 1",
+                [n.into()],
+            ))
+            .await?;
+        return rows
+            .iter()
+            .map(|row| Ok(row.try_get::<i64>("", "id")?))
+            .collect();
+    }
+    let row = conn
+        .query_one_raw(Statement::from_string(
+            backend,
+            "SELECT MAX(m) AS m FROM (SELECT COALESCE(MAX(id), 0) AS m FROM invoices \
+             UNION ALL SELECT seq AS m FROM sqlite_sequence WHERE name = 'invoices')",
+        ))
+        .await?;
+    let stored = match row {
+        Some(row) => row.try_get::<Option<i64>>("", "m")?.unwrap_or(0),
+        None => 0,
+    };
+    let first = stored.max(handed_out.unwrap_or(0)) + 1;
+    Ok((first..first + n.max(64)).collect())
+}
+
+/// Inserts invoices with their lines, under ids from [`reserve_ids`] (a multi-row insert
+/// per 1,000 rows). The `(org, key)` unique index refuses a duplicate.
 ///
 /// # Errors
 /// A database error, including a duplicate key.
-pub async fn insert(conn: &impl ConnectionTrait, new: NewInvoice<'_>) -> Result<Invoice> {
-    let total: Decimal = new.lines.iter().map(|l| l.amount).sum();
-    let row = invoice::ActiveModel {
-        id: NotSet,
-        org_id: Set(new.org_id.to_owned()),
-        key: Set(new.key.clone()),
-        period: Set(new.period.clone()),
-        kind: Set(new.kind.as_str().to_owned()),
-        currency: Set(new.currency.to_owned()),
-        total_cents: Set(cents(total)),
-        status: Set(InvoiceStatus::Open.as_str().to_owned()),
-        issued_at: Set(new.issued_at),
-        paid_at: Set(None),
-    };
-    let id = invoice::Entity::insert(row)
-        .exec(conn)
-        .await?
-        .last_insert_id;
-    let lines = new
-        .lines
-        .iter()
-        .enumerate()
-        .map(|(i, l)| invoice_line::ActiveModel {
-            id: NotSet,
-            invoice_id: Set(id),
-            position: Set(i32::try_from(i).unwrap_or(i32::MAX)),
-            kind: Set(l.kind.as_str().to_owned()),
-            description: Set(l.description.clone()),
-            amount_cents: Set(cents(l.amount)),
+pub async fn insert_many(conn: &impl ConnectionTrait, invoices: &[Invoice]) -> Result<()> {
+    for chunk in invoices.chunks(1_000) {
+        let rows = chunk.iter().map(|i| invoice::ActiveModel {
+            id: Set(i.id),
+            org_id: Set(i.org_id.clone()),
+            key: Set(i.key.clone()),
+            period: Set(i.period.clone()),
+            kind: Set(i.kind.as_str().to_owned()),
+            currency: Set(i.currency.clone()),
+            total_cents: Set(cents(i.total)),
+            status: Set(i.status.as_str().to_owned()),
+            issued_at: Set(i.issued_at),
+            paid_at: Set(i.paid_at),
         });
-    invoice_line::Entity::insert_many(lines)
-        .exec_without_returning(conn)
-        .await?;
-    Ok(Invoice {
-        id,
-        org_id: new.org_id.to_owned(),
-        key: new.key,
-        period: new.period,
-        kind: new.kind,
-        currency: new.currency.to_owned(),
-        lines: new.lines,
-        total,
-        status: InvoiceStatus::Open,
-        issued_at: new.issued_at,
-        paid_at: None,
-    })
+        invoice::Entity::insert_many(rows)
+            .exec_without_returning(conn)
+            .await?;
+    }
+    let lines: Vec<invoice_line::ActiveModel> = invoices
+        .iter()
+        .flat_map(|i| {
+            i.lines
+                .iter()
+                .enumerate()
+                .map(|(position, l)| invoice_line::ActiveModel {
+                    id: NotSet,
+                    invoice_id: Set(i.id),
+                    position: Set(i32::try_from(position).unwrap_or(i32::MAX)),
+                    kind: Set(l.kind.as_str().to_owned()),
+                    description: Set(l.description.clone()),
+                    amount_cents: Set(cents(l.amount)),
+                })
+        })
+        .collect();
+    for chunk in lines.chunks(1_000) {
+        invoice_line::Entity::insert_many(chunk.iter().cloned())
+            .exec_without_returning(conn)
+            .await?;
+    }
+    Ok(())
 }
 
 async fn with_lines(conn: &impl ConnectionTrait, m: invoice::Model) -> Result<Invoice> {

@@ -159,3 +159,88 @@ async fn invalid_plan_changes_are_refused_with_the_reason(backend: Backend) {
         .is_empty());
 }
 both!(invalid_plan_changes_are_refused_with_the_reason);
+
+/// Invoices issued while a command catches an org up are written with the transaction's
+/// other rows, and what reads invoices later in that same transaction sees them: here
+/// `mark_paid` settles the cycle invoice whose charge failed a moment before, in the
+/// catch-up of the same command.
+async fn a_command_sees_the_invoices_its_catch_up_issued(backend: Backend) {
+    let Some(h) = Harness::start(backend, "2026-04-02T00:00:00Z").await else {
+        return;
+    };
+    h.signup("acme", true, true).await; // first cycle on 2026-05-01
+    h.card.decline("acme");
+    // No sweep ran on the 1st: the command itself catches the org up first.
+    h.set("2026-05-03T00:00:00Z");
+    let report = h
+        .engine
+        .command("acme", &Command::MarkPaid, &ops())
+        .await
+        .unwrap();
+    let invoices = billing::list(h.engine.db(), "acme").await.unwrap();
+    assert_eq!(invoices.len(), 1, "{invoices:?}");
+    let may = &invoices[0];
+    assert_eq!(
+        (may.kind, may.key.as_str()),
+        (InvoiceKind::Cycle, "cycle:2026-05")
+    );
+    assert_eq!(may.status, InvoiceStatus::Paid, "settled by mark_paid");
+    assert_eq!(
+        may.lines
+            .iter()
+            .map(|l| l.amount.to_string())
+            .collect::<Vec<_>>(),
+        ["200.00"],
+        "its lines were stored with it"
+    );
+    assert_eq!(h.status("acme").await, acctd::domain::Status::Active);
+    let payments: Vec<(i64, bool)> = report
+        .facts
+        .iter()
+        .filter_map(|f| match f {
+            acctd::engine::Fact::Payment {
+                invoice, succeeded, ..
+            } => Some((*invoice, *succeeded)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(payments, [(may.id, false), (may.id, true)]);
+}
+both!(a_command_sees_the_invoices_its_catch_up_issued);
+
+/// A usage report for a period that the report's own catch-up closes (the 1st's cycle had
+/// not run yet) is refused: the closing invoice is visible to the rest of the batch.
+async fn a_period_closed_by_the_same_batch_refuses_its_usage(backend: Backend) {
+    let Some(h) = Harness::start(backend, "2026-04-02T00:00:00Z").await else {
+        return;
+    };
+    h.signup("acme", true, true).await;
+    h.set("2026-05-01T06:00:00Z");
+    let out = h
+        .engine
+        .report_usage(
+            &[acctd::engine::usage::UsageReport {
+                org: "acme".into(),
+                project: "web".into(),
+                period: "2026-04".into(),
+                mau: 1_000,
+                data_points: 0,
+                correction: false,
+            }],
+            &Actor::system(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        out.outcomes,
+        [acctd::engine::usage::Outcome::Refused(
+            "period 2026-04 is already invoiced".into()
+        )]
+    );
+    let invoices = billing::list(h.engine.db(), "acme").await.unwrap();
+    assert_eq!(
+        invoices.iter().map(|i| i.key.as_str()).collect::<Vec<_>>(),
+        ["cycle:2026-05"]
+    );
+}
+both!(a_period_closed_by_the_same_batch_refuses_its_usage);
