@@ -280,7 +280,13 @@ pub struct Database {
 #[serde(deny_unknown_fields, default)]
 pub struct Daemon {
     pub sweep_every_seconds: u64,
+    /// A sweep's first and smallest batch (orgs per transaction).
     pub batch_size: u32,
+    /// Its largest batch; below `batch_size`, batches are all of `batch_size`.
+    pub max_batch_size: u32,
+    /// The time one batch should take: a full batch done in under half of it doubles
+    /// the next one, one over it halves the next one.
+    pub batch_target_ms: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
@@ -374,6 +380,8 @@ impl Default for Daemon {
         Self {
             sweep_every_seconds: 5,
             batch_size: 500,
+            max_batch_size: 3_000,
+            batch_target_ms: 250,
         }
     }
 }
@@ -733,6 +741,9 @@ impl Settings {
         if self.daemon.batch_size == 0 {
             return fail("daemon.batch_size", "must be at least 1".into());
         }
+        if self.daemon.batch_target_ms == 0 {
+            return fail("daemon.batch_target_ms", "must be at least 1".into());
+        }
         for (key, days) in [
             ("lifecycle.trial_days", self.lifecycle.trial_days),
             ("lifecycle.grace_days", self.lifecycle.grace_days),
@@ -1043,6 +1054,16 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "c.toml:2: key `daemon.batch_size`: must be at least 1"
+        );
+    }
+
+    #[test]
+    fn a_zero_batch_target_is_refused() {
+        let l = layer("[daemon]\nbatch_target_ms = 0\n").unwrap();
+        let err = Settings::from_layers(vec![l], std::iter::empty()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "c.toml:2: key `daemon.batch_target_ms`: must be at least 1"
         );
     }
 

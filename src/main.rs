@@ -185,7 +185,7 @@ async fn tick(
     let (mut transitions, mut facts, mut orgs) = (0, 0, 0);
     loop {
         let mut batch = acctd::engine::Report::default();
-        let claimed = engine.sweep_batch(until, &mut batch).await?;
+        let swept = engine.sweep_batch(until, &mut batch).await?;
         if json {
             for fact in &batch.facts {
                 simulate::output::fact(&mut out, fact)?;
@@ -200,7 +200,7 @@ async fn tick(
             .map(acctd::engine::Fact::org)
             .collect::<std::collections::BTreeSet<&str>>()
             .len();
-        if claimed < engine.rules().batch_size {
+        if !swept.more {
             break;
         }
     }

@@ -167,11 +167,11 @@ pub async fn sweep(engine: &Engine, token: &CancellationToken) -> engine::Result
     let mut orgs = 0;
     loop {
         let mut batch = Report::default();
-        let claimed = engine.sweep_batch(until, &mut batch).await?;
+        let swept = engine.sweep_batch(until, &mut batch).await?;
         transitions += batch.transitions();
-        stats::batch(claimed);
-        orgs += claimed;
-        if claimed < engine.rules().batch_size || token.is_cancelled() {
+        stats::batch(swept.claimed);
+        orgs += swept.claimed;
+        if !swept.more || token.is_cancelled() {
             break;
         }
     }

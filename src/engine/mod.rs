@@ -70,7 +70,11 @@ pub struct Rules {
     pub prices: PriceBook,
     pub entitlements: Matrix,
     pub currency: String,
+    /// Sweep batches: the first and smallest, the largest, and the time one should take
+    /// (see [`BatchSizer`]).
     pub batch_size: u64,
+    pub max_batch_size: u64,
+    pub batch_target: std::time::Duration,
     pub alert_thresholds: Vec<u32>,
     pub lock_above_percent: u32,
     pub reminder_days: u32,
@@ -86,6 +90,8 @@ impl Rules {
             entitlements: settings.entitlements(),
             currency: settings.billing.currency.clone(),
             batch_size: u64::from(settings.daemon.batch_size),
+            max_batch_size: u64::from(settings.daemon.max_batch_size),
+            batch_target: std::time::Duration::from_millis(settings.daemon.batch_target_ms),
             alert_thresholds: settings.usage.alert_thresholds.clone(),
             lock_above_percent: settings.usage.lock_above_percent,
             reminder_days: settings.notify.reminder_days,
@@ -179,6 +185,62 @@ pub struct Engine {
     clock: Arc<dyn Clock>,
     /// The test clock whose orgs this engine drives; `None`: the real clock's orgs.
     scope: Option<String>,
+    /// The size of the next sweep batch, shared by the engine's clones.
+    sizer: Arc<BatchSizer>,
+}
+
+/// Sizes sweep batches to a time budget (`daemon.batch_target_ms`): a full batch that
+/// took under half the target doubles the next one, up to `max_batch_size`; one that took
+/// longer than the target halves it, down to `batch_size`. Large batches amortize a
+/// transaction's fixed costs (on SQLite the commit writes every page the batch dirtied;
+/// 3,000 orgs a batch swept 300,000 due orgs 1.75x faster than 500), while the budget
+/// bounds how long a batch holds SQLite's write lock (or PostgreSQL's row locks) and its
+/// memory (BENCHMARKS.md, "Sweep").
+#[derive(Debug)]
+pub struct BatchSizer {
+    min: u64,
+    max: u64,
+    target: std::time::Duration,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl BatchSizer {
+    pub fn new(min: u64, max: u64, target: std::time::Duration) -> Self {
+        let min = min.max(1);
+        Self {
+            min,
+            max: max.max(min),
+            target,
+            next: std::sync::atomic::AtomicU64::new(min),
+        }
+    }
+
+    /// How many orgs the next batch claims at most.
+    pub fn next(&self) -> u64 {
+        self.next.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Learns from a batch that could claim `limit` orgs, claimed `claimed` and took
+    /// `took`.
+    pub fn record(&self, limit: u64, claimed: u64, took: std::time::Duration) {
+        let next = if took > self.target {
+            (limit / 2).max(self.min)
+        } else if claimed >= limit && took * 2 < self.target {
+            limit.saturating_mul(2).min(self.max)
+        } else {
+            limit
+        };
+        self.next.store(next, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// What one sweep batch did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Swept {
+    /// Orgs claimed (and caught up).
+    pub claimed: u64,
+    /// The batch was full: more may be due.
+    pub more: bool,
 }
 
 /// The writes of one transaction, buffered so that audit and outbox rows go in bulk.
@@ -326,6 +388,11 @@ impl Engine {
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
+            sizer: Arc::new(BatchSizer::new(
+                rules.batch_size,
+                rules.max_batch_size,
+                rules.batch_target,
+            )),
             db,
             rules: Arc::new(rules),
             gateway,
@@ -383,22 +450,22 @@ impl Engine {
     /// A storage error; the batch in flight is rolled back and nothing of it is lost.
     pub async fn tick(&self, until: DateTime<Utc>) -> Result<Report> {
         let mut report = Report::default();
-        while self.sweep_batch(until, &mut report).await? == self.rules.batch_size {}
+        while self.sweep_batch(until, &mut report).await?.more {}
         Ok(report)
     }
 
-    /// One batch of [`Engine::tick`]; returns how many orgs it claimed.
+    /// One batch of [`Engine::tick`], of the size [`BatchSizer`] gives.
     ///
     /// # Errors
     /// A storage error; the batch is rolled back.
-    pub async fn sweep_batch(&self, until: DateTime<Utc>, report: &mut Report) -> Result<u64> {
+    pub async fn sweep_batch(&self, until: DateTime<Utc>, report: &mut Report) -> Result<Swept> {
+        let limit = self.sizer.next();
         // Where a batch's time goes, for `log.level = "acctd=debug"` (BENCHMARKS.md).
         let t0 = std::time::Instant::now();
         let txn = self.db.begin().await?;
         storage::lock_writes(&txn).await?;
         let locked = t0.elapsed();
-        let due =
-            orgs::claim_due(&txn, until, self.rules.batch_size, self.scope.as_deref()).await?;
+        let due = orgs::claim_due(&txn, until, limit, self.scope.as_deref()).await?;
         let t1 = t0.elapsed();
         let claimed = due.len() as u64;
         let mut work = Work::new(&txn, self.clock.now());
@@ -415,8 +482,10 @@ impl Engine {
         let facts = std::mem::take(&mut work.facts);
         txn.commit().await?;
         let t5 = t0.elapsed();
+        self.sizer.record(limit, claimed, t5);
         tracing::debug!(
             claimed,
+            limit,
             lock_ms = locked.as_secs_f64() * 1e3,
             claim_ms = t1.saturating_sub(locked).as_secs_f64() * 1e3,
             advance_ms = t2.saturating_sub(t1).as_secs_f64() * 1e3,
@@ -426,7 +495,10 @@ impl Engine {
             "sweep batch"
         );
         report.facts.extend(facts);
-        Ok(claimed)
+        Ok(Swept {
+            claimed,
+            more: claimed >= limit,
+        })
     }
 
     /// Signs an org up at the clock's instant: a trial, or an imported subscriber.
@@ -1373,5 +1445,34 @@ impl Engine {
             entitlements: access.entitlements,
             upgrade_prompt: access.upgrade_prompt,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::BatchSizer;
+
+    #[test]
+    fn batches_grow_while_fast_and_shrink_when_slow_within_their_bounds() {
+        let sizer = BatchSizer::new(500, 3_000, Duration::from_millis(250));
+        assert_eq!(sizer.next(), 500);
+        // Full and fast: doubles, up to the maximum.
+        for want in [1_000, 2_000, 3_000, 3_000] {
+            sizer.record(sizer.next(), sizer.next(), Duration::from_millis(50));
+            assert_eq!(sizer.next(), want);
+        }
+        // Between half the target and the target: stays.
+        sizer.record(3_000, 3_000, Duration::from_millis(200));
+        assert_eq!(sizer.next(), 3_000);
+        // Not full (nothing more was due): stays, however fast.
+        sizer.record(3_000, 10, Duration::from_millis(1));
+        assert_eq!(sizer.next(), 3_000);
+        // Slow: halves, down to the minimum.
+        for want in [1_500, 750, 500, 500] {
+            sizer.record(sizer.next(), sizer.next(), Duration::from_millis(400));
+            assert_eq!(sizer.next(), want);
+        }
     }
 }

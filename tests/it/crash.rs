@@ -18,7 +18,7 @@ fn spawn_daemon(db: &TestDb) -> Child {
     let config = db.dir.path().join("crash.toml");
     std::fs::write(
         &config,
-        "[daemon]\nbatch_size = 50\nsweep_every_seconds = 3600\n[log]\nlevel = \"warn\"\n[api]\nlisten = \"127.0.0.1:0\"\n[email]\ntransport = \"none\"\n",
+        "[daemon]\nbatch_size = 50\nmax_batch_size = 50\nsweep_every_seconds = 3600\n[log]\nlevel = \"warn\"\n[api]\nlisten = \"127.0.0.1:0\"\n[email]\ntransport = \"none\"\n",
     )
     .unwrap();
     Command::new(env!("CARGO_BIN_EXE_acctd"))
@@ -431,7 +431,7 @@ async fn connections_cut_while_the_daemon_runs_are_survived() {
     let config = test_db.dir.path().join("cut.toml");
     std::fs::write(
         &config,
-        "[daemon]\nbatch_size = 50\nsweep_every_seconds = 1\n[log]\nlevel = \"warn\"\n[api]\nlisten = \"127.0.0.1:0\"\n[email]\ntransport = \"none\"\n",
+        "[daemon]\nbatch_size = 50\nmax_batch_size = 50\nsweep_every_seconds = 1\n[log]\nlevel = \"warn\"\n[api]\nlisten = \"127.0.0.1:0\"\n[email]\ntransport = \"none\"\n",
     )
     .unwrap();
     let mut daemon = Command::new(env!("CARGO_BIN_EXE_acctd"))

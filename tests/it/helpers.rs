@@ -167,7 +167,9 @@ impl Harness {
         let conn = db.connect().await;
         let clock = Arc::new(VirtualClock::new(t(at)));
         let mut settings = Settings::default();
+        // Small fixed batches, so that a test's orgs span several.
         settings.daemon.batch_size = 7;
+        settings.daemon.max_batch_size = 7;
         let engine = Engine::new(
             conn,
             Rules::from_settings(&settings),

@@ -430,3 +430,61 @@ async fn signups_in_bulk_are_all_or_none(backend: Backend) {
     }
 }
 both!(signups_in_bulk_are_all_or_none);
+
+/// Sweep batches grow while they are fast (`daemon.batch_target_ms`), from `batch_size`
+/// to `max_batch_size`, and every due org is still caught up exactly once.
+async fn growing_sweep_batches_catch_each_due_org_up_once(backend: Backend) {
+    let Some(h) = Harness::start(backend, "2026-03-01T00:00:00Z").await else {
+        return;
+    };
+    for i in 0..150 {
+        h.signup(&format!("org{i:03}"), true, true).await;
+    }
+    let mut settings = acctd::config::Settings::default();
+    settings.daemon.batch_size = 2;
+    settings.daemon.max_batch_size = 64;
+    settings.daemon.batch_target_ms = 60_000;
+    let engine = acctd::engine::Engine::new(
+        h.engine.db().clone(),
+        acctd::engine::Rules::from_settings(&settings),
+        h.card.clone(),
+        h.clock.clone(),
+    );
+    h.set("2026-04-01T00:00:00Z");
+    let mut report = acctd::engine::Report::default();
+    let mut limits = Vec::new();
+    loop {
+        let swept = engine
+            .sweep_batch(t("2026-04-01T00:00:00Z"), &mut report)
+            .await
+            .unwrap();
+        limits.push(swept.claimed);
+        if !swept.more {
+            break;
+        }
+    }
+    // 2 + 4 + 8 + 16 + 32 + 64 = 126, then the last 24.
+    assert_eq!(limits, [2, 4, 8, 16, 32, 64, 24]);
+    let invoiced: std::collections::BTreeSet<&str> = report
+        .facts
+        .iter()
+        .filter(|f| matches!(f, acctd::engine::Fact::Invoice { .. }))
+        .map(acctd::engine::Fact::org)
+        .collect();
+    assert_eq!(invoiced.len(), 150);
+    assert_eq!(
+        report
+            .facts
+            .iter()
+            .filter(|f| matches!(f, acctd::engine::Fact::Invoice { .. }))
+            .count(),
+        150
+    );
+    assert!(engine
+        .tick(t("2026-04-01T00:00:00Z"))
+        .await
+        .unwrap()
+        .facts
+        .is_empty());
+}
+both!(growing_sweep_batches_catch_each_due_org_up_once);
