@@ -190,15 +190,16 @@ async fn scalar(db: &DatabaseConnection, sql: &str) -> i64 {
     .expect("an integer")
 }
 
-/// The engine with default settings; `ACCTD__DAEMON__BATCH_SIZE` overrides the batch size,
-/// as it does for the daemon.
+/// The engine with default settings; `ACCTD__DAEMON__BATCH_SIZE` and
+/// `ACCTD__DAEMON__MAX_BATCH_SIZE` override the batch sizes, as they do for the daemon.
 fn engine(db: DatabaseConnection, now: DateTime<Utc>) -> Engine {
     let mut settings = Settings::default();
-    if let Some(size) = std::env::var("ACCTD__DAEMON__BATCH_SIZE")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
+    let var = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
+    if let Some(size) = var("ACCTD__DAEMON__BATCH_SIZE") {
         settings.daemon.batch_size = size;
+    }
+    if let Some(size) = var("ACCTD__DAEMON__MAX_BATCH_SIZE") {
+        settings.daemon.max_batch_size = size;
     }
     Engine::new(
         db,

@@ -380,7 +380,7 @@ impl Default for Daemon {
         Self {
             sweep_every_seconds: 5,
             batch_size: 500,
-            max_batch_size: 3_000,
+            max_batch_size: 2_000,
             batch_target_ms: 250,
         }
     }
