@@ -273,7 +273,7 @@ struct Work<'a> {
 /// PostgreSQL row locks that every writer of an org's invoices and usage takes first).
 #[derive(Default)]
 struct Prefetched {
-    /// (org, invoice key) pairs that were looked up...
+    /// (org, invoice key) pairs that were looked up or issued since...
     keys: std::collections::HashSet<(String, String)>,
     /// ...and those of them that exist, including invoices issued since.
     invoices: std::collections::HashSet<(String, String)>,
@@ -999,9 +999,10 @@ impl Engine {
         }
         let invoice = new.into_invoice(work.invoice_id().await?);
         work.invoices.push(invoice.clone());
-        work.prefetched
-            .invoices
-            .insert((invoice.org_id.clone(), invoice.key.clone()));
+        // Known to exist from now on, without a query (it may not be written yet).
+        let pair = (invoice.org_id.clone(), invoice.key.clone());
+        work.prefetched.keys.insert(pair.clone());
+        work.prefetched.invoices.insert(pair);
         work.facts.push(Fact::Invoice {
             at,
             org: org.id.clone(),
@@ -1172,13 +1173,6 @@ impl Work<'_> {
         if self.prefetched.keys.contains(&pair) {
             return Ok(self.prefetched.invoices.contains(&pair));
         }
-        if self
-            .invoices
-            .iter()
-            .any(|i| i.org_id == org && i.key == key)
-        {
-            return Ok(true);
-        }
         Ok(billing::exists(self.txn, org, key).await?)
     }
 
@@ -1220,7 +1214,8 @@ impl Work<'_> {
         status: InvoiceStatus,
         at: DateTime<Utc>,
     ) -> Result<()> {
-        if let Some(invoice) = self.invoices.iter_mut().find(|i| i.id == id) {
+        // Usually the invoice just issued: search from the newest.
+        if let Some(invoice) = self.invoices.iter_mut().rev().find(|i| i.id == id) {
             invoice.status = status;
             invoice.paid_at = (status == InvoiceStatus::Paid).then_some(at);
             return Ok(());

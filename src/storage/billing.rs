@@ -209,7 +209,7 @@ pub async fn insert_many(conn: &impl ConnectionTrait, invoices: &[Invoice]) -> R
             .exec_without_returning(conn)
             .await?;
     }
-    let lines: Vec<invoice_line::ActiveModel> = invoices
+    let mut lines: Vec<invoice_line::ActiveModel> = invoices
         .iter()
         .flat_map(|i| {
             i.lines
@@ -225,8 +225,10 @@ pub async fn insert_many(conn: &impl ConnectionTrait, invoices: &[Invoice]) -> R
                 })
         })
         .collect();
-    for chunk in lines.chunks(1_000) {
-        invoice_line::Entity::insert_many(chunk.iter().cloned())
+    while !lines.is_empty() {
+        // Moved, not cloned, into each statement.
+        let chunk: Vec<_> = lines.drain(..lines.len().min(1_000)).collect();
+        invoice_line::Entity::insert_many(chunk)
             .exec_without_returning(conn)
             .await?;
     }
