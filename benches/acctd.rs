@@ -153,7 +153,7 @@ impl Place {
     }
 
     async fn analyze(&self, db: &DatabaseConnection) {
-        exec(db, "ANALYZE").await;
+        bench::analyze(db).await.expect("ANALYZE");
     }
 
     async fn drop_all(self) {

@@ -8,7 +8,8 @@ use crate::{clock, storage};
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
-    /// Bulk-insert orgs for a benchmark (ids org0000000, …; the database must not hold them).
+    /// Bulk-insert orgs for a benchmark (ids org0000000, …; the database must not hold them),
+    /// then ANALYZE.
     Seed {
         /// How many orgs.
         #[arg(long, default_value_t = 100_000)]
@@ -44,9 +45,12 @@ pub async fn run(db_url: &str, command: BenchCommand) -> anyhow::Result<()> {
             let now = clock::truncate(now.unwrap_or_else(Utc::now));
             let (result, took) = bench::time_async(bench::seed(&db, orgs, scenario, now)).await;
             result?;
+            let (result, analyzed) = bench::time_async(bench::analyze(&db)).await;
+            result?;
             println!(
-                "seeded {orgs} orgs ({scenario}) in {}",
-                bench::fmt_secs(took)
+                "seeded {orgs} orgs ({scenario}) in {}, ANALYZE in {}",
+                bench::fmt_secs(took),
+                bench::fmt_secs(analyzed)
             );
         }
         BenchCommand::RawSweep { until } => {

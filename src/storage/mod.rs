@@ -9,6 +9,7 @@ pub mod audit;
 pub mod billing;
 pub mod org;
 pub mod outbox;
+
 pub mod test_clock;
 pub mod usage;
 
@@ -47,6 +48,11 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
     let mut options = ConnectOptions::new(url.to_owned());
     options.sqlx_logging(false);
     if url.starts_with("sqlite:") {
+        // SQLite on mimalloc, before the first connection initializes it (a no-op after
+        // that); `ACCTD_SQLITE_MALLOC=system` keeps the C library's malloc, to compare.
+        if std::env::var_os("ACCTD_SQLITE_MALLOC").is_none_or(|v| v != "system") {
+            sqlite_alloc::install();
+        }
         let memory = url.contains(":memory:") || url.contains("mode=memory");
         options
             .max_connections(if memory { 1 } else { max_connections.max(1) })
