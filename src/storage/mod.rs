@@ -9,7 +9,6 @@ pub mod audit;
 pub mod billing;
 pub mod org;
 pub mod outbox;
-
 pub mod test_clock;
 pub mod usage;
 
