@@ -47,11 +47,14 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
     let mut options = ConnectOptions::new(url.to_owned());
     options.sqlx_logging(false);
     if url.starts_with("sqlite:") {
-        // SQLite on mimalloc, before the first connection initializes it (a no-op after
-        // that); `ACCTD_SQLITE_MALLOC=system` keeps the C library's malloc, to compare.
-        if std::env::var_os("ACCTD_SQLITE_MALLOC").is_none_or(|v| v != "system") {
-            sqlite_alloc::install();
-        }
+        // SQLite on mimalloc with stable query plans, set up before the first connection
+        // (only the first call acts). To compare, `ACCTD_SQLITE_MALLOC=system` keeps the
+        // C library's malloc and `ACCTD_SQLITE_QPSG=off` lets plans follow bound values.
+        let off = |var: &str, value: &str| std::env::var_os(var).is_some_and(|v| v == value);
+        sqlite_setup::install(sqlite_setup::Setup {
+            mimalloc: !off("ACCTD_SQLITE_MALLOC", "system"),
+            stable_plans: !off("ACCTD_SQLITE_QPSG", "off"),
+        });
         let memory = url.contains(":memory:") || url.contains("mode=memory");
         options
             .max_connections(if memory { 1 } else { max_connections.max(1) })
