@@ -67,12 +67,14 @@ impl App {
                 Webhooks::from_settings(&settings.webhooks, timeout).map_err(anyhow::Error::msg)?,
             );
         }
+        let read_lanes = usize::try_from(settings.database.read_lanes).unwrap_or(1);
         let engine = Engine::new(
             db,
             Rules::from_settings(&settings),
             Arc::new(ExternalGateway),
             clock,
-        );
+        )
+        .with_batched_reads(read_lanes);
         let tokens = api::Tokens::load(
             &settings.api.tokens,
             std::env::var(api::auth::ENV_VAR).ok().as_deref(),

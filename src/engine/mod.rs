@@ -187,6 +187,8 @@ pub struct Engine {
     scope: Option<String>,
     /// The size of the next sweep batch, shared by the engine's clones.
     sizer: Arc<BatchSizer>,
+    /// Coalesced point reads of orgs ([`Engine::with_batched_reads`]); `None`: direct.
+    reads: Option<Arc<storage::reads::OrgReads>>,
 }
 
 /// Sizes sweep batches to a time budget (`daemon.batch_target_ms`): a full batch that
@@ -398,6 +400,19 @@ impl Engine {
             gateway,
             clock,
             scope: None,
+            reads: None,
+        }
+    }
+
+    /// The same engine, its point reads of orgs ([`Engine::org`] and the views and
+    /// entitlements built on it) coalesced by `lanes` lanes while others are in flight
+    /// (see [`storage::reads`]). For `acctd serve`'s API; must be called inside a tokio
+    /// runtime.
+    #[must_use]
+    pub fn with_batched_reads(self, lanes: usize) -> Self {
+        Self {
+            reads: Some(Arc::new(storage::reads::OrgReads::start(&self.db, lanes))),
+            ..self
         }
     }
 
@@ -1109,7 +1124,10 @@ impl Engine {
     /// A storage error.
     pub async fn org(&self, id: &str) -> Result<Option<Org>> {
         // A plain read: on PostgreSQL, `load`'s row lock would make every view a write.
-        Ok(orgs::get(&self.db, id).await?)
+        Ok(match &self.reads {
+            Some(reads) => reads.get(&self.db, id).await?,
+            None => orgs::get(&self.db, id).await?,
+        })
     }
 }
 

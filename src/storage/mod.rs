@@ -9,6 +9,7 @@ pub mod audit;
 pub mod billing;
 pub mod org;
 pub mod outbox;
+pub mod reads;
 pub mod test_clock;
 pub mod usage;
 

@@ -12,7 +12,7 @@ use super::{Error, Result};
 use crate::domain::period::Period;
 use crate::domain::{Lifecycle, LockReason, LockReasons, Org, Status};
 
-fn to_domain(m: org::Model) -> Result<Org> {
+pub(super) fn to_domain(m: org::Model) -> Result<Org> {
     let corrupt = |field: &'static str, value: &str| Error::Corrupt {
         org: m.id.clone(),
         field,

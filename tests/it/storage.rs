@@ -1,7 +1,11 @@
-//! Storage invariants on both backends: optimistic versioning and the outbox dedupe key.
+//! Storage invariants on both backends: optimistic versioning, the outbox dedupe key, and
+//! coalesced reads.
 
+use acctd::domain::{LockReason, Status};
+use acctd::engine::{Actor, Command};
 use acctd::storage::audit::{self, OutboxMessage};
 use acctd::storage::{self, org};
+use sea_orm::ConnectionTrait;
 
 use crate::helpers::{both, t, Backend, Harness};
 
@@ -61,3 +65,114 @@ async fn the_outbox_skips_a_replayed_dedupe_key(backend: Backend) {
     assert_eq!(audit::outbox_backlog(db).await.unwrap(), 1);
 }
 both!(the_outbox_skips_a_replayed_dedupe_key);
+
+/// Coalesced reads (`acctd serve`'s API) answer each read as a direct read would: the
+/// org, `None` for an unknown id, the corrupt-row error for that row alone; and they are
+/// coalesced (fewer statements than reads).
+async fn coalesced_reads_answer_each_read_as_a_direct_one(backend: Backend) {
+    let Some(h) = Harness::start(backend, "2026-03-01T00:00:00Z").await else {
+        return;
+    };
+    for i in 0..40 {
+        h.signup(&format!("org-{i:02}"), i % 2 == 0, i % 3 == 0)
+            .await;
+    }
+    let db = h.engine.db().clone();
+    db.execute_unprepared("UPDATE orgs SET state = 'bogus' WHERE id = 'org-13'")
+        .await
+        .unwrap();
+    let reads = std::sync::Arc::new(storage::reads::OrgReads::start(&db, 2));
+    let ids: Vec<String> = (0..400)
+        .map(|i| match i % 10 {
+            9 => format!("nobody-{i}"),
+            _ => format!("org-{:02}", i % 41),
+        })
+        .collect();
+    let tasks: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            let (reads, db, id) = (reads.clone(), db.clone(), id.clone());
+            tokio::spawn(async move { reads.get(&db, &id).await })
+        })
+        .collect();
+    for (id, task) in ids.iter().zip(tasks) {
+        let coalesced = task.await.unwrap();
+        let direct = org::get(&db, id).await;
+        match (&coalesced, &direct) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b, "{id}"),
+            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{id}"),
+            _ => panic!("{id}: coalesced {coalesced:?}, direct {direct:?}"),
+        }
+        match id.as_str() {
+            "org-13" => assert!(
+                matches!(coalesced, Err(storage::Error::Corrupt { .. })),
+                "{coalesced:?}"
+            ),
+            "org-40" => assert_eq!(coalesced.unwrap(), None),
+            _ if id.starts_with("nobody") => assert_eq!(coalesced.unwrap(), None),
+            _ => assert_eq!(coalesced.unwrap().unwrap().id, *id),
+        }
+    }
+    let statements = reads.statements();
+    assert!(
+        (1..ids.len() as u64).contains(&statements),
+        "{} reads took {statements} statements",
+        ids.len()
+    );
+}
+both!(coalesced_reads_answer_each_read_as_a_direct_one);
+
+/// A coalesced read started after a write committed sees it, whether the engine wrote it
+/// or another connection did (another process), while other reads keep batches in flight.
+async fn a_coalesced_read_sees_every_write_committed_before_it(backend: Backend) {
+    let Some(h) = Harness::start(backend, "2026-03-01T00:00:00Z").await else {
+        return;
+    };
+    h.signup("acme", true, true).await;
+    h.signup("other", true, true).await;
+    let engine = h.engine.clone().with_batched_reads(2);
+    let other_process = h.db.connect().await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let noise: Vec<_> = (0..4)
+        .map(|_| {
+            let (engine, stop) = (engine.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    engine.org("acme").await.unwrap().unwrap();
+                    engine.org("other").await.unwrap().unwrap();
+                }
+            })
+        })
+        .collect();
+    for round in 0..10_u32 {
+        engine
+            .command("acme", &Command::Lock, &Actor::system())
+            .await
+            .unwrap();
+        let org = engine.org("acme").await.unwrap().unwrap();
+        assert_eq!(org.lifecycle.status, Status::Locked, "round {round}");
+        engine
+            .command(
+                "acme",
+                &Command::Unlock {
+                    reason: LockReason::Manual,
+                },
+                &Actor::system(),
+            )
+            .await
+            .unwrap();
+        let org = engine.org("acme").await.unwrap().unwrap();
+        assert_eq!(org.lifecycle.status, Status::Active, "round {round}");
+        let tier = 30_000 + round;
+        other_process
+            .execute_unprepared(&format!("UPDATE orgs SET tier = {tier} WHERE id = 'acme'"))
+            .await
+            .unwrap();
+        assert_eq!(engine.org("acme").await.unwrap().unwrap().tier, tier);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for task in noise {
+        task.await.unwrap();
+    }
+}
+both!(a_coalesced_read_sees_every_write_committed_before_it);
