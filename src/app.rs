@@ -67,7 +67,9 @@ impl App {
                 Webhooks::from_settings(&settings.webhooks, timeout).map_err(anyhow::Error::msg)?,
             );
         }
-        let read_lanes = usize::try_from(settings.database.read_lanes).unwrap_or(1);
+        // No more lanes than connections: a lane without one would only wait for it.
+        let pool = storage::pool_size(&settings.database.url, settings.database.max_connections);
+        let read_lanes = usize::try_from(settings.database.read_lanes.min(pool)).unwrap_or(1);
         let engine = Engine::new(
             db,
             Rules::from_settings(&settings),

@@ -39,8 +39,23 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Opens a pool. `SQLite` files use WAL with a busy timeout; an in-memory database keeps one
-/// connection forever, since it vanishes with its last connection.
+/// The number of connections [`connect`] opens for `url` when asked for `max_connections`:
+/// one for an in-memory `SQLite` database (it vanishes with its last connection), at
+/// least one for a `SQLite` file, at least two on `PostgreSQL`.
+pub fn pool_size(url: &str, max_connections: u32) -> u32 {
+    if url.starts_with("sqlite:") {
+        if url.contains(":memory:") || url.contains("mode=memory") {
+            1
+        } else {
+            max_connections.max(1)
+        }
+    } else {
+        max_connections.max(2)
+    }
+}
+
+/// Opens a pool of [`pool_size`] connections. `SQLite` files use WAL with a busy timeout;
+/// an in-memory database keeps its one connection forever.
 ///
 /// # Errors
 /// The database cannot be reached or opened.
@@ -56,9 +71,8 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
             mimalloc: !off("ACCTD_SQLITE_MALLOC", "system"),
             stable_plans: !off("ACCTD_SQLITE_QPSG", "off"),
         });
-        let memory = url.contains(":memory:") || url.contains("mode=memory");
         options
-            .max_connections(if memory { 1 } else { max_connections.max(1) })
+            .max_connections(pool_size(url, max_connections))
             .min_connections(1)
             .idle_timeout(None::<Duration>)
             .max_lifetime(None::<Duration>)
@@ -71,7 +85,7 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
             });
     } else {
         options
-            .max_connections(max_connections.max(2))
+            .max_connections(pool_size(url, max_connections))
             .acquire_timeout(Duration::from_secs(30));
     }
     // Two connections of a new pool may race to switch a new SQLite file to WAL, and

@@ -147,11 +147,20 @@ pub async fn insert_many(
     Ok(())
 }
 
+/// An id with a NUL character: no org has one (signup refuses it), and `PostgreSQL`
+/// refuses it as a parameter ("invalid byte sequence"), so it is not sent at all.
+pub(super) fn cannot_exist(id: &str) -> bool {
+    id.contains('\0')
+}
+
 /// Loads one org; on `PostgreSQL` the row stays locked until the transaction ends.
 ///
 /// # Errors
 /// A database error or a corrupt row.
 pub async fn load(conn: &impl ConnectionTrait, id: &str) -> Result<Option<Org>> {
+    if cannot_exist(id) {
+        return Ok(None);
+    }
     let mut query = org::Entity::find_by_id(id.to_owned());
     if conn.get_database_backend() == DbBackend::Postgres {
         query = query.lock(LockType::Update);
@@ -164,6 +173,9 @@ pub async fn load(conn: &impl ConnectionTrait, id: &str) -> Result<Option<Org>> 
 /// # Errors
 /// A database error or a corrupt row.
 pub async fn get(conn: &impl ConnectionTrait, id: &str) -> Result<Option<Org>> {
+    if cannot_exist(id) {
+        return Ok(None);
+    }
     org::Entity::find_by_id(id.to_owned())
         .one(conn)
         .await?

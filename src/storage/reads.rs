@@ -7,12 +7,14 @@
 //! they are free and answer them with one statement (`WHERE id IN` the ids as one JSON
 //! parameter). A read is never answered from older data than a direct one would be: its
 //! statement starts after the read was asked, so a write committed before the read sees
-//! the write. Idle, a read waits for nothing; if a batch fails, each of its reads is made
-//! again on its own, so errors are the reads' own.
+//! the write. Idle, a read waits for nothing; if a batch fails or takes over
+//! [`BATCH_TIMEOUT`], each of its reads is made again on its own, so errors are the reads'
+//! own and one stalled statement does not hold up the reads behind it for longer.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use entity::org;
 use sea_orm::{DatabaseConnection, DbBackend, EntityTrait, Statement};
@@ -23,6 +25,10 @@ use crate::domain::Org;
 
 /// The most reads one statement answers.
 const MAX_BATCH: usize = 128;
+
+/// How long a batch may take before its reads are made on their own: one stalled
+/// statement must not hold up every read behind it.
+const BATCH_TIMEOUT: Duration = Duration::from_secs(2);
 
 struct Read {
     id: String,
@@ -41,7 +47,13 @@ enum Answer {
 #[derive(Debug)]
 pub struct OrgReads {
     queue: mpsc::UnboundedSender<Read>,
-    statements: Arc<AtomicU64>,
+    counts: Arc<Counts>,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    answered: AtomicU64,
+    failed: AtomicU64,
 }
 
 impl OrgReads {
@@ -50,20 +62,20 @@ impl OrgReads {
     pub fn start(db: &DatabaseConnection, lanes: usize) -> Self {
         let (queue, waiting) = mpsc::unbounded_channel();
         let waiting = Arc::new(Mutex::new(waiting));
-        let statements = Arc::new(AtomicU64::new(0));
+        let counts = Arc::new(Counts::default());
         for _ in 0..lanes.max(1) {
-            tokio::spawn(lane(
-                db.clone(),
-                Arc::clone(&waiting),
-                Arc::clone(&statements),
-            ));
+            tokio::spawn(lane(db.clone(), Arc::clone(&waiting), Arc::clone(&counts)));
         }
-        Self { queue, statements }
+        Self { queue, counts }
     }
 
-    /// How many batched statements the lanes have run so far.
-    pub fn statements(&self) -> u64 {
-        self.statements.load(Ordering::Relaxed)
+    /// How many batches have been answered so far, and how many failed (or timed out)
+    /// and were read one by one.
+    pub fn batches(&self) -> (u64, u64) {
+        (
+            self.counts.answered.load(Ordering::Relaxed),
+            self.counts.failed.load(Ordering::Relaxed),
+        )
     }
 
     /// Reads one org, like [`super::org::get`].
@@ -71,6 +83,10 @@ impl OrgReads {
     /// # Errors
     /// A database error or a corrupt row.
     pub async fn get(&self, db: &DatabaseConnection, id: &str) -> Result<Option<Org>> {
+        // No org has such an id, and it would fail the whole batch on PostgreSQL.
+        if super::org::cannot_exist(id) {
+            return Ok(None);
+        }
         let (reply, answer) = oneshot::channel();
         let read = Read {
             id: id.to_owned(),
@@ -91,7 +107,7 @@ impl OrgReads {
 async fn lane(
     db: DatabaseConnection,
     waiting: Arc<Mutex<mpsc::UnboundedReceiver<Read>>>,
-    statements: Arc<AtomicU64>,
+    counts: Arc<Counts>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     loop {
@@ -101,9 +117,10 @@ async fn lane(
                 return;
             }
         }
-        statements.fetch_add(1, Ordering::Relaxed);
-        match read_many(&db, &batch).await {
+        let outcome = tokio::time::timeout(BATCH_TIMEOUT, read_many(&db, &batch)).await;
+        match outcome.unwrap_or_else(|_| Err(sea_orm::DbErr::Custom("timed out".to_owned()))) {
             Ok(found) => {
+                counts.answered.fetch_add(1, Ordering::Relaxed);
                 for read in batch.drain(..) {
                     read.reply
                         .send(Answer::Found(found.get(&read.id).cloned().map(Box::new)))
@@ -111,6 +128,7 @@ async fn lane(
                 }
             }
             Err(e) => {
+                counts.failed.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, reads = batch.len(), "batched org read failed; reading one by one");
                 for read in batch.drain(..) {
                     read.reply.send(Answer::ReadAlone).ok();
