@@ -1125,7 +1125,7 @@ impl Engine {
     pub async fn org(&self, id: &str) -> Result<Option<Org>> {
         // A plain read: on PostgreSQL, `load`'s row lock would make every view a write.
         Ok(match &self.reads {
-            Some(reads) => reads.get(&self.db, id).await?,
+            Some(reads) => reads.get(id).await?,
             None => orgs::get(&self.db, id).await?,
         })
     }

@@ -48,6 +48,8 @@ enum Answer {
 pub struct OrgReads {
     queue: mpsc::UnboundedSender<Read>,
     counts: Arc<Counts>,
+    /// For the reads made on their own.
+    db: DatabaseConnection,
 }
 
 #[derive(Debug, Default)]
@@ -66,7 +68,11 @@ impl OrgReads {
         for _ in 0..lanes.max(1) {
             tokio::spawn(lane(db.clone(), Arc::clone(&waiting), Arc::clone(&counts)));
         }
-        Self { queue, counts }
+        Self {
+            queue,
+            counts,
+            db: db.clone(),
+        }
     }
 
     /// How many batches have been answered so far, and how many failed (or timed out)
@@ -82,7 +88,7 @@ impl OrgReads {
     ///
     /// # Errors
     /// A database error or a corrupt row.
-    pub async fn get(&self, db: &DatabaseConnection, id: &str) -> Result<Option<Org>> {
+    pub async fn get(&self, id: &str) -> Result<Option<Org>> {
         // No org has such an id, and it would fail the whole batch on PostgreSQL.
         if super::org::cannot_exist(id) {
             return Ok(None);
@@ -98,7 +104,7 @@ impl OrgReads {
             }
         }
         // The batch failed (or the lanes are gone): read on its own, for its own error.
-        super::org::get(db, id).await
+        super::org::get(&self.db, id).await
     }
 }
 

@@ -97,8 +97,8 @@ async fn coalesced_reads_answer_each_read_as_a_direct_one(backend: Backend) {
     let tasks: Vec<_> = ids
         .iter()
         .map(|id| {
-            let (reads, db, id) = (reads.clone(), db.clone(), id.clone());
-            tokio::spawn(async move { reads.get(&db, &id).await })
+            let (reads, id) = (reads.clone(), id.clone());
+            tokio::spawn(async move { reads.get(&id).await })
         })
         .collect();
     for (id, task) in ids.iter().zip(tasks) {
