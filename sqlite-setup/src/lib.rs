@@ -12,6 +12,11 @@
 //!   under entitlement load that was a quarter of `acctd serve`'s CPU. With the guarantee
 //!   on, plans do not depend on bound values, so a cached statement is reused as is.
 //!
+//! - **No allocation statistics** (`SQLITE_CONFIG_MEMSTATUS` off). `SQLite` counts every
+//!   allocation and free under one process-wide mutex by default; nothing in acctd reads
+//!   the counts (`sqlite3_memory_used`). Locking and unlocking that mutex took 6 % of
+//!   `acctd tick`'s samples on `SQLite` (BENCHMARKS.md).
+//!
 //! This is the workspace's only `unsafe` code, kept in its own crate so that `acctd`
 //! itself keeps `unsafe_code = "forbid"`.
 #![warn(clippy::pedantic)]
@@ -80,13 +85,15 @@ pub struct Setup {
     pub mimalloc: bool,
     /// The query planner stability guarantee on every connection opened afterwards.
     pub stable_plans: bool,
+    /// `SQLite` keeps no allocation statistics, so an allocation takes no mutex.
+    pub no_memstatus: bool,
 }
 
 /// Sets `SQLite` up as `want` asks. Only the first call in a process acts; later calls
-/// return its outcome. The allocator can only be switched before `SQLite` is first
-/// initialized (before the first connection opens): if that has already happened it is
-/// left alone (`mimalloc: false` in the result). Stable plans apply to every connection
-/// opened after the call.
+/// return its outcome. The allocator and the statistics can only be switched before
+/// `SQLite` is first initialized (before the first connection opens): if that has already
+/// happened they are left alone (`false` in the result). Stable plans apply to every
+/// connection opened after the call.
 pub fn install(want: Setup) -> Setup {
     static DONE: OnceLock<Setup> = OnceLock::new();
     *DONE.get_or_init(|| {
@@ -107,7 +114,13 @@ pub fn install(want: Setup) -> Setup {
             let rc = unsafe { ffi::sqlite3_config(ffi::SQLITE_CONFIG_MALLOC, &raw const methods) };
             rc == ffi::SQLITE_OK
         };
-        // After the allocator: registering an extension initializes SQLite.
+        // SAFETY: SQLITE_CONFIG_MEMSTATUS takes one int (0: off); refused (SQLITE_MISUSE)
+        // once SQLite is initialized, which changes nothing.
+        let no_memstatus = want.no_memstatus
+            && unsafe { ffi::sqlite3_config(ffi::SQLITE_CONFIG_MEMSTATUS, c_int::from(0_u8)) }
+                == ffi::SQLITE_OK;
+        // After the allocator and the statistics: registering an extension initializes
+        // SQLite.
         // SAFETY: `enable_qpsg` has the signature SQLite calls an automatic extension
         // with; it stays valid for the life of the process.
         let stable_plans = want.stable_plans
@@ -115,6 +128,7 @@ pub fn install(want: Setup) -> Setup {
         Setup {
             mimalloc,
             stable_plans,
+            no_memstatus,
         }
     })
 }
@@ -192,15 +206,17 @@ mod tests {
 
     /// One test, since the setup is process-wide and must come before any connection.
     #[test]
-    fn sqlite_allocates_through_mimalloc_and_keeps_its_plans_once_installed() {
+    fn sqlite_allocates_through_mimalloc_uncounted_and_keeps_its_plans_once_installed() {
         let all = Setup {
             mimalloc: true,
             stable_plans: true,
+            no_memstatus: true,
         };
         assert_eq!(install(all), all, "SQLite refused part of the setup");
         let none = Setup {
             mimalloc: false,
             stable_plans: false,
+            no_memstatus: false,
         };
         assert_eq!(
             install(none),
@@ -218,6 +234,12 @@ mod tests {
             assert!(
                 mi::mi_is_in_heap_region(p),
                 "SQLite's memory is not mimalloc's"
+            );
+            // No statistics: an outstanding allocation is not counted.
+            assert_eq!(
+                ffi::sqlite3_memory_used(),
+                0,
+                "SQLite counts its allocations"
             );
             ffi::sqlite3_free(p);
             let own = Box::new([0_u8; 1_000]);

@@ -63,13 +63,15 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
     let mut options = ConnectOptions::new(url.to_owned());
     options.sqlx_logging(false);
     if url.starts_with("sqlite:") {
-        // SQLite on mimalloc with stable query plans, set up before the first connection
-        // (only the first call acts). To compare, `ACCTD_SQLITE_MALLOC=system` keeps the
-        // C library's malloc and `ACCTD_SQLITE_QPSG=off` lets plans follow bound values.
-        let off = |var: &str, value: &str| std::env::var_os(var).is_some_and(|v| v == value);
+        // SQLite on mimalloc, uncounted, with stable query plans, set up before the first
+        // connection (only the first call acts). To compare, `ACCTD_SQLITE_MALLOC=system`
+        // keeps the C library's malloc, `ACCTD_SQLITE_MEMSTATUS=on` its allocation
+        // statistics and `ACCTD_SQLITE_QPSG=off` lets plans follow bound values.
+        let env_is = |var: &str, value: &str| std::env::var_os(var).is_some_and(|v| v == value);
         sqlite_setup::install(sqlite_setup::Setup {
-            mimalloc: !off("ACCTD_SQLITE_MALLOC", "system"),
-            stable_plans: !off("ACCTD_SQLITE_QPSG", "off"),
+            mimalloc: !env_is("ACCTD_SQLITE_MALLOC", "system"),
+            stable_plans: !env_is("ACCTD_SQLITE_QPSG", "off"),
+            no_memstatus: !env_is("ACCTD_SQLITE_MEMSTATUS", "on"),
         });
         options
             .max_connections(pool_size(url, max_connections))
@@ -77,6 +79,10 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
             .idle_timeout(None::<Duration>)
             .max_lifetime(None::<Duration>)
             .acquire_timeout(Duration::from_secs(30))
+            // Nothing between us and an embedded database can drop a connection; sqlx
+            // would otherwise ping every connection on its way out of the pool (a round
+            // trip through its worker thread per transaction or statement).
+            .test_before_acquire(false)
             .map_sqlx_sqlite_opts(|opts| {
                 opts.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
                     .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
@@ -87,6 +93,11 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
         options
             .max_connections(pool_size(url, max_connections))
             .acquire_timeout(Duration::from_secs(30));
+        // Ping only connections idle for a second or more (which the server, a proxy or
+        // a firewall may have dropped meanwhile), not each one on every checkout: that
+        // ping was a round trip per statement, a fifth of the entitlement reads' capacity
+        // (BENCHMARKS.md). A hot connection that died fails its statement and is replaced.
+        options.test_before_acquire_if_idle_for(Duration::from_secs(1));
     }
     // Two connections of a new pool may race to switch a new SQLite file to WAL, and
     // that switch does not wait on the busy timeout: retry such a refusal briefly.

@@ -186,3 +186,65 @@ async fn a_coalesced_read_sees_every_write_committed_before_it(backend: Backend)
     }
 }
 both!(a_coalesced_read_sees_every_write_committed_before_it);
+
+/// PostgreSQL connections the server dropped are replaced by the pool. Connections in
+/// steady use are not pinged before each checkout (`storage::connect`), so a statement
+/// that meets a dead one fails with a database error; it never hangs, and the pool opens
+/// a new connection for what comes next: within one failure per pooled connection, reads
+/// succeed again without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_connections_the_server_dropped_are_replaced() {
+    use crate::helpers::TestDb;
+    const POOL: u32 = 4;
+    let Some(db) = TestDb::new(Backend::Postgres).await else {
+        return;
+    };
+    let pool = storage::connect(&db.url, POOL).await.unwrap();
+    storage::migrate(&pool).await.unwrap();
+    let read = |pool: sea_orm::DatabaseConnection| async move { org::get(&pool, "acme").await };
+    // Open every connection of the pool: hold POOL transactions at once.
+    let mut open = Vec::new();
+    for _ in 0..POOL {
+        open.push(sea_orm::TransactionTrait::begin(&pool).await.unwrap());
+    }
+    drop(open);
+    assert!(read(pool.clone()).await.unwrap().is_none());
+
+    let admin = db.connect().await;
+    let killed = admin
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<i64>("", "n")
+        .unwrap();
+    assert!(killed >= i64::from(POOL), "terminated {killed} connections");
+
+    let mut failed = 0;
+    let mut ok_in_a_row = 0;
+    for _ in 0..(POOL * 3) {
+        match read(pool.clone()).await {
+            Ok(found) => {
+                assert!(found.is_none());
+                ok_in_a_row += 1;
+            }
+            Err(e) => {
+                assert!(matches!(e, storage::Error::Db(_)), "{e}");
+                failed += 1;
+                ok_in_a_row = 0;
+            }
+        }
+    }
+    assert!(
+        failed <= POOL,
+        "{failed} reads failed after the connections were dropped"
+    );
+    assert!(
+        ok_in_a_row >= POOL * 2,
+        "reads did not recover: {ok_in_a_row} in a row at the end"
+    );
+}
