@@ -1,5 +1,5 @@
-//! Storage invariants on both backends: optimistic versioning, the outbox dedupe key, and
-//! coalesced reads.
+//! Storage invariants on both backends: optimistic versioning, the outbox dedupe key,
+//! coalesced reads, dropped connections and the migrations.
 
 use acctd::domain::{LockReason, Status};
 use acctd::engine::{Actor, Command};
@@ -248,3 +248,94 @@ async fn postgres_connections_the_server_dropped_are_replaced() {
         "reads did not recover: {ok_in_a_row} in a row at the end"
     );
 }
+
+/// The org indexes on disk: `idx_orgs_due` serves every deadline and clock query, the two
+/// it made redundant are gone (migration 8), and every migration rolls back and applies
+/// again.
+async fn migrations_roll_back_and_apply_again(backend: Backend) {
+    use acctd::storage::{Migrator, MigratorTrait};
+    let Some(db) = crate::helpers::TestDb::new(backend).await else {
+        return;
+    };
+    let conn = db.connect().await;
+    let indexes = |conn: sea_orm::DatabaseConnection| async move {
+        let sql = match backend {
+            Backend::Sqlite => {
+                "SELECT name AS n FROM sqlite_master WHERE type = 'index' AND tbl_name = 'orgs' \
+                 AND name LIKE 'idx_%' ORDER BY name"
+            }
+            Backend::Postgres => {
+                "SELECT indexname::text AS n FROM pg_indexes WHERE tablename = 'orgs' \
+                 AND indexname LIKE 'idx_%' ORDER BY indexname"
+            }
+        };
+        conn.query_all_raw(sea_orm::Statement::from_string(
+            conn.get_database_backend(),
+            sql,
+        ))
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.try_get::<String>("", "n").unwrap())
+        .collect::<Vec<_>>()
+    };
+    let now = ["idx_orgs_due", "idx_orgs_state"];
+    assert_eq!(indexes(conn.clone()).await, now);
+    // The sweep's claim reads one batch of `idx_orgs_due` entries in order, for the real
+    // clock and for a test clock, without sorting the due orgs (seq scans off, as on a
+    // large table, since PostgreSQL scans a table this small).
+    for clock in [None, Some("qa")] {
+        use sea_orm::QueryTrait;
+        let mut claim = org::claim_due_query(
+            conn.get_database_backend(),
+            t("2027-01-01T00:00:00Z"),
+            500,
+            clock,
+        )
+        .build(conn.get_database_backend());
+        let txn = sea_orm::TransactionTrait::begin(&conn).await.unwrap();
+        claim.sql = match backend {
+            Backend::Sqlite => format!("EXPLAIN QUERY PLAN {}", claim.sql),
+            Backend::Postgres => {
+                txn.execute_unprepared("SET LOCAL enable_seqscan = off")
+                    .await
+                    .unwrap();
+                format!("EXPLAIN {}", claim.sql)
+            }
+        };
+        let plan = txn
+            .query_all_raw(claim)
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| {
+                row.try_get_by_index::<String>(row.column_names().len() - 1)
+                    .unwrap()
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        txn.rollback().await.unwrap();
+        assert!(
+            plan.contains("idx_orgs_due")
+                && !plan.contains("TEMP B-TREE")
+                && !plan.contains("Sort"),
+            "clock {clock:?}: {plan}"
+        );
+    }
+
+    Migrator::down(&conn, Some(1)).await.unwrap();
+    assert_eq!(
+        indexes(conn.clone()).await,
+        [
+            "idx_orgs_clock_id",
+            "idx_orgs_due",
+            "idx_orgs_next_due_at",
+            "idx_orgs_state"
+        ]
+    );
+    Migrator::down(&conn, None).await.unwrap();
+    assert!(indexes(conn.clone()).await.is_empty());
+    Migrator::up(&conn, None).await.unwrap();
+    assert_eq!(indexes(conn.clone()).await, now);
+}
+both!(migrations_roll_back_and_apply_again);
