@@ -80,8 +80,9 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
             .max_lifetime(None::<Duration>)
             .acquire_timeout(Duration::from_secs(30))
             // Nothing between us and an embedded database can drop a connection; sqlx
-            // would otherwise ping every connection on its way out of the pool (a round
-            // trip through its worker thread per transaction or statement).
+            // would otherwise ping every connection on its way out of the pool, on the
+            // caller's path (a round trip through its worker thread per transaction or
+            // statement). sqlx still tests each connection as it is released, off it.
             .test_before_acquire(false)
             .map_sqlx_sqlite_opts(|opts| {
                 opts.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
@@ -95,8 +96,9 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
             .acquire_timeout(Duration::from_secs(30));
         // Ping only connections idle for a second or more (which the server, a proxy or
         // a firewall may have dropped meanwhile), not each one on every checkout: that
-        // ping was a round trip per statement, a fifth of the entitlement reads' capacity
-        // (BENCHMARKS.md). A hot connection that died fails its statement and is replaced.
+        // ping was a round trip per statement on the caller's path, a fifth of the
+        // entitlement reads' capacity (BENCHMARKS.md). A hot connection that died fails
+        // its statement; sqlx's test on release then discards it and the pool opens anew.
         options.test_before_acquire_if_idle_for(Duration::from_secs(1));
     }
     // Two connections of a new pool may race to switch a new SQLite file to WAL, and

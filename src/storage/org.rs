@@ -203,12 +203,23 @@ pub async fn claim_due(
         .collect()
 }
 
+/// The statement of [`claim_due`] on `backend`, for the query-plan test.
+pub fn claim_due_statement(
+    backend: DbBackend,
+    until: DateTime<Utc>,
+    limit: u64,
+    clock: Option<&str>,
+) -> sea_orm::Statement {
+    use sea_orm::QueryTrait;
+    claim_due_query(backend, until, limit, clock).build(backend)
+}
+
 /// The query of [`claim_due`]. It orders by `clock_id` first, although every row it reads
 /// has the same one: `idx_orgs_due` is (`clock_id`, `next_due_at`, `id`), and `PostgreSQL`
 /// only reads an index in order past a column it knows to be constant by `=`, not by
 /// `IS NULL` (the real clock's orgs). Without it, `PostgreSQL` read every due org and
 /// sorted them for each batch (see the query-plan test in `tests/it/storage.rs`).
-pub fn claim_due_query(
+fn claim_due_query(
     backend: DbBackend,
     until: DateTime<Utc>,
     limit: u64,

@@ -188,10 +188,11 @@ async fn a_coalesced_read_sees_every_write_committed_before_it(backend: Backend)
 both!(a_coalesced_read_sees_every_write_committed_before_it);
 
 /// PostgreSQL connections the server dropped are replaced by the pool. Connections in
-/// steady use are not pinged before each checkout (`storage::connect`), so a statement
-/// that meets a dead one fails with a database error; it never hangs, and the pool opens
-/// a new connection for what comes next: within one failure per pooled connection, reads
-/// succeed again without a restart.
+/// steady use are not pinged before each checkout (`storage::connect`; only those idle for
+/// a second, which this test does not wait for), so a statement that meets a dead one
+/// fails with a database error; it never hangs, and the pool discards the connection
+/// (sqlx tests each one as it is released) and opens a new one for what comes next: at
+/// most one failure per pooled connection, then reads succeed without a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_connections_the_server_dropped_are_replaced() {
     use crate::helpers::TestDb;
@@ -285,14 +286,12 @@ async fn migrations_roll_back_and_apply_again(backend: Backend) {
     // clock and for a test clock, without sorting the due orgs (seq scans off, as on a
     // large table, since PostgreSQL scans a table this small).
     for clock in [None, Some("qa")] {
-        use sea_orm::QueryTrait;
-        let mut claim = org::claim_due_query(
+        let mut claim = org::claim_due_statement(
             conn.get_database_backend(),
             t("2027-01-01T00:00:00Z"),
             500,
             clock,
-        )
-        .build(conn.get_database_backend());
+        );
         let txn = sea_orm::TransactionTrait::begin(&conn).await.unwrap();
         claim.sql = match backend {
             Backend::Sqlite => format!("EXPLAIN QUERY PLAN {}", claim.sql),
