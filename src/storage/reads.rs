@@ -17,7 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use entity::org;
-use sea_orm::{DatabaseConnection, DbBackend, EntityTrait, Statement};
+use sea_orm::sea_query::Expr;
+use sea_orm::{DatabaseConnection, DbBackend, EntityTrait, QueryFilter};
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 use super::Result;
@@ -151,15 +152,19 @@ async fn read_many(
 ) -> std::result::Result<HashMap<String, org::Model>, sea_orm::DbErr> {
     let ids: Vec<&str> = batch.iter().map(|r| r.id.as_str()).collect();
     let ids = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".to_owned());
-    let backend = db.get_database_backend();
-    let sql = match backend {
-        DbBackend::Postgres => {
-            r#"SELECT * FROM "orgs" WHERE "id" IN (SELECT json_array_elements_text($1::json))"#
-        }
-        _ => r#"SELECT * FROM "orgs" WHERE "id" IN (SELECT "value" FROM json_each(?))"#,
+    // The entity's columns by name, not `*`: a pooled SQLite connection opened while
+    // migrations ran keeps the old schema until its next statement checks it, and a `*`
+    // prepared against that schema (two columns short) is re-prepared by SQLite on its
+    // first step with every column, which sqlx's cached column list does not expect (its
+    // worker panicked: "index out of bounds: the len is 26 but the index is 26"). A named
+    // column makes SQLite check the schema while preparing instead.
+    // (PostgreSQL's placeholder is `$1`, as `?` is one of its JSON operators.)
+    let ids_of = match db.get_database_backend() {
+        DbBackend::Postgres => r#""orgs"."id" IN (SELECT json_array_elements_text($1::json))"#,
+        _ => r#""orgs"."id" IN (SELECT "value" FROM json_each(?))"#,
     };
     let models = org::Entity::find()
-        .from_raw_sql(Statement::from_sql_and_values(backend, sql, [ids.into()]))
+        .filter(Expr::cust_with_values(ids_of, [ids]))
         .all(db)
         .await?;
     Ok(models.into_iter().map(|m| (m.id.clone(), m)).collect())
