@@ -304,6 +304,18 @@ impl<'a> Work<'a> {
     /// Writes the buffered audit and outbox rows, with one webhook message per new
     /// lifecycle event and endpoint.
     async fn flush(&mut self, webhooks: &[String]) -> Result<()> {
+        let mut pipeline = storage::Pipeline::new(self.txn);
+        self.flush_into(&mut pipeline, webhooks).await?;
+        pipeline.finish().await?;
+        Ok(())
+    }
+
+    /// [`Work::flush`] through `pipeline`, whose last statement may be in flight after.
+    async fn flush_into(
+        &mut self,
+        pipeline: &mut storage::Pipeline<'a, DatabaseTransaction>,
+        webhooks: &[String],
+    ) -> Result<()> {
         if !webhooks.is_empty() {
             for fact in &self.facts[self.published..] {
                 for (event, key, payload) in webhook_events(fact) {
@@ -322,11 +334,12 @@ impl<'a> Work<'a> {
             }
         }
         self.published = self.facts.len();
-        self.flush_invoices().await?;
-        billing::record_payments(self.txn, &self.payments).await?;
+        billing::insert_many(pipeline, &self.invoices).await?;
+        self.invoices.clear();
+        billing::record_payments(pipeline, &self.payments).await?;
         self.payments.clear();
-        storage::audit::insert_transitions(self.txn, &self.transitions).await?;
-        storage::audit::enqueue(self.txn, &self.outbox).await?;
+        storage::audit::insert_transitions(pipeline, &self.transitions).await?;
+        storage::audit::enqueue_in(pipeline, &self.outbox).await?;
         self.transitions.clear();
         self.outbox.clear();
         Ok(())
@@ -485,14 +498,19 @@ impl Engine {
         let claimed = due.len() as u64;
         let mut work = Work::new(&txn, self.clock.now());
         let mut due = due;
+        let read: Vec<orgs::Written> = due.iter().map(orgs::Written::of).collect();
         work.prefetch_cycles(&due, until).await?;
         for org in &mut due {
             self.advance(&mut work, org, until).await?;
         }
         let t2 = t0.elapsed();
-        orgs::update_many(&txn, &mut due, work.recorded_at).await?;
+        // The org updates, then the audit and outbox rows, each statement built while
+        // the one before executes; nothing else touches the transaction meanwhile.
+        let mut pipeline = storage::Pipeline::new(&txn);
+        orgs::update_many(&mut pipeline, &mut due, Some(&read), work.recorded_at).await?;
         let t3 = t0.elapsed();
-        work.flush(&self.rules.webhooks).await?;
+        work.flush_into(&mut pipeline, &self.rules.webhooks).await?;
+        pipeline.finish().await?;
         let t4 = t0.elapsed();
         let facts = std::mem::take(&mut work.facts);
         txn.commit().await?;
@@ -1212,7 +1230,9 @@ impl Work<'_> {
     /// Writes the invoices issued so far in this transaction.
     async fn flush_invoices(&mut self) -> Result<()> {
         if !self.invoices.is_empty() {
-            billing::insert_many(self.txn, &self.invoices).await?;
+            let mut pipeline = storage::Pipeline::new(self.txn);
+            billing::insert_many(&mut pipeline, &self.invoices).await?;
+            pipeline.finish().await?;
             self.invoices.clear();
         }
         Ok(())

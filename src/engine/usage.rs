@@ -61,6 +61,8 @@ const CHUNK: usize = 2_000;
 struct Batch {
     /// The chunk's orgs that exist, caught up on their deadlines.
     orgs: BTreeMap<String, Org>,
+    /// The same orgs as read (so that only what changed is written).
+    read: BTreeMap<String, orgs::Written>,
     /// (org, period) pairs already invoiced.
     closed: HashSet<(String, String)>,
     /// Stored and accepted project totals by (org, period), then project.
@@ -133,8 +135,11 @@ impl Engine {
             storage::usage::upsert_many(&txn, &totals, at).await?;
             storage::usage::insert_alerts(&txn, &batch.alerts).await?;
             let mut loaded: Vec<Org> = batch.orgs.into_values().collect();
-            orgs::update_many(&txn, &mut loaded, at).await?;
-            work.flush(&self.rules.webhooks).await?;
+            let read: Vec<orgs::Written> = batch.read.into_values().collect();
+            let mut pipeline = storage::Pipeline::new(&txn);
+            orgs::update_many(&mut pipeline, &mut loaded, Some(&read), at).await?;
+            work.flush_into(&mut pipeline, &self.rules.webhooks).await?;
+            pipeline.finish().await?;
             ingested.report.facts.append(&mut work.facts);
             txn.commit().await?;
         }
@@ -154,6 +159,7 @@ impl Engine {
         ids.dedup();
         let mut batch = Batch::default();
         for mut org in orgs::load_many(work.txn, &ids).await? {
+            batch.read.insert(org.id.clone(), orgs::Written::of(&org));
             self.advance(work, &mut org, at).await?;
             batch.orgs.insert(org.id.clone(), org);
         }

@@ -5,10 +5,10 @@ use entity::{outbox, transition};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
     ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    QuerySelect, QueryTrait,
 };
 
-use super::Result;
+use super::{Pipeline, Result};
 use crate::domain::{LockReasons, Status};
 
 /// One audit row.
@@ -37,14 +37,15 @@ pub struct OutboxMessage {
     pub at: DateTime<Utc>,
 }
 
-/// Appends audit rows.
+/// Appends audit rows through `pipeline` (the last statement may still be in flight).
 ///
 /// # Errors
 /// A database error.
-pub async fn insert_transitions(
-    conn: &impl ConnectionTrait,
+pub async fn insert_transitions<C: ConnectionTrait>(
+    pipeline: &mut Pipeline<'_, C>,
     rows: &[TransitionRecord],
 ) -> Result<()> {
+    let backend = pipeline.backend();
     for chunk in rows.chunks(1_000) {
         let models = chunk.iter().map(|r| transition::ActiveModel {
             id: NotSet,
@@ -58,8 +59,8 @@ pub async fn insert_transitions(
             at: Set(r.at),
             recorded_at: Set(r.recorded_at),
         });
-        transition::Entity::insert_many(models)
-            .exec_without_returning(conn)
+        pipeline
+            .send(transition::Entity::insert_many(models).build(backend))
             .await?;
     }
     Ok(())
@@ -71,7 +72,21 @@ pub async fn insert_transitions(
 /// # Errors
 /// A database error.
 pub async fn enqueue(conn: &impl ConnectionTrait, messages: &[OutboxMessage]) -> Result<u64> {
-    let mut inserted = 0;
+    let mut pipeline = Pipeline::new(conn);
+    enqueue_in(&mut pipeline, messages).await?;
+    pipeline.finish().await
+}
+
+/// [`enqueue`] through `pipeline` (the last statement may still be in flight; the new
+/// rows count in its total).
+///
+/// # Errors
+/// A database error.
+pub async fn enqueue_in<C: ConnectionTrait>(
+    pipeline: &mut Pipeline<'_, C>,
+    messages: &[OutboxMessage],
+) -> Result<()> {
+    let backend = pipeline.backend();
     // 13 columns a row: 1,000 rows stay under both backends' parameter limits.
     for chunk in messages.chunks(1_000) {
         let rows = chunk.iter().map(|m| outbox::ActiveModel {
@@ -89,15 +104,12 @@ pub async fn enqueue(conn: &impl ConnectionTrait, messages: &[OutboxMessage]) ->
             last_error: Set(None),
             sent_at: Set(None),
         });
-        let result = outbox::Entity::insert_many(rows)
+        let statement = outbox::Entity::insert_many(rows)
             .on_conflict_do_nothing_on([outbox::Column::DedupeKey])
-            .exec_without_returning(conn)
-            .await?;
-        if let sea_orm::TryInsertResult::Inserted(n) = result {
-            inserted += n;
-        }
+            .build(backend);
+        pipeline.send(statement).await?;
     }
-    Ok(inserted)
+    Ok(())
 }
 
 /// The most recent transitions of an org, newest last.

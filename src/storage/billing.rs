@@ -6,7 +6,8 @@ use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, Statement,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QueryTrait,
+    Statement,
 };
 
 use super::{Error, Result};
@@ -187,11 +188,16 @@ pub async fn reserve_ids(
 }
 
 /// Inserts invoices with their lines, under ids from [`reserve_ids`] (a multi-row insert
-/// per 1,000 rows). The `(org, key)` unique index refuses a duplicate.
+/// per 1,000 rows, through `pipeline`: the last may still be in flight). The `(org, key)`
+/// unique index refuses a duplicate.
 ///
 /// # Errors
 /// A database error, including a duplicate key.
-pub async fn insert_many(conn: &impl ConnectionTrait, invoices: &[Invoice]) -> Result<()> {
+pub async fn insert_many<C: ConnectionTrait>(
+    pipeline: &mut super::Pipeline<'_, C>,
+    invoices: &[Invoice],
+) -> Result<()> {
+    let backend = pipeline.backend();
     for chunk in invoices.chunks(1_000) {
         let rows = chunk.iter().map(|i| invoice::ActiveModel {
             id: Set(i.id),
@@ -205,8 +211,8 @@ pub async fn insert_many(conn: &impl ConnectionTrait, invoices: &[Invoice]) -> R
             issued_at: Set(i.issued_at),
             paid_at: Set(i.paid_at),
         });
-        invoice::Entity::insert_many(rows)
-            .exec_without_returning(conn)
+        pipeline
+            .send(invoice::Entity::insert_many(rows).build(backend))
             .await?;
     }
     let mut lines: Vec<invoice_line::ActiveModel> = invoices
@@ -228,8 +234,8 @@ pub async fn insert_many(conn: &impl ConnectionTrait, invoices: &[Invoice]) -> R
     while !lines.is_empty() {
         // Moved, not cloned, into each statement.
         let chunk: Vec<_> = lines.drain(..lines.len().min(1_000)).collect();
-        invoice_line::Entity::insert_many(chunk)
-            .exec_without_returning(conn)
+        pipeline
+            .send(invoice_line::Entity::insert_many(chunk).build(backend))
             .await?;
     }
     Ok(())
@@ -407,11 +413,15 @@ pub struct NewPayment {
     pub recorded_at: DateTime<Utc>,
 }
 
-/// Records payment outcomes (a multi-row insert per 1,000).
+/// Records payment outcomes (a multi-row insert per 1,000, through `pipeline`).
 ///
 /// # Errors
 /// A database error.
-pub async fn record_payments(conn: &impl ConnectionTrait, payments: &[NewPayment]) -> Result<()> {
+pub async fn record_payments<C: ConnectionTrait>(
+    pipeline: &mut super::Pipeline<'_, C>,
+    payments: &[NewPayment],
+) -> Result<()> {
+    let backend = pipeline.backend();
     for chunk in payments.chunks(1_000) {
         let rows = chunk.iter().map(|p| payment::ActiveModel {
             id: NotSet,
@@ -422,8 +432,8 @@ pub async fn record_payments(conn: &impl ConnectionTrait, payments: &[NewPayment
             at: Set(p.at),
             recorded_at: Set(p.recorded_at),
         });
-        payment::Entity::insert_many(rows)
-            .exec_without_returning(conn)
+        pipeline
+            .send(payment::Entity::insert_many(rows).build(backend))
             .await?;
     }
     Ok(())

@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod billing;
+mod checkpoint;
 pub mod org;
 pub mod outbox;
 pub mod reads;
@@ -44,7 +45,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// least one for a `SQLite` file, at least two on `PostgreSQL`.
 pub fn pool_size(url: &str, max_connections: u32) -> u32 {
     if url.starts_with("sqlite:") {
-        if url.contains(":memory:") || url.contains("mode=memory") {
+        if is_memory(url) {
             1
         } else {
             max_connections.max(1)
@@ -52,6 +53,10 @@ pub fn pool_size(url: &str, max_connections: u32) -> u32 {
     } else {
         max_connections.max(2)
     }
+}
+
+fn is_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
 }
 
 /// Opens a pool of [`pool_size`] connections. `SQLite` files use WAL with a busy timeout;
@@ -73,6 +78,22 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
             stable_plans: !env_is("ACCTD_SQLITE_QPSG", "off"),
             no_memstatus: !env_is("ACCTD_SQLITE_MEMSTATUS", "on"),
         });
+        // A file's WAL is checkpointed by a connection of its own, woken as pooled
+        // connections are released (storage/checkpoint.rs); `ACCTD_SQLITE_CHECKPOINT=inline`
+        // leaves it to SQLite's default, in the committing connection, for A/B runs.
+        let background_checkpoints =
+            !is_memory(url) && !env_is("ACCTD_SQLITE_CHECKPOINT", "inline");
+        if background_checkpoints {
+            let wake = checkpoint::spawn(url);
+            options.map_sqlx_sqlite_pool_opts(move |pool| {
+                let wake = wake.clone();
+                pool.after_release(move |_, _| {
+                    // Full: a checkpoint is already asked for.
+                    let _ = wake.try_send(());
+                    Box::pin(async { Ok(true) })
+                })
+            });
+        }
         options
             .max_connections(pool_size(url, max_connections))
             .min_connections(1)
@@ -84,11 +105,17 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
             // caller's path (a round trip through its worker thread per transaction or
             // statement). sqlx still tests each connection as it is released, off it.
             .test_before_acquire(false)
-            .map_sqlx_sqlite_opts(|opts| {
-                opts.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+            .map_sqlx_sqlite_opts(move |opts| {
+                let opts = opts
+                    .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
                     .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
                     .busy_timeout(Duration::from_secs(30))
-                    .foreign_keys(true)
+                    .foreign_keys(true);
+                if background_checkpoints {
+                    opts.pragma("wal_autocheckpoint", checkpoint::BACKSTOP_PAGES.to_string())
+                } else {
+                    opts
+                }
             });
     } else {
         options
@@ -116,6 +143,113 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
             }
             other => return Ok(other?),
         }
+    }
+}
+
+type InFlight<'c> = std::pin::Pin<
+    Box<
+        dyn std::future::Future<Output = std::result::Result<sea_orm::ExecResult, DbErr>>
+            + Send
+            + 'c,
+    >,
+>;
+
+/// The bulk writes of a transaction, sent one statement ahead: each statement is handed
+/// to the database before the caller builds the next, so that building it (this
+/// thread's CPU) overlaps executing the one before (SQLite's worker thread, or the
+/// PostgreSQL server). A statement's result is checked when the next is sent, or by
+/// [`Pipeline::wait`] or [`Pipeline::finish`].
+///
+/// **Invariant:** a statement in flight holds the transaction's connection, and it only
+/// completes while this pipeline is awaited: nothing else may use the transaction
+/// until `wait` or `finish` returns (a read would wait for it forever).
+#[must_use = "a statement may still be in flight: call finish"]
+pub struct Pipeline<'c, C> {
+    conn: &'c C,
+    in_flight: Option<(InFlight<'c>, Option<(u64, Error)>)>,
+    rows: u64,
+}
+
+impl<'c, C: ConnectionTrait> Pipeline<'c, C> {
+    pub fn new(conn: &'c C) -> Self {
+        Self {
+            conn,
+            in_flight: None,
+            rows: 0,
+        }
+    }
+
+    pub fn backend(&self) -> DbBackend {
+        self.conn.get_database_backend()
+    }
+
+    /// Waits for the statement in flight, then sends `stmt` without waiting for it.
+    ///
+    /// # Errors
+    /// The statement before failed (or `stmt` failed at once).
+    pub async fn send(&mut self, stmt: Statement) -> Result<()> {
+        self.send_expecting(stmt, None).await
+    }
+
+    /// [`Pipeline::send`], where the statement must affect exactly `rows` rows, or the
+    /// pipeline fails with `error`.
+    ///
+    /// # Errors
+    /// The statement before failed or missed its count.
+    pub async fn send_expecting(
+        &mut self,
+        stmt: Statement,
+        expect: Option<(u64, Error)>,
+    ) -> Result<()> {
+        use std::task::Poll;
+        self.wait().await?;
+        let mut statement = self.conn.execute_raw(stmt);
+        // One poll hands the statement to the database; its answer is awaited later.
+        match std::future::poll_fn(|cx| Poll::Ready(statement.as_mut().poll(cx))).await {
+            Poll::Ready(result) => self.settle(result, expect),
+            Poll::Pending => {
+                self.in_flight = Some((statement, expect));
+                Ok(())
+            }
+        }
+    }
+
+    /// Waits for the statement in flight, if any; the transaction is free after.
+    ///
+    /// # Errors
+    /// It failed or missed its count.
+    pub async fn wait(&mut self) -> Result<()> {
+        match self.in_flight.take() {
+            Some((statement, expect)) => {
+                let result = statement.await;
+                self.settle(result, expect)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Waits for the last statement; returns the rows all of them affected.
+    ///
+    /// # Errors
+    /// It failed or missed its count.
+    pub async fn finish(mut self) -> Result<u64> {
+        self.wait().await?;
+        Ok(self.rows)
+    }
+
+    fn settle(
+        &mut self,
+        result: std::result::Result<sea_orm::ExecResult, DbErr>,
+        expect: Option<(u64, Error)>,
+    ) -> Result<()> {
+        let rows = result?.rows_affected();
+        if let Some((expected, error)) = expect {
+            if rows != expected {
+                return Err(error);
+            }
+        }
+        self.rows += rows;
+        Ok(())
     }
 }
 

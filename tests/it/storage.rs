@@ -338,3 +338,139 @@ async fn migrations_roll_back_and_apply_again(backend: Backend) {
     assert_eq!(indexes(conn.clone()).await, now);
 }
 both!(migrations_roll_back_and_apply_again);
+
+/// `update_many` given the orgs as read writes exactly what changed: every column one org
+/// changed, one changed column of another in the same statement, and an unchanged org
+/// (whose version still moves on); a stale org fails the pipeline.
+async fn bulk_updates_write_every_changed_column(backend: Backend) {
+    use acctd::domain::period::Period;
+    use acctd::domain::LockReasons;
+    let Some(h) = Harness::start(backend, "2026-03-01T00:00:00Z").await else {
+        return;
+    };
+    for id in ["a", "b", "c"] {
+        h.signup(id, false, false).await;
+    }
+    let db = h.engine.db();
+    let mut orgs = vec![h.org("a").await, h.org("b").await, h.org("c").await];
+    let read: Vec<org::Written> = orgs.iter().map(org::Written::of).collect();
+    let at = |s: &str| Some(t(s));
+    {
+        let a = &mut orgs[0];
+        a.tier = 50_000;
+        a.addons = vec!["sso".into()];
+        a.canceled_at = at("2026-03-09T00:00:00Z");
+        a.usage = Some((Period::containing(t("2026-03-05T00:00:00Z")), 12_345));
+        a.overage_lock_mau = Some(70_000);
+        a.scheduled_tier = Some(10_000);
+        a.scheduled_removals = vec!["sso".into()];
+        let l = &mut a.lifecycle;
+        l.status = Status::Locked;
+        l.reasons = LockReasons::default().with(LockReason::PaymentOverdue);
+        l.payment_method = true;
+        l.subscriber = true;
+        l.trial_ends_at = None;
+        l.grace_ends_at = at("2026-03-11T00:00:00Z");
+        l.cancel_at = at("2026-03-25T00:00:00Z");
+        l.next_cycle_at = at("2026-04-01T00:00:00Z");
+        l.reminder_at = at("2026-03-22T00:00:00Z");
+        l.reminded_through = at("2026-03-02T00:00:00Z");
+    }
+    orgs[1].tier = 5_000;
+    let mut pipeline = storage::Pipeline::new(db);
+    org::update_many(
+        &mut pipeline,
+        &mut orgs,
+        Some(&read),
+        t("2026-03-02T00:00:00Z"),
+    )
+    .await
+    .unwrap();
+    pipeline.finish().await.unwrap();
+    for o in &orgs {
+        assert_eq!(o.version, 1);
+        assert_eq!(&h.org(&o.id).await, o, "stored as changed");
+    }
+
+    // The same copies again, now stale for `b`: refused as a whole.
+    let mut stale = orgs.clone();
+    stale[1].version = 0;
+    stale[1].tier = 40_000;
+    let read: Vec<org::Written> = orgs.iter().map(org::Written::of).collect();
+    let mut pipeline = storage::Pipeline::new(db);
+    let sent = org::update_many(
+        &mut pipeline,
+        &mut stale,
+        Some(&read),
+        t("2026-03-03T00:00:00Z"),
+    )
+    .await;
+    let err = match sent {
+        Err(e) => e,
+        Ok(()) => pipeline.finish().await.unwrap_err(),
+    };
+    assert!(matches!(err, storage::Error::Stale { .. }), "{err}");
+    assert_eq!(h.org("b").await.tier, 5_000);
+}
+both!(bulk_updates_write_every_changed_column);
+
+/// A SQLite file's WAL is copied back into the database by the pool's own checkpointer,
+/// not by the committing connection (whose threshold is the backstop), and the
+/// checkpointer's connection goes when the pool does: SQLite deletes the WAL when the
+/// last connection to the file closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_checkpoints_off_the_committing_connection() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("wal.db");
+    let db = storage::connect(&format!("sqlite://{}?mode=rwc", file.display()), 4)
+        .await
+        .unwrap();
+    storage::migrate(&db).await.unwrap();
+    let autocheckpoint = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            "PRAGMA wal_autocheckpoint",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index::<i64>(0)
+        .unwrap();
+    assert_eq!(autocheckpoint, 10_000);
+
+    let wait_until = async |what: &str, check: &dyn Fn() -> bool| {
+        let started = Instant::now();
+        while !check() {
+            assert!(
+                started.elapsed() < Duration::from_mins(1),
+                "timed out: {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    let size = || std::fs::metadata(&file).map_or(0, |m| m.len());
+    wait_until("the migrations are checkpointed", &|| size() > 0).await;
+    let before = size();
+    // About 6 MB: past SQLite's default threshold of 1,000 pages, short of the backstop.
+    let messages: Vec<OutboxMessage> = (0..3_000)
+        .map(|i| OutboxMessage {
+            org_id: format!("org{i}"),
+            channel: "email",
+            template: "invoice".into(),
+            recipients: vec!["billing@org.test".into()],
+            payload: serde_json::json!({ "pad": "x".repeat(2_000) }),
+            dedupe_key: format!("k{i}"),
+            at: t("2026-04-01T00:00:00Z"),
+        })
+        .collect();
+    assert_eq!(audit::enqueue(&db, &messages).await.unwrap(), 3_000);
+    wait_until("the WAL is copied into the database", &|| {
+        size() >= before + 5_000_000
+    })
+    .await;
+
+    db.close().await.unwrap();
+    let wal = dir.path().join("wal.db-wal");
+    wait_until("every connection is closed", &|| !wal.exists()).await;
+}
