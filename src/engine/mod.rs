@@ -247,7 +247,11 @@ pub struct Swept {
 
 /// The writes of one transaction, buffered so that audit and outbox rows go in bulk.
 struct Work<'a> {
-    txn: &'a DatabaseTransaction,
+    /// Reached through [`Work::txn`], which first waits for the pipeline.
+    unsynced_txn: &'a DatabaseTransaction,
+    /// The transaction's bulk writes, one statement in flight (see [`storage::Pipeline`]);
+    /// `flush` waits for the last.
+    pipeline: storage::Pipeline<'a, DatabaseTransaction>,
     recorded_at: DateTime<Utc>,
     transitions: Vec<TransitionRecord>,
     outbox: Vec<OutboxMessage>,
@@ -286,7 +290,8 @@ struct Prefetched {
 impl<'a> Work<'a> {
     fn new(txn: &'a DatabaseTransaction, recorded_at: DateTime<Utc>) -> Self {
         Self {
-            txn,
+            unsynced_txn: txn,
+            pipeline: storage::Pipeline::new(txn),
             recorded_at,
             transitions: Vec::new(),
             outbox: Vec::new(),
@@ -301,21 +306,23 @@ impl<'a> Work<'a> {
         }
     }
 
-    /// Writes the buffered audit and outbox rows, with one webhook message per new
-    /// lifecycle event and endpoint.
-    async fn flush(&mut self, webhooks: &[String]) -> Result<()> {
-        let mut pipeline = storage::Pipeline::new(self.txn);
-        self.flush_into(&mut pipeline, webhooks).await?;
-        pipeline.finish().await?;
-        Ok(())
+    /// The facts, once everything is written (the transaction can be committed then).
+    fn into_facts(self) -> Vec<Fact> {
+        debug_assert!(self.pipeline.is_idle(), "a write is still in flight");
+        self.facts
     }
 
-    /// [`Work::flush`] through `pipeline`, whose last statement may be in flight after.
-    async fn flush_into(
-        &mut self,
-        pipeline: &mut storage::Pipeline<'a, DatabaseTransaction>,
-        webhooks: &[String],
-    ) -> Result<()> {
+    /// The transaction, once the pipeline's statement in flight is done: every read and
+    /// direct write of a [`Work`] goes through here.
+    async fn txn(&mut self) -> Result<&'a DatabaseTransaction> {
+        self.pipeline.wait().await?;
+        Ok(self.unsynced_txn)
+    }
+
+    /// Writes the buffered invoices, payments, audit and outbox rows (with one webhook
+    /// message per new lifecycle event and endpoint) through the pipeline, after what
+    /// was sent before it (a sweep batch's org updates), and waits for the last.
+    async fn flush(&mut self, webhooks: &[String]) -> Result<()> {
         if !webhooks.is_empty() {
             for fact in &self.facts[self.published..] {
                 for (event, key, payload) in webhook_events(fact) {
@@ -334,6 +341,7 @@ impl<'a> Work<'a> {
             }
         }
         self.published = self.facts.len();
+        let pipeline = &mut self.pipeline;
         billing::insert_many(pipeline, &self.invoices).await?;
         self.invoices.clear();
         billing::record_payments(pipeline, &self.payments).await?;
@@ -342,7 +350,7 @@ impl<'a> Work<'a> {
         storage::audit::enqueue_in(pipeline, &self.outbox).await?;
         self.transitions.clear();
         self.outbox.clear();
-        Ok(())
+        Ok(self.pipeline.wait().await?)
     }
 
     fn email(
@@ -504,15 +512,13 @@ impl Engine {
             self.advance(&mut work, org, until).await?;
         }
         let t2 = t0.elapsed();
-        // The org updates, then the audit and outbox rows, each statement built while
-        // the one before executes; nothing else touches the transaction meanwhile.
-        let mut pipeline = storage::Pipeline::new(&txn);
-        orgs::update_many(&mut pipeline, &mut due, Some(&read), work.recorded_at).await?;
+        // The org updates, then the invoices, payments, audit and outbox rows, each
+        // statement built while the database executes the one before.
+        orgs::update_many(&mut work.pipeline, &mut due, Some(&read), work.recorded_at).await?;
         let t3 = t0.elapsed();
-        work.flush_into(&mut pipeline, &self.rules.webhooks).await?;
-        pipeline.finish().await?;
+        work.flush(&self.rules.webhooks).await?;
         let t4 = t0.elapsed();
-        let facts = std::mem::take(&mut work.facts);
+        let facts = work.into_facts();
         txn.commit().await?;
         let t5 = t0.elapsed();
         self.sizer.record(limit, claimed, t5);
@@ -589,7 +595,7 @@ impl Engine {
         work.flush(&self.rules.webhooks)
             .await
             .map_err(storage_error)?;
-        let facts = std::mem::take(&mut work.facts);
+        let facts = work.into_facts();
         txn.commit().await.map_err(|e| storage_error(e.into()))?;
         Ok(Report { facts })
     }
@@ -683,7 +689,7 @@ impl Engine {
             .await?;
         orgs::update(&txn, &mut org, at).await?;
         work.flush(&self.rules.webhooks).await?;
-        let facts = std::mem::take(&mut work.facts);
+        let facts = work.into_facts();
         txn.commit().await?;
         Ok(Report { facts })
     }
@@ -738,7 +744,7 @@ impl Engine {
         }
         orgs::update(&txn, &mut org, at).await?;
         work.flush(&self.rules.webhooks).await?;
-        let facts = std::mem::take(&mut work.facts);
+        let facts = work.into_facts();
         txn.commit().await?;
         Ok(Report { facts })
     }
@@ -839,7 +845,7 @@ impl Engine {
                 }
                 Effect::Purge => {
                     org.canceled_at = Some(at);
-                    storage::usage::purge_org(work.txn, &org.id).await?;
+                    storage::usage::purge_org(work.txn().await?, &org.id).await?;
                     // Other systems purge theirs on the `org.canceled` webhook event.
                 }
             }
@@ -1174,7 +1180,7 @@ impl Work<'_> {
         keys.dedup();
         periods.sort_unstable();
         periods.dedup();
-        for (org, key) in billing::existing_keys(self.txn, &ids, &keys).await? {
+        for (org, key) in billing::existing_keys(self.txn().await?, &ids, &keys).await? {
             self.prefetched.invoices.insert((org, key));
         }
         for org in orgs {
@@ -1191,7 +1197,7 @@ impl Work<'_> {
         }
         let labels: Vec<String> = periods.iter().copied().map(Period::label).collect();
         for ((org, period), projects) in
-            storage::usage::projects_of(self.txn, &ids, &labels).await?
+            storage::usage::projects_of(self.txn().await?, &ids, &labels).await?
         {
             if let Some(total) = self.prefetched.usage.get_mut(&(org, period)) {
                 for usage in projects.values() {
@@ -1209,14 +1215,15 @@ impl Work<'_> {
         if self.prefetched.keys.contains(&pair) {
             return Ok(self.prefetched.invoices.contains(&pair));
         }
-        Ok(billing::exists(self.txn, org, key).await?)
+        Ok(billing::exists(self.txn().await?, org, key).await?)
     }
 
     /// A new invoice's id, from a block reserved for the transaction.
     async fn invoice_id(&mut self) -> Result<i64> {
         if self.invoice_ids.is_empty() {
             let ids =
-                billing::reserve_ids(self.txn, self.invoice_hint, self.last_invoice_id).await?;
+                billing::reserve_ids(self.txn().await?, self.invoice_hint, self.last_invoice_id)
+                    .await?;
             self.invoice_ids.extend(ids);
         }
         let id = self
@@ -1230,9 +1237,8 @@ impl Work<'_> {
     /// Writes the invoices issued so far in this transaction.
     async fn flush_invoices(&mut self) -> Result<()> {
         if !self.invoices.is_empty() {
-            let mut pipeline = storage::Pipeline::new(self.txn);
-            billing::insert_many(&mut pipeline, &self.invoices).await?;
-            pipeline.finish().await?;
+            billing::insert_many(&mut self.pipeline, &self.invoices).await?;
+            self.pipeline.wait().await?;
             self.invoices.clear();
         }
         Ok(())
@@ -1242,7 +1248,7 @@ impl Work<'_> {
     /// so far are written first, so that it sees them.
     pub(crate) async fn stored_invoices(&mut self) -> Result<&DatabaseTransaction> {
         self.flush_invoices().await?;
-        Ok(self.txn)
+        self.txn().await
     }
 
     /// Sets an invoice's status, in the buffer if it was issued in this transaction.
@@ -1258,7 +1264,7 @@ impl Work<'_> {
             invoice.paid_at = (status == InvoiceStatus::Paid).then_some(at);
             return Ok(());
         }
-        Ok(billing::set_status(self.txn, id, status, at).await?)
+        Ok(billing::set_status(self.txn().await?, id, status, at).await?)
     }
 
     /// The org's usage in a period (from the prefetch when it covers it).
@@ -1266,7 +1272,7 @@ impl Work<'_> {
         if let Some(total) = self.prefetched.usage.get(&(org.to_owned(), period.label())) {
             return Ok(*total);
         }
-        Ok(storage::usage::total(self.txn, org, period).await?)
+        Ok(storage::usage::total(self.txn().await?, org, period).await?)
     }
 
     /// Stores a payment outcome (with the batch, see `flush`) and reports it.

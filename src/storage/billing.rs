@@ -1,13 +1,12 @@
 //! Invoices, their lines, and payment outcomes. Amounts are stored as integer cents.
 
+use super::bulk::Insert;
 use chrono::{DateTime, Utc};
 use entity::{invoice, invoice_line, payment};
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use sea_orm::{
-    ActiveValue::{NotSet, Set},
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QueryTrait,
-    Statement,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, Statement,
 };
 
 use super::{Error, Result};
@@ -197,46 +196,64 @@ pub async fn insert_many<C: ConnectionTrait>(
     pipeline: &mut super::Pipeline<'_, C>,
     invoices: &[Invoice],
 ) -> Result<()> {
+    use invoice::Column as I;
+    use invoice_line::Column as L;
+    const INVOICE: [I; 10] = [
+        I::Id,
+        I::OrgId,
+        I::Key,
+        I::Period,
+        I::Kind,
+        I::Currency,
+        I::TotalCents,
+        I::Status,
+        I::IssuedAt,
+        I::PaidAt,
+    ];
+    const LINE: [L; 5] = [
+        L::InvoiceId,
+        L::Position,
+        L::Kind,
+        L::Description,
+        L::AmountCents,
+    ];
     let backend = pipeline.backend();
     for chunk in invoices.chunks(1_000) {
-        let rows = chunk.iter().map(|i| invoice::ActiveModel {
-            id: Set(i.id),
-            org_id: Set(i.org_id.clone()),
-            key: Set(i.key.clone()),
-            period: Set(i.period.clone()),
-            kind: Set(i.kind.as_str().to_owned()),
-            currency: Set(i.currency.clone()),
-            total_cents: Set(cents(i.total)),
-            status: Set(i.status.as_str().to_owned()),
-            issued_at: Set(i.issued_at),
-            paid_at: Set(i.paid_at),
-        });
-        pipeline
-            .send(invoice::Entity::insert_many(rows).build(backend))
-            .await?;
+        let mut insert = Insert::new::<invoice::Entity>(backend, &INVOICE, chunk.len());
+        for i in chunk {
+            insert.row([
+                i.id.into(),
+                i.org_id.clone().into(),
+                i.key.clone().into(),
+                i.period.clone().into(),
+                i.kind.as_str().into(),
+                i.currency.clone().into(),
+                cents(i.total).into(),
+                i.status.as_str().into(),
+                i.issued_at.into(),
+                i.paid_at.into(),
+            ]);
+        }
+        pipeline.send(insert.build("")).await?;
     }
-    let mut lines: Vec<invoice_line::ActiveModel> = invoices
-        .iter()
-        .flat_map(|i| {
-            i.lines
-                .iter()
-                .enumerate()
-                .map(|(position, l)| invoice_line::ActiveModel {
-                    id: NotSet,
-                    invoice_id: Set(i.id),
-                    position: Set(i32::try_from(position).unwrap_or(i32::MAX)),
-                    kind: Set(l.kind.as_str().to_owned()),
-                    description: Set(l.description.clone()),
-                    amount_cents: Set(cents(l.amount)),
-                })
-        })
-        .collect();
-    while !lines.is_empty() {
-        // Moved, not cloned, into each statement.
-        let chunk: Vec<_> = lines.drain(..lines.len().min(1_000)).collect();
-        pipeline
-            .send(invoice_line::Entity::insert_many(chunk).build(backend))
-            .await?;
+    let mut lines: Vec<(i64, i32, &Line)> = Vec::new();
+    for i in invoices {
+        for (position, l) in i.lines.iter().enumerate() {
+            lines.push((i.id, i32::try_from(position).unwrap_or(i32::MAX), l));
+        }
+    }
+    for chunk in lines.chunks(1_000) {
+        let mut insert = Insert::new::<invoice_line::Entity>(backend, &LINE, chunk.len());
+        for &(invoice_id, position, l) in chunk {
+            insert.row([
+                invoice_id.into(),
+                position.into(),
+                l.kind.as_str().into(),
+                l.description.clone().into(),
+                cents(l.amount).into(),
+            ]);
+        }
+        pipeline.send(insert.build("")).await?;
     }
     Ok(())
 }
@@ -421,20 +438,29 @@ pub async fn record_payments<C: ConnectionTrait>(
     pipeline: &mut super::Pipeline<'_, C>,
     payments: &[NewPayment],
 ) -> Result<()> {
+    use payment::Column as P;
+    const COLUMNS: [P; 6] = [
+        P::InvoiceId,
+        P::OrgId,
+        P::Outcome,
+        P::Source,
+        P::At,
+        P::RecordedAt,
+    ];
     let backend = pipeline.backend();
     for chunk in payments.chunks(1_000) {
-        let rows = chunk.iter().map(|p| payment::ActiveModel {
-            id: NotSet,
-            invoice_id: Set(p.invoice_id),
-            org_id: Set(p.org_id.clone()),
-            outcome: Set(if p.succeeded { "succeeded" } else { "failed" }.to_owned()),
-            source: Set(p.source.clone()),
-            at: Set(p.at),
-            recorded_at: Set(p.recorded_at),
-        });
-        pipeline
-            .send(payment::Entity::insert_many(rows).build(backend))
-            .await?;
+        let mut insert = Insert::new::<payment::Entity>(backend, &COLUMNS, chunk.len());
+        for p in chunk {
+            insert.row([
+                p.invoice_id.into(),
+                p.org_id.clone().into(),
+                if p.succeeded { "succeeded" } else { "failed" }.into(),
+                p.source.clone().into(),
+                p.at.into(),
+                p.recorded_at.into(),
+            ]);
+        }
+        pipeline.send(insert.build("")).await?;
     }
     Ok(())
 }

@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod billing;
+mod bulk;
 mod checkpoint;
 pub mod org;
 pub mod outbox;
@@ -181,6 +182,11 @@ impl<'c, C: ConnectionTrait> Pipeline<'c, C> {
 
     pub fn backend(&self) -> DbBackend {
         self.conn.get_database_backend()
+    }
+
+    /// Nothing is in flight.
+    pub fn is_idle(&self) -> bool {
+        self.in_flight.is_none()
     }
 
     /// Waits for the statement in flight, then sends `stmt` without waiting for it.
