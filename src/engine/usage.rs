@@ -132,8 +132,10 @@ impl Engine {
                 ingested.outcomes.push(outcome);
             }
             let totals: Vec<ProjectTotals> = batch.dirty.into_values().collect();
-            storage::usage::upsert_many(&txn, &totals, at).await?;
-            storage::usage::insert_alerts(&txn, &batch.alerts).await?;
+            // Totals, alerts, org updates, then audit and outbox rows: each statement
+            // built while the database executes the one before.
+            storage::usage::upsert_many(&mut work.pipeline, &totals, at).await?;
+            storage::usage::insert_alerts(&mut work.pipeline, &batch.alerts).await?;
             let mut loaded: Vec<Org> = batch.orgs.into_values().collect();
             let read: Vec<orgs::Written> = batch.read.into_values().collect();
             orgs::update_many(&mut work.pipeline, &mut loaded, Some(&read), at).await?;

@@ -4,13 +4,10 @@ use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use entity::{usage_alert, usage_report};
-use sea_orm::sea_query::OnConflict;
-use sea_orm::{
-    ActiveValue::{NotSet, Set},
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
-use super::Result;
+use super::bulk::Insert;
+use super::{Pipeline, Result};
 use crate::domain::period::Period;
 use crate::domain::usage::Usage;
 
@@ -74,36 +71,40 @@ pub struct ProjectTotals {
 ///
 /// # Errors
 /// A database error.
-pub async fn upsert_many(
-    conn: &impl ConnectionTrait,
+pub async fn upsert_many<C: ConnectionTrait>(
+    pipeline: &mut Pipeline<'_, C>,
     rows: &[ProjectTotals],
     at: DateTime<Utc>,
 ) -> Result<()> {
+    use usage_report::Column as U;
+    const COLUMNS: [U; 6] = [
+        U::OrgId,
+        U::Period,
+        U::Project,
+        U::Mau,
+        U::DataPoints,
+        U::ReportedAt,
+    ];
+    let backend = pipeline.backend();
     for chunk in rows.chunks(1_000) {
-        let models = chunk.iter().map(|r| usage_report::ActiveModel {
-            org_id: Set(r.org_id.clone()),
-            period: Set(r.period.label()),
-            project: Set(r.project.clone()),
-            mau: Set(i64::try_from(r.usage.mau).unwrap_or(i64::MAX)),
-            data_points: Set(i64::try_from(r.usage.data_points).unwrap_or(i64::MAX)),
-            reported_at: Set(at),
-        });
-        usage_report::Entity::insert_many(models)
-            .on_conflict(
-                OnConflict::columns([
-                    usage_report::Column::OrgId,
-                    usage_report::Column::Period,
-                    usage_report::Column::Project,
-                ])
-                .update_columns([
-                    usage_report::Column::Mau,
-                    usage_report::Column::DataPoints,
-                    usage_report::Column::ReportedAt,
-                ])
-                .to_owned(),
-            )
-            .exec_without_returning(conn)
-            .await?;
+        let mut insert = Insert::new::<usage_report::Entity>(backend, &COLUMNS, chunk.len());
+        for r in chunk {
+            insert.row([
+                r.org_id.clone().into(),
+                r.period.label().into(),
+                r.project.clone().into(),
+                i64::try_from(r.usage.mau).unwrap_or(i64::MAX).into(),
+                i64::try_from(r.usage.data_points)
+                    .unwrap_or(i64::MAX)
+                    .into(),
+                at.into(),
+            ]);
+        }
+        let upsert = " ON CONFLICT (\"org_id\", \"period\", \"project\") DO UPDATE SET \
+                      \"mau\" = \"excluded\".\"mau\", \
+                      \"data_points\" = \"excluded\".\"data_points\", \
+                      \"reported_at\" = \"excluded\".\"reported_at\"";
+        pipeline.send(insert.build(upsert)).await?;
     }
     Ok(())
 }
@@ -153,25 +154,35 @@ pub struct NewAlert {
 ///
 /// # Errors
 /// A database error.
-pub async fn insert_alerts(conn: &impl ConnectionTrait, alerts: &[NewAlert]) -> Result<()> {
+pub async fn insert_alerts<C: ConnectionTrait>(
+    pipeline: &mut Pipeline<'_, C>,
+    alerts: &[NewAlert],
+) -> Result<()> {
+    use usage_alert::Column as A;
+    const COLUMNS: [A; 6] = [
+        A::OrgId,
+        A::Period,
+        A::Threshold,
+        A::UsageMau,
+        A::UsagePercent,
+        A::At,
+    ];
+    let backend = pipeline.backend();
     for chunk in alerts.chunks(1_000) {
-        let models = chunk.iter().map(|a| usage_alert::ActiveModel {
-            id: NotSet,
-            org_id: Set(a.org_id.clone()),
-            period: Set(a.period.label()),
-            threshold: Set(i32::try_from(a.threshold).unwrap_or(i32::MAX)),
-            usage_mau: Set(i64::try_from(a.usage_mau).unwrap_or(i64::MAX)),
-            usage_percent: Set(a.usage_percent.clone()),
-            at: Set(a.at),
-        });
-        usage_alert::Entity::insert_many(models)
-            .on_conflict_do_nothing_on([
-                usage_alert::Column::OrgId,
-                usage_alert::Column::Period,
-                usage_alert::Column::Threshold,
-            ])
-            .exec_without_returning(conn)
-            .await?;
+        let mut insert = Insert::new::<usage_alert::Entity>(backend, &COLUMNS, chunk.len());
+        for a in chunk {
+            insert.row([
+                a.org_id.clone().into(),
+                a.period.label().into(),
+                i32::try_from(a.threshold).unwrap_or(i32::MAX).into(),
+                i64::try_from(a.usage_mau).unwrap_or(i64::MAX).into(),
+                a.usage_percent.clone().into(),
+                a.at.into(),
+            ]);
+        }
+        let statement =
+            insert.build(" ON CONFLICT (\"org_id\", \"period\", \"threshold\") DO NOTHING");
+        pipeline.send(statement).await?;
     }
     Ok(())
 }
