@@ -514,7 +514,7 @@ impl Engine {
         let t2 = t0.elapsed();
         // The org updates, then the invoices, payments, audit and outbox rows, each
         // statement built while the database executes the one before.
-        orgs::update_many(&mut work.pipeline, &mut due, Some(&read), work.recorded_at).await?;
+        orgs::update_many(&mut work.pipeline, &mut due, &read, work.recorded_at).await?;
         let t3 = t0.elapsed();
         work.flush(&self.rules.webhooks).await?;
         let t4 = t0.elapsed();

@@ -138,7 +138,7 @@ impl Engine {
             storage::usage::insert_alerts(&mut work.pipeline, &batch.alerts).await?;
             let mut loaded: Vec<Org> = batch.orgs.into_values().collect();
             let read: Vec<orgs::Written> = batch.read.into_values().collect();
-            orgs::update_many(&mut work.pipeline, &mut loaded, Some(&read), at).await?;
+            orgs::update_many(&mut work.pipeline, &mut loaded, &read, at).await?;
             work.flush(&self.rules.webhooks).await?;
             ingested.report.facts.extend(work.into_facts());
             txn.commit().await?;

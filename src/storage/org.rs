@@ -488,9 +488,9 @@ const COLUMNS: [Column; 20] = [
 /// Writes back many orgs in one statement per chunk (`UPDATE … FROM (VALUES …)`, which
 /// SQLite ≥ 3.33 and PostgreSQL both accept), each only if its version is the one it was
 /// read at; bumps the versions in `orgs`. The statements go through `pipeline`: the last
-/// may still be in flight on return, and a stale org fails the pipeline. With `read` (each org's [`Written`] as read, in
-/// the order of `orgs`), a chunk's statement sets only the columns that differ from it
-/// in some org of the chunk, and `updated_at`; without, every column.
+/// may still be in flight on return, and a stale org fails the pipeline. Given `read`
+/// (each org's [`Written`] as read, in the order of `orgs`), a chunk's statement sets
+/// only the columns that differ from it in some org of the chunk, and `updated_at`.
 ///
 /// # Errors
 /// [`Error::Stale`] when any org was changed concurrently (from this call or a later
@@ -498,30 +498,19 @@ const COLUMNS: [Column; 20] = [
 pub async fn update_many<C: ConnectionTrait>(
     pipeline: &mut super::Pipeline<'_, C>,
     orgs: &mut [Org],
-    read: Option<&[Written]>,
+    read: &[Written],
     now: DateTime<Utc>,
 ) -> Result<()> {
     use sea_orm::{Statement, Value};
     const CHUNK: usize = 500;
-    if let Some(read) = read {
-        assert_eq!(read.len(), orgs.len(), "one Written per org, in order");
-    }
+    assert_eq!(read.len(), orgs.len(), "one Written per org, in order");
     let backend = pipeline.backend();
-    let placeholder = |i: usize| match backend {
-        DbBackend::Postgres => format!("${i}"),
-        _ => "?".to_owned(),
-    };
     for (c, chunk) in orgs.chunks_mut(CHUNK).enumerate() {
-        let columns: Vec<&Column> = match read {
-            Some(read) => {
-                let read = &read[c * CHUNK..c * CHUNK + chunk.len()];
-                COLUMNS
-                    .iter()
-                    .filter(|col| chunk.iter().zip(read).any(|(o, w)| !(col.same)(o, w)))
-                    .collect()
-            }
-            None => COLUMNS.iter().collect(),
-        };
+        let read = &read[c * CHUNK..c * CHUNK + chunk.len()];
+        let columns: Vec<&Column> = COLUMNS
+            .iter()
+            .filter(|col| chunk.iter().zip(read).any(|(o, w)| !(col.same)(o, w)))
+            .collect();
         let width = columns.len() + 2;
         let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * width);
         let mut rows = String::with_capacity(chunk.len() * width * 6);
@@ -537,7 +526,7 @@ pub async fn update_many<C: ConnectionTrait>(
                 if i > 0 {
                     rows.push_str(", ");
                 }
-                rows.push_str(&placeholder(r * width + i + 1));
+                super::bulk::placeholder(&mut rows, backend, r * width + i + 1);
             }
             rows.push(')');
         }

@@ -378,14 +378,9 @@ async fn bulk_updates_write_every_changed_column(backend: Backend) {
     }
     orgs[1].tier = 5_000;
     let mut pipeline = storage::Pipeline::new(db);
-    org::update_many(
-        &mut pipeline,
-        &mut orgs,
-        Some(&read),
-        t("2026-03-02T00:00:00Z"),
-    )
-    .await
-    .unwrap();
+    org::update_many(&mut pipeline, &mut orgs, &read, t("2026-03-02T00:00:00Z"))
+        .await
+        .unwrap();
     pipeline.finish().await.unwrap();
     for o in &orgs {
         assert_eq!(o.version, 1);
@@ -398,13 +393,7 @@ async fn bulk_updates_write_every_changed_column(backend: Backend) {
     stale[1].tier = 40_000;
     let read: Vec<org::Written> = orgs.iter().map(org::Written::of).collect();
     let mut pipeline = storage::Pipeline::new(db);
-    let sent = org::update_many(
-        &mut pipeline,
-        &mut stale,
-        Some(&read),
-        t("2026-03-03T00:00:00Z"),
-    )
-    .await;
+    let sent = org::update_many(&mut pipeline, &mut stale, &read, t("2026-03-03T00:00:00Z")).await;
     let err = match sent {
         Err(e) => e,
         Ok(()) => pipeline.finish().await.unwrap_err(),
