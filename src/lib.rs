@@ -8,7 +8,8 @@
 //!   result with its audit rows and notifications, driven by a [`clock::Clock`].
 //! - [`notify`]: email templates, transports and the outbox dispatcher.
 //! - [`scheduler`]: the daemon's wall-clock wake-ups (tokio-cron-scheduler).
-//! - [`simulate`]: time-travel scenarios on a virtual clock and an in-memory database.
+//! - [`simulate`]: time-travel scenarios on a virtual clock and an in-memory database,
+//!   polled by [`executor`], which spins through the short waits on SQLite.
 //! - [`api`]: the admin HTTP API (axum): routes, auth, DTOs, errors, and its client.
 //! - [`config`], [`telemetry`], [`cli`]: settings, logs, the command line.
 
@@ -20,6 +21,7 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod engine;
+pub mod executor;
 pub mod lock;
 pub mod notify;
 pub mod scheduler;

@@ -9,7 +9,7 @@ use acctd::cli::{Cli, Command};
 use acctd::clock::SystemClock;
 use acctd::config::Settings;
 use acctd::engine::{Engine, ExternalGateway, Rules};
-use acctd::{cli, simulate, storage, telemetry};
+use acctd::{cli, executor, simulate, storage, telemetry};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
@@ -54,6 +54,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if matches!(cli.command, Command::Simulate { .. })
+        && std::env::var("ACCTD_SIMULATE_EXECUTOR").as_deref() != Ok("tokio")
+    {
+        // One long chain of short waits on the SQLite worker: spin through them instead
+        // of parking (src/executor.rs). `ACCTD_SIMULATE_EXECUTOR=tokio` for A/B runs.
+        let _guard = runtime.enter();
+        return executor::block_on_spinning(dispatch(cli.command, settings), executor::SPIN);
+    }
     runtime.block_on(dispatch(cli.command, settings))
 }
 

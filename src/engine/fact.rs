@@ -1,14 +1,14 @@
 //! What the engine did, as it reports it to its callers (the simulator's JSON Lines,
 //! `acctd tick`'s summary, tests).
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
 use rust_decimal::Decimal;
 
-use chrono::SecondsFormat;
-use serde_json::{json, Value};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::Value;
 
 use crate::domain::price::Line;
-use crate::domain::{LockReasons, Status};
+use crate::domain::{LockReason, LockReasons, Status};
 
 /// One thing that happened, at its effective instant.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -102,75 +102,222 @@ impl Report {
     }
 }
 
-fn time(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::Secs, true)
+/// RFC 3339 with whole seconds and `Z`, without allocating.
+struct Time(DateTime<Utc>);
+
+impl Serialize for Time {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let (d, t) = (self.0.date_naive(), self.0.time());
+        if !(0..=9999).contains(&d.year()) {
+            return serializer.serialize_str(&self.0.to_rfc3339_opts(SecondsFormat::Secs, true));
+        }
+        serializer.collect_str(&format_args!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            d.year(),
+            d.month(),
+            d.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        ))
+    }
 }
 
-impl Fact {
-    /// The fact as SPEC section 9's JSON object (simulation output, `acctd tick --json`,
-    /// webhook bodies).
-    pub fn to_json(&self) -> Value {
-        let fact = self;
-        match fact {
+/// An amount with two decimals, e.g. `"246.40"`.
+struct Money(Decimal);
+
+impl Serialize for Money {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&format_args!("{:.2}", self.0))
+    }
+}
+
+/// An invoice line as the output shows it: its kind and amount.
+struct OutputLine<'a>(&'a Line);
+
+impl Serialize for OutputLine<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry("kind", self.0.kind.as_str())?;
+        map.serialize_entry("amount", &Money(self.0.amount))?;
+        map.end()
+    }
+}
+
+/// Lock reasons as a sorted list of names.
+struct Reasons(LockReasons);
+
+impl Serialize for Reasons {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(LockReason::as_str))
+    }
+}
+
+/// SPEC section 9's JSON object of a fact, keys in the order the section gives them,
+/// written straight to the serializer (the simulator writes hundreds of thousands).
+impl Serialize for Fact {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("at", &Time(self.at()))?;
+        map.serialize_entry("org", self.org())?;
+        match self {
             Fact::Transition {
-                at,
-                org,
                 from,
                 to,
                 cause,
                 reasons,
                 ..
-            } => json!({
-                "at": time(*at), "org": org, "type": "transition",
-                "from": from.map(super::super::domain::Status::as_str), "to": to.as_str(), "cause": cause,
-                "lock_reasons": reasons.iter().map(super::super::domain::LockReason::as_str).collect::<Vec<_>>(),
-            }),
+            } => {
+                map.serialize_entry("type", "transition")?;
+                map.serialize_entry("from", &from.map(Status::as_str))?;
+                map.serialize_entry("to", to.as_str())?;
+                map.serialize_entry("cause", cause)?;
+                map.serialize_entry("lock_reasons", &Reasons(*reasons))?;
+            }
             Fact::Invoice {
-                at,
-                org,
                 id,
                 period,
                 lines,
                 total,
-            } => json!({
-                "at": time(*at), "org": org, "type": "invoice", "id": id, "period": period,
-                "lines": lines.iter().map(|l| json!({"kind": l.kind.as_str(), "amount": format!("{:.2}", l.amount)})).collect::<Vec<_>>(),
-                "total": format!("{total:.2}"),
-            }),
+                ..
+            } => {
+                map.serialize_entry("type", "invoice")?;
+                map.serialize_entry("id", id)?;
+                map.serialize_entry("period", period)?;
+                map.serialize_entry("lines", &Lines(lines))?;
+                map.serialize_entry("total", &Money(*total))?;
+            }
             Fact::Payment {
-                at,
-                org,
-                invoice,
-                succeeded,
-            } => json!({
-                "at": time(*at), "org": org, "type": "payment", "invoice": invoice,
-                "outcome": if *succeeded { "succeeded" } else { "failed" },
-            }),
-            Fact::Email {
-                at,
-                org,
-                template,
-                to,
-            } => json!({
-                "at": time(*at), "org": org, "type": "email", "template": template, "to": to,
-            }),
+                invoice, succeeded, ..
+            } => {
+                map.serialize_entry("type", "payment")?;
+                map.serialize_entry("invoice", invoice)?;
+                let outcome = if *succeeded { "succeeded" } else { "failed" };
+                map.serialize_entry("outcome", outcome)?;
+            }
+            Fact::Email { template, to, .. } => {
+                map.serialize_entry("type", "email")?;
+                map.serialize_entry("template", template)?;
+                map.serialize_entry("to", to)?;
+            }
             Fact::Plan {
-                at,
-                org,
                 tier,
                 addons,
                 change,
-            } => json!({
-                "at": time(*at), "org": org, "type": "plan", "tier": tier, "addons": addons, "change": change,
-            }),
+                ..
+            } => {
+                map.serialize_entry("type", "plan")?;
+                map.serialize_entry("tier", tier)?;
+                map.serialize_entry("addons", addons)?;
+                map.serialize_entry("change", change)?;
+            }
             Fact::Alert {
-                at,
-                org,
                 threshold,
                 usage_percent,
-            } => json!({
-                "at": time(*at), "org": org, "type": "alert", "threshold": threshold, "usage_percent": usage_percent,
-            }),
+                ..
+            } => {
+                map.serialize_entry("type", "alert")?;
+                map.serialize_entry("threshold", threshold)?;
+                map.serialize_entry("usage_percent", usage_percent)?;
+            }
         }
+        map.end()
+    }
+}
+
+struct Lines<'a>(&'a [Line]);
+
+impl Serialize for Lines<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(OutputLine))
+    }
+}
+
+impl Fact {
+    /// The fact as SPEC section 9's JSON object (`acctd tick --json`, webhook bodies).
+    pub fn to_json(&self) -> Value {
+        // Serializing our own types into a Value cannot fail: every key is a string.
+        serde_json::to_value(self).expect("a fact serializes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::price::LineKind;
+    use crate::domain::LockReason;
+
+    fn at() -> DateTime<Utc> {
+        "2026-03-01T00:00:00Z".parse().expect("time")
+    }
+
+    fn json(fact: &Fact) -> String {
+        serde_json::to_string(fact).expect("serializes")
+    }
+
+    /// SPEC section 9: the keys in the section's order, times with whole seconds and
+    /// `Z`, amounts with two decimals, sorted lock reasons, `from` null at signup.
+    #[test]
+    fn facts_serialize_as_spec_section_9_objects() {
+        let invoice = Fact::Invoice {
+            at: at(),
+            org: "acme".into(),
+            id: 7,
+            period: "2026-03".into(),
+            lines: vec![
+                Line {
+                    kind: LineKind::Base,
+                    description: "base".into(),
+                    amount: Decimal::new(200, 0),
+                },
+                Line {
+                    kind: LineKind::MauOverage,
+                    description: "overage".into(),
+                    amount: Decimal::new(464, 1),
+                },
+            ],
+            total: Decimal::new(24640, 2),
+        };
+        assert_eq!(
+            json(&invoice),
+            r#"{"at":"2026-03-01T00:00:00Z","org":"acme","type":"invoice","id":7,"period":"2026-03","lines":[{"kind":"base","amount":"200.00"},{"kind":"mau_overage","amount":"46.40"}],"total":"246.40"}"#
+        );
+        let transition = Fact::Transition {
+            at: at() + chrono::Duration::milliseconds(1_500),
+            org: "acme".into(),
+            from: None,
+            to: Status::Locked,
+            cause: "admin_lock".into(),
+            reasons: LockReasons::default()
+                .with(LockReason::PaymentOverdue)
+                .with(LockReason::Manual),
+            actor: "ops".into(),
+        };
+        assert_eq!(
+            json(&transition),
+            r#"{"at":"2026-03-01T00:00:01Z","org":"acme","type":"transition","from":null,"to":"locked","cause":"admin_lock","lock_reasons":["manual","payment_overdue"]}"#
+        );
+        let email = Fact::Email {
+            at: at(),
+            org: "acme".into(),
+            template: "invoice".into(),
+            to: vec!["billing@acme.test".into()],
+        };
+        assert_eq!(
+            json(&email),
+            r#"{"at":"2026-03-01T00:00:00Z","org":"acme","type":"email","template":"invoice","to":["billing@acme.test"]}"#
+        );
+        let payment = Fact::Payment {
+            at: at(),
+            org: "acme".into(),
+            invoice: 7,
+            succeeded: false,
+        };
+        assert_eq!(
+            json(&payment),
+            r#"{"at":"2026-03-01T00:00:00Z","org":"acme","type":"payment","invoice":7,"outcome":"failed"}"#
+        );
+        // The Value form (webhook bodies, `acctd tick --json`) is the same object.
+        assert_eq!(invoice.to_json().to_string(), json(&invoice));
     }
 }

@@ -16,17 +16,13 @@ fn line(out: &mut impl Write, value: &Value) -> std::io::Result<()> {
     out.write_all(b"\n")
 }
 
-/// The JSON object of one fact.
-pub fn fact_json(fact: &Fact) -> Value {
-    fact.to_json()
-}
-
 /// Writes one fact.
 ///
 /// # Errors
 /// The writer failed.
 pub fn fact(out: &mut impl Write, fact: &Fact) -> std::io::Result<()> {
-    line(out, &fact_json(fact))
+    serde_json::to_writer(&mut *out, fact)?;
+    out.write_all(b"\n")
 }
 
 /// Writes a refused step.
