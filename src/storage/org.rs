@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 use entity::org;
 use sea_orm::sea_query::{LockBehavior, LockType};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QueryResult, QuerySelect, QueryTrait, Select,
 };
 
 use super::{Error, Result};
@@ -73,6 +73,53 @@ pub(super) fn to_domain(m: org::Model) -> Result<Org> {
         clock: m.clock_id,
         version: m.version,
     })
+}
+
+/// Decodes an org row by position. Every org query here selects the entity's columns in
+/// declaration order (`Entity::find()` does), so a column's index is its `org::Column`
+/// ordinal. By name, sea-orm searched the row's 28 column names for each column: about a
+/// third of a claim's decoding time (BENCHMARKS.md, "2026-12-02, evening").
+fn model_at(row: &QueryResult) -> std::result::Result<org::Model, DbErr> {
+    use org::Column as C;
+    let at = |c: C| c as usize;
+    Ok(org::Model {
+        id: row.try_get_by_index(at(C::Id))?,
+        state: row.try_get_by_index(at(C::State))?,
+        lock_reasons: row.try_get_by_index(at(C::LockReasons))?,
+        plan: row.try_get_by_index(at(C::Plan))?,
+        tier: row.try_get_by_index(at(C::Tier))?,
+        addons: row.try_get_by_index(at(C::Addons))?,
+        currency: row.try_get_by_index(at(C::Currency))?,
+        admins: row.try_get_by_index(at(C::Admins))?,
+        billing_email: row.try_get_by_index(at(C::BillingEmail))?,
+        payment_method: row.try_get_by_index(at(C::PaymentMethod))?,
+        subscriber: row.try_get_by_index(at(C::Subscriber))?,
+        signup_at: row.try_get_by_index(at(C::SignupAt))?,
+        trial_ends_at: row.try_get_by_index(at(C::TrialEndsAt))?,
+        grace_ends_at: row.try_get_by_index(at(C::GraceEndsAt))?,
+        cancel_at: row.try_get_by_index(at(C::CancelAt))?,
+        next_cycle_at: row.try_get_by_index(at(C::NextCycleAt))?,
+        next_due_at: row.try_get_by_index(at(C::NextDueAt))?,
+        canceled_at: row.try_get_by_index(at(C::CanceledAt))?,
+        version: row.try_get_by_index(at(C::Version))?,
+        updated_at: row.try_get_by_index(at(C::UpdatedAt))?,
+        usage_period: row.try_get_by_index(at(C::UsagePeriod))?,
+        usage_mau: row.try_get_by_index(at(C::UsageMau))?,
+        overage_lock_mau: row.try_get_by_index(at(C::OverageLockMau))?,
+        scheduled_tier: row.try_get_by_index(at(C::ScheduledTier))?,
+        scheduled_removals: row.try_get_by_index(at(C::ScheduledRemovals))?,
+        clock_id: row.try_get_by_index(at(C::ClockId))?,
+        reminder_at: row.try_get_by_index(at(C::ReminderAt))?,
+        reminded_through: row.try_get_by_index(at(C::RemindedThrough))?,
+    })
+}
+
+/// Runs a select of whole org rows and decodes them by position (see [`model_at`]).
+async fn fetch(conn: &impl ConnectionTrait, query: Select<org::Entity>) -> Result<Vec<Org>> {
+    let rows = conn
+        .query_all_raw(query.build(conn.get_database_backend()))
+        .await?;
+    rows.iter().map(|row| to_domain(model_at(row)?)).collect()
 }
 
 fn to_active(o: &Org, now: DateTime<Utc>) -> org::ActiveModel {
@@ -165,7 +212,7 @@ pub async fn load(conn: &impl ConnectionTrait, id: &str) -> Result<Option<Org>> 
     if conn.get_database_backend() == DbBackend::Postgres {
         query = query.lock(LockType::Update);
     }
-    query.one(conn).await?.map(to_domain).transpose()
+    Ok(fetch(conn, query).await?.pop())
 }
 
 /// Reads one org without locking it (read-only paths: views, entitlements).
@@ -176,11 +223,9 @@ pub async fn get(conn: &impl ConnectionTrait, id: &str) -> Result<Option<Org>> {
     if cannot_exist(id) {
         return Ok(None);
     }
-    org::Entity::find_by_id(id.to_owned())
-        .one(conn)
+    Ok(fetch(conn, org::Entity::find_by_id(id.to_owned()))
         .await?
-        .map(to_domain)
-        .transpose()
+        .pop())
 }
 
 /// Claims up to `limit` orgs whose next deadline is at or before `until`, earliest first.
@@ -195,12 +240,11 @@ pub async fn claim_due(
     limit: u64,
     clock: Option<&str>,
 ) -> Result<Vec<Org>> {
-    claim_due_query(conn.get_database_backend(), until, limit, clock)
-        .all(conn)
-        .await?
-        .into_iter()
-        .map(to_domain)
-        .collect()
+    fetch(
+        conn,
+        claim_due_query(conn.get_database_backend(), until, limit, clock),
+    )
+    .await
 }
 
 /// The statement of [`claim_due`] on `backend`, for the query-plan test.
@@ -210,7 +254,6 @@ pub fn claim_due_statement(
     limit: u64,
     clock: Option<&str>,
 ) -> sea_orm::Statement {
-    use sea_orm::QueryTrait;
     claim_due_query(backend, until, limit, clock).build(backend)
 }
 
@@ -291,13 +334,7 @@ pub async fn list(conn: &impl ConnectionTrait, filter: &Filter) -> Result<Vec<Or
     if let Some(after) = &filter.after {
         query = query.filter(org::Column::Id.gt(after.clone()));
     }
-    query
-        .limit(filter.limit)
-        .all(conn)
-        .await?
-        .into_iter()
-        .map(to_domain)
-        .collect()
+    fetch(conn, query.limit(filter.limit)).await
 }
 
 /// Counts of orgs by state and by lock reason, and the due backlog.
@@ -572,9 +609,7 @@ pub async fn load_many(conn: &impl ConnectionTrait, ids: &[&str]) -> Result<Vec<
         if conn.get_database_backend() == DbBackend::Postgres {
             query = query.lock(LockType::Update);
         }
-        for m in query.all(conn).await? {
-            found.push(to_domain(m)?);
-        }
+        found.extend(fetch(conn, query).await?);
     }
     Ok(found)
 }
