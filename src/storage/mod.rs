@@ -111,7 +111,8 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
                     .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
                     .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
                     .busy_timeout(Duration::from_secs(30))
-                    .foreign_keys(true);
+                    .foreign_keys(true)
+                    .pragma("temp_store", temp_store());
                 if background_checkpoints {
                     opts.pragma("wal_autocheckpoint", checkpoint::BACKSTOP_PAGES.to_string())
                 } else {
@@ -308,4 +309,17 @@ pub async fn lock_writes(conn: &impl ConnectionTrait) -> Result<()> {
         .await?;
     }
     Ok(())
+}
+
+/// Where SQLite keeps its temporary files: statement journals (a bulk `UPDATE` or
+/// `INSERT` inside a transaction journals the pages it changes, so that it can be undone
+/// alone), sorts and `IN` lists. Memory by default; `ACCTD_SQLITE_TEMP_STORE=file` keeps
+/// SQLite's default, a temporary file, for A/B runs: a profile of `acctd tick` had 10 % of
+/// the SQLite worker's samples in `pwrite` to it (BENCHMARKS.md, "2026-12-02, evening").
+fn temp_store() -> &'static str {
+    if std::env::var_os("ACCTD_SQLITE_TEMP_STORE").is_some_and(|v| v == "file") {
+        "default"
+    } else {
+        "memory"
+    }
 }

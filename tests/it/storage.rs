@@ -406,7 +406,7 @@ both!(bulk_updates_write_every_changed_column);
 /// A SQLite file's WAL is copied back into the database by the pool's own checkpointer,
 /// not by the committing connection (whose threshold is the backstop), and the
 /// checkpointer's connection goes when the pool does: SQLite deletes the WAL when the
-/// last connection to the file closes.
+/// last connection to the file closes. Temporary storage is in memory.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_checkpoints_off_the_committing_connection() {
     use std::time::{Duration, Instant};
@@ -427,6 +427,19 @@ async fn sqlite_checkpoints_off_the_committing_connection() {
         .try_get_by_index::<i64>(0)
         .unwrap();
     assert_eq!(autocheckpoint, 10_000);
+    // Statement journals, sorts and IN lists in memory, not in temporary files
+    // (`PRAGMA temp_store`: 2 is MEMORY).
+    let temp_store = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            "PRAGMA temp_store",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index::<i64>(0)
+        .unwrap();
+    assert_eq!(temp_store, 2);
 
     let wait_until = async |what: &str, check: &dyn Fn() -> bool| {
         let started = Instant::now();
