@@ -119,7 +119,11 @@ async fn fetch(conn: &impl ConnectionTrait, query: Select<org::Entity>) -> Resul
     let rows = conn
         .query_all_raw(query.build(conn.get_database_backend()))
         .await?;
-    rows.iter().map(|row| to_domain(model_at(row)?)).collect()
+    // Each row is dropped as soon as it is decoded: a batch's rows and its orgs are not
+    // all held at once.
+    rows.into_iter()
+        .map(|row| to_domain(model_at(&row)?))
+        .collect()
 }
 
 fn to_active(o: &Org, now: DateTime<Utc>) -> org::ActiveModel {
