@@ -416,30 +416,21 @@ async fn sqlite_checkpoints_off_the_committing_connection() {
         .await
         .unwrap();
     storage::migrate(&db).await.unwrap();
-    let autocheckpoint = db
-        .query_one_raw(sea_orm::Statement::from_string(
+    let pragma = async |name: &str| {
+        db.query_one_raw(sea_orm::Statement::from_string(
             db.get_database_backend(),
-            "PRAGMA wal_autocheckpoint",
+            format!("PRAGMA {name}"),
         ))
         .await
         .unwrap()
         .unwrap()
         .try_get_by_index::<i64>(0)
-        .unwrap();
-    assert_eq!(autocheckpoint, 10_000);
+        .unwrap()
+    };
+    assert_eq!(pragma("wal_autocheckpoint").await, 10_000);
     // Statement journals, sorts and IN lists in memory, not in temporary files
     // (`PRAGMA temp_store`: 2 is MEMORY).
-    let temp_store = db
-        .query_one_raw(sea_orm::Statement::from_string(
-            db.get_database_backend(),
-            "PRAGMA temp_store",
-        ))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get_by_index::<i64>(0)
-        .unwrap();
-    assert_eq!(temp_store, 2);
+    assert_eq!(pragma("temp_store").await, 2);
 
     let wait_until = async |what: &str, check: &dyn Fn() -> bool| {
         let started = Instant::now();
