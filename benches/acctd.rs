@@ -36,6 +36,8 @@ struct Args {
     orgs: usize,
     runs: usize,
     only: Option<String>,
+    /// Writes the simulation's scenario to this file and exits.
+    scenario_out: Option<PathBuf>,
 }
 
 fn args() -> Args {
@@ -43,6 +45,7 @@ fn args() -> Args {
         orgs: 100_000,
         runs: 3,
         only: None,
+        scenario_out: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -50,6 +53,7 @@ fn args() -> Args {
             "--orgs" => args.orgs = it.next().and_then(|v| v.parse().ok()).expect("--orgs N"),
             "--runs" => args.runs = it.next().and_then(|v| v.parse().ok()).expect("--runs R"),
             "--only" => args.only = it.next(),
+            "--scenario-out" => args.scenario_out = it.next().map(PathBuf::from),
             // cargo bench passes --bench; ignore that and any filter.
             _ => {}
         }
@@ -928,6 +932,12 @@ fn bench_simulate(dir: &Path, runs: usize) {
 
 fn main() {
     let args = args();
+    if let Some(path) = &args.scenario_out {
+        let (toml, steps) = scenario_toml(10_000);
+        std::fs::write(path, toml).expect("write the scenario");
+        println!("{steps} steps written to {}", path.display());
+        return;
+    }
     let wants = |what: &str| args.only.as_deref().is_none_or(|o| o == what);
     let dir = tempfile::tempdir().expect("temp dir");
     println!(

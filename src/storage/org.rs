@@ -5,7 +5,7 @@ use entity::org;
 use sea_orm::sea_query::{LockBehavior, LockType};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QueryResult, QuerySelect, QueryTrait, Select,
+    QueryFilter, QueryOrder, QueryResult, QuerySelect, QueryTrait, Select, StreamTrait,
 };
 
 use super::{Error, Result};
@@ -113,6 +113,27 @@ fn model_at(row: &QueryResult) -> std::result::Result<org::Model, DbErr> {
         reminder_at: row.try_get_by_index(at(C::ReminderAt))?,
         reminded_through: row.try_get_by_index(at(C::RemindedThrough))?,
     })
+}
+
+/// Runs a select of whole org rows and decodes each by position (see [`model_at`]) as it
+/// arrives, while the database produces the next: the bulk reads (`claim_due`,
+/// `load_many`). On `SQLite` the connection's worker thread steps the statement and hands
+/// rows over a bounded channel; collecting them all before decoding left that thread idle
+/// while this one decoded, and this one idle while that one stepped.
+async fn fetch_streaming<C>(conn: &C, query: Select<org::Entity>) -> Result<Vec<Org>>
+where
+    C: ConnectionTrait + StreamTrait,
+{
+    use futures_core::Stream;
+    let stream = conn
+        .stream_raw(query.build(ConnectionTrait::get_database_backend(conn)))
+        .await?;
+    let mut stream = std::pin::pin!(stream);
+    let mut found = Vec::new();
+    while let Some(row) = std::future::poll_fn(|cx| stream.as_mut().poll_next(cx)).await {
+        found.push(to_domain(model_at(&row?)?)?);
+    }
+    Ok(found)
 }
 
 /// Runs a select of whole org rows and decodes them by position (see [`model_at`]).
@@ -240,14 +261,19 @@ pub async fn get(conn: &impl ConnectionTrait, id: &str) -> Result<Option<Org>> {
 /// # Errors
 /// A database error or a corrupt row.
 pub async fn claim_due(
-    conn: &impl ConnectionTrait,
+    conn: &(impl ConnectionTrait + StreamTrait),
     until: DateTime<Utc>,
     limit: u64,
     clock: Option<&str>,
 ) -> Result<Vec<Org>> {
-    fetch(
+    fetch_streaming(
         conn,
-        claim_due_query(conn.get_database_backend(), until, limit, clock),
+        claim_due_query(
+            ConnectionTrait::get_database_backend(conn),
+            until,
+            limit,
+            clock,
+        ),
     )
     .await
 }
@@ -605,16 +631,19 @@ pub async fn update_many<C: ConnectionTrait>(
 ///
 /// # Errors
 /// A database error or a corrupt row.
-pub async fn load_many(conn: &impl ConnectionTrait, ids: &[&str]) -> Result<Vec<Org>> {
+pub async fn load_many(
+    conn: &(impl ConnectionTrait + StreamTrait),
+    ids: &[&str],
+) -> Result<Vec<Org>> {
     let mut found = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(1_000) {
         let mut query = org::Entity::find()
             .filter(org::Column::Id.is_in(chunk.iter().copied()))
             .order_by_asc(org::Column::Id);
-        if conn.get_database_backend() == DbBackend::Postgres {
+        if ConnectionTrait::get_database_backend(conn) == DbBackend::Postgres {
             query = query.lock(LockType::Update);
         }
-        found.extend(fetch(conn, query).await?);
+        found.extend(fetch_streaming(conn, query).await?);
     }
     Ok(found)
 }
