@@ -119,8 +119,13 @@ fn model_at(row: &QueryResult) -> std::result::Result<org::Model, DbErr> {
 /// arrives, while the database produces the next: the bulk reads (`claim_due`,
 /// `load_many`). On `SQLite` the connection's worker thread steps the statement and hands
 /// rows over a bounded channel; collecting them all before decoding left that thread idle
-/// while this one decoded, and this one idle while that one stepped.
-async fn fetch_streaming<C>(conn: &C, query: Select<org::Entity>) -> Result<Vec<Org>>
+/// while this one decoded, and this one idle while that one stepped. Appends to `found`,
+/// so that `load_many`'s chunks fill one vector without copying.
+async fn fetch_streaming<C>(
+    conn: &C,
+    query: Select<org::Entity>,
+    found: &mut Vec<Org>,
+) -> Result<()>
 where
     C: ConnectionTrait + StreamTrait,
 {
@@ -129,11 +134,10 @@ where
         .stream_raw(query.build(ConnectionTrait::get_database_backend(conn)))
         .await?;
     let mut stream = std::pin::pin!(stream);
-    let mut found = Vec::new();
     while let Some(row) = std::future::poll_fn(|cx| stream.as_mut().poll_next(cx)).await {
         found.push(to_domain(model_at(&row?)?)?);
     }
-    Ok(found)
+    Ok(())
 }
 
 /// Runs a select of whole org rows and decodes them by position (see [`model_at`]).
@@ -266,16 +270,15 @@ pub async fn claim_due(
     limit: u64,
     clock: Option<&str>,
 ) -> Result<Vec<Org>> {
+    let backend = ConnectionTrait::get_database_backend(conn);
+    let mut found = Vec::with_capacity(usize::try_from(limit).unwrap_or(0).min(100_000));
     fetch_streaming(
         conn,
-        claim_due_query(
-            ConnectionTrait::get_database_backend(conn),
-            until,
-            limit,
-            clock,
-        ),
+        claim_due_query(backend, until, limit, clock),
+        &mut found,
     )
-    .await
+    .await?;
+    Ok(found)
 }
 
 /// The statement of [`claim_due`] on `backend`, for the query-plan test.
@@ -643,7 +646,7 @@ pub async fn load_many(
         if ConnectionTrait::get_database_backend(conn) == DbBackend::Postgres {
             query = query.lock(LockType::Update);
         }
-        found.extend(fetch_streaming(conn, query).await?);
+        fetch_streaming(conn, query, &mut found).await?;
     }
     Ok(found)
 }
