@@ -188,12 +188,13 @@ async fn tick(
 ) -> anyhow::Result<()> {
     let engine = engine(settings).await?;
     let until = until.map_or_else(|| engine.now(), acctd::clock::truncate);
+    let mut sweep = acctd::engine::Sweep::new(until);
     // One batch's facts at a time: memory stays flat however many orgs are due.
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let (mut transitions, mut facts, mut orgs) = (0, 0, 0);
     loop {
         let mut batch = acctd::engine::Report::default();
-        let swept = engine.sweep_batch(until, &mut batch).await?;
+        let swept = engine.sweep_batch(&mut sweep, &mut batch).await?;
         if json {
             for fact in &batch.facts {
                 simulate::output::fact(&mut out, fact)?;

@@ -162,12 +162,13 @@ pub async fn run(engine: Engine, bell: Arc<Notify>, token: CancellationToken) {
 /// A storage error from the batch that failed (it was rolled back).
 pub async fn sweep(engine: &Engine, token: &CancellationToken) -> engine::Result<(u64, usize)> {
     let until = engine.now();
+    let mut sweep = engine::Sweep::new(until);
     let started = std::time::Instant::now();
     let mut transitions = 0;
     let mut orgs = 0;
     loop {
         let mut batch = Report::default();
-        let swept = engine.sweep_batch(until, &mut batch).await?;
+        let swept = engine.sweep_batch(&mut sweep, &mut batch).await?;
         transitions += batch.transitions();
         stats::batch(swept.claimed);
         orgs += swept.claimed;

@@ -75,6 +75,9 @@ pub struct Rules {
     pub batch_size: u64,
     pub max_batch_size: u64,
     pub batch_target: std::time::Duration,
+    /// The smallest backlog a sweep takes in table order on `SQLite` (0: never); see
+    /// [`Sweep`].
+    pub table_order_min_due: u64,
     pub alert_thresholds: Vec<u32>,
     pub lock_above_percent: u32,
     pub reminder_days: u32,
@@ -92,6 +95,7 @@ impl Rules {
             batch_size: u64::from(settings.daemon.batch_size),
             max_batch_size: u64::from(settings.daemon.max_batch_size),
             batch_target: std::time::Duration::from_millis(settings.daemon.batch_target_ms),
+            table_order_min_due: settings.daemon.table_order_min_due,
             alert_thresholds: settings.usage.alert_thresholds.clone(),
             lock_above_percent: settings.usage.lock_above_percent,
             reminder_days: settings.notify.reminder_days,
@@ -236,6 +240,48 @@ impl BatchSizer {
     }
 }
 
+/// A sweep takes its batches in table order when at least this share (1/16) of the
+/// table is due (and `daemon.table_order_min_due` orgs): a pass over the whole table then
+/// costs less than writing the backlog's pages in deadline order (BENCHMARKS.md).
+const TABLE_ORDER_SHARE: u64 = 16;
+
+/// A sweep in progress: everything due at or before `until`, one batch at a time
+/// ([`Engine::sweep_batch`]). It begins earliest deadline first; a large backlog on
+/// `SQLite` is then taken in table order, and what the pass left behind earliest deadline
+/// first again.
+#[derive(Clone, Debug)]
+pub struct Sweep {
+    until: DateTime<Utc>,
+    order: Order,
+}
+
+impl Sweep {
+    pub fn new(until: DateTime<Utc>) -> Self {
+        Self {
+            until,
+            order: Order::Deadline { weighed: false },
+        }
+    }
+
+    pub fn until(&self) -> DateTime<Utc> {
+        self.until
+    }
+
+    /// Whether the next batch claims in table order.
+    pub fn in_table_order(&self) -> bool {
+        matches!(self.order, Order::Table { .. })
+    }
+}
+
+/// Which orgs a sweep's next batch claims.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Order {
+    /// Earliest deadline first (`idx_orgs_due`); `weighed`: the backlog was weighed.
+    Deadline { weighed: bool },
+    /// Due orgs with rowids in (`after`, `end`], in rowid order (`SQLite`).
+    Table { after: i64, end: i64 },
+}
+
 /// What one sweep batch did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Swept {
@@ -347,7 +393,7 @@ impl<'a> Work<'a> {
         billing::record_payments(pipeline, &self.payments).await?;
         self.payments.clear();
         storage::audit::insert_transitions(pipeline, &self.transitions).await?;
-        storage::audit::enqueue_in(pipeline, &self.outbox).await?;
+        storage::audit::enqueue_in(pipeline, &self.outbox, Some(self.recorded_at)).await?;
         self.transitions.clear();
         self.outbox.clear();
         Ok(self.pipeline.wait().await?)
@@ -486,22 +532,64 @@ impl Engine {
     /// A storage error; the batch in flight is rolled back and nothing of it is lost.
     pub async fn tick(&self, until: DateTime<Utc>) -> Result<Report> {
         let mut report = Report::default();
-        while self.sweep_batch(until, &mut report).await?.more {}
+        let mut sweep = Sweep::new(until);
+        while self.sweep_batch(&mut sweep, &mut report).await?.more {}
         Ok(report)
     }
 
-    /// One batch of [`Engine::tick`], of the size [`BatchSizer`] gives.
+    /// One batch of `sweep` ([`Engine::tick`]), of the size [`BatchSizer`] gives.
     ///
     /// # Errors
-    /// A storage error; the batch is rolled back.
-    pub async fn sweep_batch(&self, until: DateTime<Utc>, report: &mut Report) -> Result<Swept> {
+    /// A storage error; the batch is rolled back, and the sweep is where it was.
+    pub async fn sweep_batch(&self, sweep: &mut Sweep, report: &mut Report) -> Result<Swept> {
+        let until = sweep.until;
         let limit = self.sizer.next();
         // Where a batch's time goes, for `log.level = "acctd=debug"` (BENCHMARKS.md).
         let t0 = std::time::Instant::now();
         let txn = self.db.begin().await?;
         storage::lock_writes(&txn).await?;
+        let sqlite = self.db.get_database_backend() == sea_orm::DbBackend::Sqlite;
+        if sqlite
+            && sweep.order == (Order::Deadline { weighed: false })
+            && orgs::ensure_due_index(&txn).await?
+        {
+            tracing::warn!(
+                "idx_orgs_due was missing (a sweep in table order was cut short); built it again"
+            );
+        }
         let locked = t0.elapsed();
-        let due = orgs::claim_due(&txn, until, limit, self.scope.as_deref()).await?;
+        let (due, next) = match sweep.order {
+            Order::Table { after, end } => {
+                // At most TABLE_ORDER_SHARE rows read for each org claimed: a batch
+                // holds the write lock for a bounded stretch of the table.
+                let to = end.min(after.saturating_add(
+                    i64::try_from(limit.saturating_mul(TABLE_ORDER_SHARE)).unwrap_or(i64::MAX),
+                ));
+                let (due, next) = orgs::claim_due_in_table_order(
+                    &txn,
+                    until,
+                    self.scope.as_deref(),
+                    after,
+                    to,
+                    limit,
+                )
+                .await?;
+                let order = if next >= end {
+                    // The pass is over: the due index is built again, in this batch's
+                    // transaction, and what became due behind the pass (a command's
+                    // change) is taken earliest deadline first.
+                    orgs::ensure_due_index(&txn).await?;
+                    Order::Deadline { weighed: true }
+                } else {
+                    Order::Table { after: next, end }
+                };
+                (due, order)
+            }
+            Order::Deadline { .. } => (
+                orgs::claim_due(&txn, until, limit, self.scope.as_deref()).await?,
+                sweep.order,
+            ),
+        };
         let t1 = t0.elapsed();
         let claimed = due.len() as u64;
         let mut work = Work::new(&txn, self.clock.now());
@@ -525,6 +613,7 @@ impl Engine {
         tracing::debug!(
             claimed,
             limit,
+            table_order = matches!(sweep.order, Order::Table { .. }),
             lock_ms = locked.as_secs_f64() * 1e3,
             claim_ms = t1.saturating_sub(locked).as_secs_f64() * 1e3,
             advance_ms = t2.saturating_sub(t1).as_secs_f64() * 1e3,
@@ -534,9 +623,39 @@ impl Engine {
             "sweep batch"
         );
         report.facts.extend(facts);
-        Ok(Swept {
-            claimed,
-            more: claimed >= limit,
+        // A pass in table order goes on: with its next range, or with the deadline
+        // order that takes what became due behind it.
+        let more = matches!(sweep.order, Order::Table { .. }) || claimed >= limit;
+        sweep.order = next;
+        if more && sweep.order == (Order::Deadline { weighed: false }) {
+            sweep.order = self.weigh_backlog(until).await?;
+        }
+        Ok(Swept { claimed, more })
+    }
+
+    /// A sweep whose first batch was full: on `SQLite`, a backlog of at least
+    /// `daemon.table_order_min_due` due orgs and a sixteenth of the table is taken in
+    /// table order (one pass over the table, [`orgs::claim_due_in_table_order`]), with
+    /// the due index dropped until the pass ends ([`orgs::drop_due_index`]); else
+    /// earliest deadline first, as before.
+    async fn weigh_backlog(&self, until: DateTime<Utc>) -> Result<Order> {
+        let min = self.rules.table_order_min_due;
+        let keep = Order::Deadline { weighed: true };
+        if min == 0 || self.db.get_database_backend() != sea_orm::DbBackend::Sqlite {
+            return Ok(keep);
+        }
+        let end = orgs::last_rowid(&self.db).await?;
+        let need = min.max(u64::try_from(end).unwrap_or(0) / TABLE_ORDER_SHARE);
+        let due = orgs::count_due(&self.db, until, self.scope.as_deref(), need).await?;
+        Ok(if due >= need {
+            tracing::debug!(due, end, "sweep in table order");
+            let txn = self.db.begin().await?;
+            storage::lock_writes(&txn).await?;
+            orgs::drop_due_index(&txn).await?;
+            txn.commit().await?;
+            Order::Table { after: 0, end }
+        } else {
+            keep
         })
     }
 

@@ -84,18 +84,23 @@ pub async fn insert_transitions<C: ConnectionTrait>(
 /// A database error.
 pub async fn enqueue(conn: &impl ConnectionTrait, messages: &[OutboxMessage]) -> Result<u64> {
     let mut pipeline = Pipeline::new(conn);
-    enqueue_in(&mut pipeline, messages).await?;
+    enqueue_in(&mut pipeline, messages, None).await?;
     pipeline.finish().await
 }
 
 /// [`enqueue`] through `pipeline` (the last statement may still be in flight; the new
-/// rows count in its total).
+/// rows count in its total). A message is first tried at its instant, or at
+/// `enqueued_at` if that is later: a sweep's messages about past deadlines are then due
+/// in the order they were written, and the outbox's (`status`, `next_attempt_at`) index
+/// takes a batch's rows at its end, not scattered over the deadlines of a backlog
+/// (BENCHMARKS.md, "2026-12-03, afternoon").
 ///
 /// # Errors
 /// A database error.
 pub async fn enqueue_in<C: ConnectionTrait>(
     pipeline: &mut Pipeline<'_, C>,
     messages: &[OutboxMessage],
+    enqueued_at: Option<DateTime<Utc>>,
 ) -> Result<()> {
     use outbox::Column as O;
     const COLUMNS: [O; 12] = [
@@ -129,7 +134,7 @@ pub async fn enqueue_in<C: ConnectionTrait>(
                 m.at.into(),
                 "pending".into(),
                 0_i32.into(),
-                m.at.into(),
+                enqueued_at.map_or(m.at, |e| e.max(m.at)).into(),
                 None::<String>.into(),
                 None::<DateTime<Utc>>.into(),
             ]);

@@ -316,7 +316,7 @@ pub async fn lock_writes(conn: &impl ConnectionTrait) -> Result<()> {
 /// alone), sorts and `IN` lists. Memory by default; `ACCTD_SQLITE_TEMP_STORE=file` keeps
 /// SQLite's default, a temporary file, for A/B runs: a profile of `acctd tick` had 10 % of
 /// the SQLite worker's samples in `pwrite` to it (BENCHMARKS.md, "2026-12-02, evening").
-fn temp_store() -> &'static str {
+pub(crate) fn temp_store() -> &'static str {
     if std::env::var_os("ACCTD_SQLITE_TEMP_STORE").is_some_and(|v| v == "file") {
         "default"
     } else {

@@ -4,8 +4,9 @@ use chrono::{DateTime, Utc};
 use entity::org;
 use sea_orm::sea_query::{LockBehavior, LockType};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QueryResult, QuerySelect, QueryTrait, Select, StreamTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, Iterable,
+    PaginatorTrait, QueryFilter, QueryOrder, QueryResult, QuerySelect, QueryTrait, Select,
+    StreamTrait,
 };
 
 use super::{Error, Result};
@@ -124,7 +125,7 @@ fn model_at(row: &QueryResult) -> std::result::Result<org::Model, DbErr> {
 async fn fetch_streaming<C>(
     conn: &C,
     query: Select<org::Entity>,
-    found: &mut Vec<Org>,
+    mut each: impl FnMut(&QueryResult) -> Result<()>,
 ) -> Result<()>
 where
     C: ConnectionTrait + StreamTrait,
@@ -135,7 +136,7 @@ where
         .await?;
     let mut stream = std::pin::pin!(stream);
     while let Some(row) = std::future::poll_fn(|cx| stream.as_mut().poll_next(cx)).await {
-        found.push(to_domain(model_at(&row?)?)?);
+        each(&row?)?;
     }
     Ok(())
 }
@@ -272,13 +273,188 @@ pub async fn claim_due(
 ) -> Result<Vec<Org>> {
     let backend = ConnectionTrait::get_database_backend(conn);
     let mut found = Vec::with_capacity(usize::try_from(limit).unwrap_or(0).min(100_000));
-    fetch_streaming(
-        conn,
-        claim_due_query(backend, until, limit, clock),
-        &mut found,
-    )
+    fetch_streaming(conn, claim_due_query(backend, until, limit, clock), |row| {
+        found.push(to_domain(model_at(row)?)?);
+        Ok(())
+    })
     .await?;
     Ok(found)
+}
+
+/// How many orgs on `clock` are due at `until`, counting at most `cap`: entries of the
+/// covering `idx_orgs_due`, no table rows.
+///
+/// # Errors
+/// A database error.
+pub async fn count_due(
+    conn: &impl ConnectionTrait,
+    until: DateTime<Utc>,
+    clock: Option<&str>,
+    cap: u64,
+) -> Result<u64> {
+    Ok(due_filter(org::Entity::find(), until, clock)
+        .select_only()
+        .column(org::Column::Id)
+        .limit(cap)
+        .count(conn)
+        .await?)
+}
+
+/// The largest rowid of the orgs table (0 when empty): about how many orgs it holds,
+/// read from the end of the table's b-tree. `SQLite` only.
+///
+/// # Errors
+/// A database error.
+pub async fn last_rowid(conn: &impl ConnectionTrait) -> Result<i64> {
+    Ok(conn
+        .query_one_raw(sea_orm::Statement::from_string(
+            DbBackend::Sqlite,
+            "SELECT coalesce(max(rowid), 0) FROM \"orgs\"",
+        ))
+        .await?
+        .map(|row| row.try_get_by_index::<i64>(0))
+        .transpose()?
+        .unwrap_or(0))
+}
+
+/// `idx_orgs_due` as migration `m20261122_000007_add_due_index` creates it.
+const DUE_INDEX: &str =
+    r#"CREATE INDEX IF NOT EXISTS "idx_orgs_due" ON "orgs" ("clock_id", "next_due_at", "id")"#;
+
+/// Drops `idx_orgs_due` for a sweep in table order (`SQLite`): each org it moves changes
+/// its entry in that index, keyed by deadline, so in table order the batches' index
+/// writes land all over it; without it they are not made at all, and
+/// [`ensure_due_index`] builds it again in one sorted pass at the end (1,000,000 orgs:
+/// the sweep 88.7 -> 34.2 s, the build 1.5 s; BENCHMARKS.md, "2026-12-03, afternoon").
+/// In between, claims in deadline order (a test clock's sweep) read the table instead.
+///
+/// # Errors
+/// A database error.
+pub async fn drop_due_index(conn: &impl ConnectionTrait) -> Result<()> {
+    conn.execute_unprepared(r#"DROP INDEX IF EXISTS "idx_orgs_due""#)
+        .await?;
+    Ok(())
+}
+
+/// Builds `idx_orgs_due` again if a sweep in table order dropped it (at the pass's end,
+/// or at the next sweep's start after a crash or an error in between). Returns whether
+/// it was missing. `SQLite` only; call it holding the write lock.
+///
+/// # Errors
+/// A database error.
+pub async fn ensure_due_index(conn: &impl ConnectionTrait) -> Result<bool> {
+    let exists = conn
+        .query_one_raw(sea_orm::Statement::from_string(
+            DbBackend::Sqlite,
+            "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'idx_orgs_due'",
+        ))
+        .await?
+        .is_some();
+    if !exists {
+        // The build sorts every org's entry: in temporary files, not in this
+        // connection's memory (`temp_store` is MEMORY otherwise, see `super::temp_store`),
+        // so that the process's peak does not grow with the orgs (1,000,000: 121 -> 70
+        // MB). SQLite allows the switch inside a transaction until the connection has
+        // opened its temporary database, which these connections never do.
+        conn.execute_unprepared("PRAGMA temp_store = FILE").await?;
+        let built = conn.execute_unprepared(DUE_INDEX).await;
+        conn.execute_unprepared(&format!("PRAGMA temp_store = {}", super::temp_store()))
+            .await?;
+        built?;
+    }
+    Ok(!exists)
+}
+
+/// Claims up to `limit` orgs on `clock` due at `until` whose rowid lies in
+/// (`after`, `end`], in rowid order, that is in the order of the table's pages: a sweep
+/// of a large backlog then writes each page of the table (and of the indexes keyed by
+/// org) about once, where earliest-deadline-first order scatters a batch over the whole
+/// table (1,000,000 due orgs on `SQLite`: BENCHMARKS.md, "2026-12-03, afternoon").
+/// Returns the orgs and the rowid the next claim starts after: the last one claimed,
+/// or `end` when fewer than `limit` were due in the range. `SQLite` only; the claim's
+/// transaction holds the write lock, as [`claim_due`]'s does.
+///
+/// # Errors
+/// A database error or a corrupt row.
+pub async fn claim_due_in_table_order(
+    conn: &(impl ConnectionTrait + StreamTrait),
+    until: DateTime<Utc>,
+    clock: Option<&str>,
+    after: i64,
+    end: i64,
+    limit: u64,
+) -> Result<(Vec<Org>, i64)> {
+    let mut found = Vec::with_capacity(usize::try_from(limit).unwrap_or(0).min(100_000));
+    let mut last = after;
+    let rowid = org::Column::iter().count();
+    fetch_streaming(
+        conn,
+        table_order_query(until, clock, after, end, limit),
+        |row| {
+            found.push(to_domain(model_at(row)?)?);
+            last = row.try_get_by_index(rowid)?;
+            Ok(())
+        },
+    )
+    .await?;
+    let next = if (found.len() as u64) < limit {
+        end
+    } else {
+        last
+    };
+    Ok((found, next))
+}
+
+/// The statement of [`claim_due_in_table_order`], for the query-plan test.
+pub fn claim_due_in_table_order_statement(
+    until: DateTime<Utc>,
+    clock: Option<&str>,
+    after: i64,
+    end: i64,
+    limit: u64,
+) -> sea_orm::Statement {
+    table_order_query(until, clock, after, end, limit).build(DbBackend::Sqlite)
+}
+
+/// The query of [`claim_due_in_table_order`]: a range of the table's rowids (`SQLite`'s
+/// plan: `SEARCH orgs USING INTEGER PRIMARY KEY`), the entity's columns and then the
+/// rowid.
+fn table_order_query(
+    until: DateTime<Utc>,
+    clock: Option<&str>,
+    after: i64,
+    end: i64,
+    limit: u64,
+) -> Select<org::Entity> {
+    use sea_orm::sea_query::Expr;
+    // `+column`: not a term an index can serve, so that the planner cannot trade the
+    // rowid range for `idx_orgs_due` and a sort (it did, on an empty table).
+    let clock = match clock {
+        Some(id) => Expr::cust_with_values(r#"+"clock_id" = ?"#, [id]),
+        None => Expr::cust(r#"+"clock_id" IS NULL"#),
+    };
+    org::Entity::find()
+        .column_as(Expr::cust("rowid"), "row_id")
+        .filter(Expr::cust_with_values(r#"+"next_due_at" <= ?"#, [until]))
+        .filter(clock)
+        .filter(Expr::cust_with_values("rowid > ?", [after]))
+        .filter(Expr::cust_with_values("rowid <= ?", [end]))
+        .order_by(Expr::cust("rowid"), sea_orm::Order::Asc)
+        .limit(limit)
+}
+
+/// Orgs on `clock` whose next deadline is at or before `until`.
+fn due_filter(
+    query: Select<org::Entity>,
+    until: DateTime<Utc>,
+    clock: Option<&str>,
+) -> Select<org::Entity> {
+    query
+        .filter(org::Column::NextDueAt.lte(until))
+        .filter(match clock {
+            Some(id) => org::Column::ClockId.eq(id),
+            None => org::Column::ClockId.is_null(),
+        })
 }
 
 /// The statement of [`claim_due`] on `backend`, for the query-plan test.
@@ -302,12 +478,7 @@ fn claim_due_query(
     limit: u64,
     clock: Option<&str>,
 ) -> sea_orm::Select<org::Entity> {
-    let query = org::Entity::find()
-        .filter(org::Column::NextDueAt.lte(until))
-        .filter(match clock {
-            Some(id) => org::Column::ClockId.eq(id),
-            None => org::Column::ClockId.is_null(),
-        })
+    let query = due_filter(org::Entity::find(), until, clock)
         .order_by_asc(org::Column::ClockId)
         .order_by_asc(org::Column::NextDueAt)
         .order_by_asc(org::Column::Id)
@@ -646,7 +817,11 @@ pub async fn load_many(
         if ConnectionTrait::get_database_backend(conn) == DbBackend::Postgres {
             query = query.lock(LockType::Update);
         }
-        fetch_streaming(conn, query, &mut found).await?;
+        fetch_streaming(conn, query, |row| {
+            found.push(to_domain(model_at(row)?)?);
+            Ok(())
+        })
+        .await?;
     }
     Ok(found)
 }

@@ -452,12 +452,10 @@ async fn growing_sweep_batches_catch_each_due_org_up_once(backend: Backend) {
     );
     h.set("2026-04-01T00:00:00Z");
     let mut report = acctd::engine::Report::default();
+    let mut sweep = acctd::engine::Sweep::new(t("2026-04-01T00:00:00Z"));
     let mut limits = Vec::new();
     loop {
-        let swept = engine
-            .sweep_batch(t("2026-04-01T00:00:00Z"), &mut report)
-            .await
-            .unwrap();
+        let swept = engine.sweep_batch(&mut sweep, &mut report).await.unwrap();
         limits.push(swept.claimed);
         if !swept.more {
             break;
@@ -488,3 +486,134 @@ async fn growing_sweep_batches_catch_each_due_org_up_once(backend: Backend) {
         .is_empty());
 }
 both!(growing_sweep_batches_catch_each_due_org_up_once);
+
+/// A large backlog is swept in table order on SQLite (`daemon.table_order_min_due`,
+/// here 1): in ranges of rowids, each due org caught up exactly once, the orgs between
+/// them untouched, and nothing left for the next tick. PostgreSQL keeps deadline order.
+async fn a_backlog_in_table_order_catches_each_due_org_up_once(backend: Backend) {
+    let Some(h) = Harness::start(backend, "2026-03-01T00:00:00Z").await else {
+        return;
+    };
+    // Trials that end on 03-31 (due), every third org a subscriber billed on 04-01 (not
+    // due): the due orgs' rows lie between rows that are not.
+    for i in 0..120 {
+        h.signup(&format!("org{i:03}"), true, i % 3 == 2).await;
+    }
+    let before: Vec<i64> = stored_versions(&h, 120).await;
+    let mut settings = acctd::config::Settings::default();
+    settings.daemon.batch_size = 4;
+    settings.daemon.max_batch_size = 8;
+    settings.daemon.batch_target_ms = 60_000;
+    settings.daemon.table_order_min_due = 1;
+    let engine = acctd::engine::Engine::new(
+        h.engine.db().clone(),
+        acctd::engine::Rules::from_settings(&settings),
+        h.card.clone(),
+        h.clock.clone(),
+    );
+    h.set("2026-03-31T00:00:00Z");
+    let mut report = acctd::engine::Report::default();
+    let mut sweep = acctd::engine::Sweep::new(t("2026-03-31T00:00:00Z"));
+    let (mut batches, mut in_table_order) = (0, 0);
+    loop {
+        let swept = engine.sweep_batch(&mut sweep, &mut report).await.unwrap();
+        batches += 1;
+        in_table_order += usize::from(sweep.in_table_order());
+        if backend == Backend::Sqlite {
+            // The due index is dropped for the pass, and built again at its end.
+            assert_eq!(
+                due_index_exists(&h).await,
+                !sweep.in_table_order(),
+                "after batch {batches}"
+            );
+        }
+        if !swept.more {
+            break;
+        }
+    }
+    if backend == Backend::Sqlite {
+        assert!(due_index_exists(&h).await);
+        // The first batch (4, by deadline) weighs the backlog; the pass reads at most
+        // 16 rows per org claimed, so it takes several batches.
+        assert!(in_table_order >= 3, "{in_table_order} of {batches} batches");
+    } else {
+        assert_eq!(in_table_order, 0);
+    }
+    let mut moved = std::collections::BTreeMap::new();
+    for fact in &report.facts {
+        if let acctd::engine::Fact::Transition { org, from, to, .. } = fact {
+            assert_eq!((*from, *to), (Some(Status::Trial), Status::Active), "{org}");
+            *moved.entry(org.clone()).or_insert(0) += 1;
+        }
+    }
+    let due: Vec<String> = (0..120)
+        .filter(|i| i % 3 != 2)
+        .map(|i| format!("org{i:03}"))
+        .collect();
+    assert_eq!(moved.keys().cloned().collect::<Vec<_>>(), due);
+    assert!(moved.values().all(|n| *n == 1), "{moved:?}");
+    let after = stored_versions(&h, 120).await;
+    for i in (0..120).filter(|i| i % 3 == 2) {
+        assert_eq!(
+            after[i], before[i],
+            "org{i:03} was not due and must be untouched"
+        );
+    }
+    assert!(engine
+        .tick(t("2026-03-31T00:00:00Z"))
+        .await
+        .unwrap()
+        .facts
+        .is_empty());
+}
+both!(a_backlog_in_table_order_catches_each_due_org_up_once);
+
+/// Whether SQLite's `idx_orgs_due` exists.
+async fn due_index_exists(h: &Harness) -> bool {
+    use sea_orm::ConnectionTrait;
+    h.engine
+        .db()
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Sqlite,
+            "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'idx_orgs_due'",
+        ))
+        .await
+        .unwrap()
+        .is_some()
+}
+
+/// A sweep in table order cut short (a crash, an error) leaves `idx_orgs_due` dropped:
+/// the next sweep builds it again before it claims anything, and sweeps correctly.
+async fn the_next_sweep_rebuilds_a_dropped_due_index(backend: Backend) {
+    use sea_orm::ConnectionTrait;
+    if backend != Backend::Sqlite {
+        return;
+    }
+    let Some(h) = Harness::start(backend, "2026-03-01T00:00:00Z").await else {
+        return;
+    };
+    for i in 0..3 {
+        h.signup(&format!("org{i:03}"), false, false).await;
+    }
+    h.engine
+        .db()
+        .execute_unprepared(r#"DROP INDEX "idx_orgs_due""#)
+        .await
+        .unwrap();
+    assert!(!due_index_exists(&h).await);
+    h.set("2026-03-31T00:00:00Z");
+    let report = h.engine.tick(t("2026-03-31T00:00:00Z")).await.unwrap();
+    assert!(due_index_exists(&h).await);
+    assert_eq!(report.transitions(), 3);
+    assert_eq!(h.org("org002").await.lifecycle.status, Status::Locked);
+}
+both!(the_next_sweep_rebuilds_a_dropped_due_index);
+
+/// The stored versions of org000..org{n-1}.
+async fn stored_versions(h: &Harness, n: usize) -> Vec<i64> {
+    let mut versions = Vec::with_capacity(n);
+    for i in 0..n {
+        versions.push(h.org(&format!("org{i:03}")).await.version);
+    }
+    versions
+}
