@@ -143,9 +143,29 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
                 attempt += 1;
                 tokio::time::sleep(Duration::from_millis(25 * attempt)).await;
             }
+            Err(e) if url.starts_with("sqlite:") && e.to_string().contains("code: 14") => {
+                return Err(Error::Db(DbErr::Custom(sqlite_open_error(url, &e))));
+            }
             other => return Ok(other?),
         }
     }
+}
+
+/// What to say when `SQLite` cannot open `url`'s file (its code 14, "unable to open
+/// database file", names neither the file nor the cause).
+fn sqlite_open_error(url: &str, e: &DbErr) -> String {
+    let path = url
+        .trim_start_matches("sqlite:")
+        .trim_start_matches("//")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    let hint = if url.contains("mode=rwc") {
+        "check that its directory exists and is writable"
+    } else {
+        "it does not exist, or its directory is not writable; to create it, add `?mode=rwc` to the URL"
+    };
+    format!("cannot open SQLite database file `{path}` (URL `{url}`): {hint} ({e})")
 }
 
 type InFlight<'c> = std::pin::Pin<

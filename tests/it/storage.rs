@@ -493,3 +493,23 @@ async fn sqlite_checkpoints_off_the_committing_connection() {
     let wal = dir.path().join("wal.db-wal");
     wait_until("every connection is closed", &|| !wal.exists()).await;
 }
+
+/// A SQLite file that cannot be opened is named in the error, with the fix (`mode=rwc`
+/// creates a missing file), and nothing is created.
+#[tokio::test]
+async fn an_unopenable_sqlite_file_is_named_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("missing.db");
+    let url = format!("sqlite://{}", path.display());
+    let e = storage::connect(&url, 1).await.unwrap_err().to_string();
+    assert!(e.contains(&path.display().to_string()), "{e}");
+    assert!(e.contains("?mode=rwc"), "{e}");
+    assert!(!path.exists());
+    // With `mode=rwc` but no such directory, the advice is the directory.
+    let url = format!(
+        "sqlite://{}/no/such/dir/a.db?mode=rwc",
+        dir.path().display()
+    );
+    let e = storage::connect(&url, 1).await.unwrap_err().to_string();
+    assert!(e.contains("directory exists"), "{e}");
+}
