@@ -142,33 +142,38 @@ async fn engine(settings: &Settings) -> anyhow::Result<Engine> {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let app = App::build(settings).await?;
+    // The signal handlers first: a SIGTERM while the daemon starts (takes its lock,
+    // connects, migrates) then shuts it down cleanly instead of killing it.
     let shutdown = CancellationToken::new();
-    let signal = shutdown.clone();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        signal.cancel();
-    });
+    cancel_on_signal(shutdown.clone());
+    let app = App::build(settings).await?;
     app.run(shutdown).await
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Cancels `token` on SIGTERM or SIGINT (Ctrl-C), with the handlers installed before
+/// this returns.
+fn cancel_on_signal(token: CancellationToken) {
     #[cfg(unix)]
     {
-        let Ok(mut term) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        else {
-            let _ = ctrl_c.await;
+        use tokio::signal::unix::{signal, SignalKind};
+        if let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+                token.cancel();
+            });
             return;
-        };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
         }
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        token.cancel();
+    });
 }
 
 async fn migrate(settings: &Settings) -> anyhow::Result<()> {
