@@ -326,7 +326,8 @@ const DUE_INDEX: &str =
 /// writes land all over it; without it they are not made at all, and
 /// [`ensure_due_index`] builds it again in one sorted pass at the end (1,000,000 orgs:
 /// the sweep 88.7 -> 34.2 s, the build 1.5 s; BENCHMARKS.md, "2026-12-03, afternoon").
-/// In between, claims in deadline order (a test clock's sweep) read the table instead.
+/// In between, claims in deadline order (a test clock's sweep) read the table instead;
+/// a daemon stopped mid-pass leaves the index dropped until its next sweep.
 ///
 /// # Errors
 /// A database error.
@@ -356,10 +357,17 @@ pub async fn ensure_due_index(conn: &impl ConnectionTrait) -> Result<bool> {
         // so that the process's peak does not grow with the orgs (1,000,000: 121 -> 70
         // MB). SQLite allows the switch inside a transaction until the connection has
         // opened its temporary database, which these connections never do.
-        conn.execute_unprepared("PRAGMA temp_store = FILE").await?;
+        // If the switch is refused (the connection did open its temporary database),
+        // the index is built in memory all the same.
+        let switched = conn
+            .execute_unprepared("PRAGMA temp_store = FILE")
+            .await
+            .is_ok();
         let built = conn.execute_unprepared(DUE_INDEX).await;
-        conn.execute_unprepared(&format!("PRAGMA temp_store = {}", super::temp_store()))
-            .await?;
+        if switched {
+            conn.execute_unprepared(&format!("PRAGMA temp_store = {}", super::temp_store()))
+                .await?;
+        }
         built?;
     }
     Ok(!exists)

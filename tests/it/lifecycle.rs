@@ -440,16 +440,7 @@ async fn growing_sweep_batches_catch_each_due_org_up_once(backend: Backend) {
     for i in 0..150 {
         h.signup(&format!("org{i:03}"), true, true).await;
     }
-    let mut settings = acctd::config::Settings::default();
-    settings.daemon.batch_size = 2;
-    settings.daemon.max_batch_size = 64;
-    settings.daemon.batch_target_ms = 60_000;
-    let engine = acctd::engine::Engine::new(
-        h.engine.db().clone(),
-        acctd::engine::Rules::from_settings(&settings),
-        h.card.clone(),
-        h.clock.clone(),
-    );
+    let engine = sweeping_engine(&h, 2, 64, 0);
     h.set("2026-04-01T00:00:00Z");
     let mut report = acctd::engine::Report::default();
     let mut sweep = acctd::engine::Sweep::new(t("2026-04-01T00:00:00Z"));
@@ -489,42 +480,45 @@ both!(growing_sweep_batches_catch_each_due_org_up_once);
 
 /// A large backlog is swept in table order on SQLite (`daemon.table_order_min_due`,
 /// here 1): in ranges of rowids, each due org caught up exactly once, the orgs between
-/// them untouched, and nothing left for the next tick. PostgreSQL keeps deadline order.
+/// them untouched, nothing left behind the pass or for the next tick. PostgreSQL keeps
+/// deadline order.
 async fn a_backlog_in_table_order_catches_each_due_org_up_once(backend: Backend) {
     let Some(h) = Harness::start(backend, "2026-03-01T00:00:00Z").await else {
         return;
     };
-    // Trials that end on 03-31 (due), every third org a subscriber billed on 04-01 (not
-    // due): the due orgs' rows lie between rows that are not.
-    for i in 0..120 {
-        h.signup(&format!("org{i:03}"), true, i % 3 == 2).await;
+    // Trials that end on 03-31 (due) between subscribers billed on 04-01 (not due): one
+    // in 5 orgs due in the first half of the table, one in 50 in the second, so that
+    // some of the pass's ranges (16 rows per org a batch may claim) hold fewer due orgs
+    // than a batch takes.
+    let n: usize = 400;
+    let is_due = |i: usize| {
+        if i < n / 2 {
+            i.is_multiple_of(5)
+        } else {
+            i.is_multiple_of(50)
+        }
+    };
+    for i in 0..n {
+        h.signup(&format!("org{i:03}"), true, !is_due(i)).await;
     }
-    let before: Vec<i64> = stored_versions(&h, 120).await;
-    let mut settings = acctd::config::Settings::default();
-    settings.daemon.batch_size = 4;
-    settings.daemon.max_batch_size = 8;
-    settings.daemon.batch_target_ms = 60_000;
-    settings.daemon.table_order_min_due = 1;
-    let engine = acctd::engine::Engine::new(
-        h.engine.db().clone(),
-        acctd::engine::Rules::from_settings(&settings),
-        h.card.clone(),
-        h.clock.clone(),
-    );
+    let before: Vec<i64> = stored_versions(&h, n).await;
+    let engine = sweeping_engine(&h, 4, 8, 1);
     h.set("2026-03-31T00:00:00Z");
     let mut report = acctd::engine::Report::default();
     let mut sweep = acctd::engine::Sweep::new(t("2026-03-31T00:00:00Z"));
-    let (mut batches, mut in_table_order) = (0, 0);
+    // (in table order before the batch, claimed, in table order after it)
+    let mut batches = Vec::new();
     loop {
+        let was = sweep.in_table_order();
         let swept = engine.sweep_batch(&mut sweep, &mut report).await.unwrap();
-        batches += 1;
-        in_table_order += usize::from(sweep.in_table_order());
+        batches.push((was, swept.claimed, sweep.in_table_order()));
         if backend == Backend::Sqlite {
             // The due index is dropped for the pass, and built again at its end.
             assert_eq!(
                 due_index_exists(&h).await,
                 !sweep.in_table_order(),
-                "after batch {batches}"
+                "after batch {}",
+                batches.len()
             );
         }
         if !swept.more {
@@ -533,11 +527,19 @@ async fn a_backlog_in_table_order_catches_each_due_org_up_once(backend: Backend)
     }
     if backend == Backend::Sqlite {
         assert!(due_index_exists(&h).await);
-        // The first batch (4, by deadline) weighs the backlog; the pass reads at most
-        // 16 rows per org claimed, so it takes several batches.
-        assert!(in_table_order >= 3, "{in_table_order} of {batches} batches");
+        let pass: Vec<_> = batches.iter().filter(|b| b.0).collect();
+        assert!(pass.len() >= 4, "{batches:?}");
+        // A range cut short by its length, the pass going on after it.
+        assert!(
+            pass.iter()
+                .any(|&&(_, claimed, still)| still && claimed < 8),
+            "{batches:?}"
+        );
+        // The pass missed nothing: the deadline-order batch after it finds no org.
+        let end = batches.iter().position(|b| b.0 && !b.2).unwrap();
+        assert_eq!(batches[end + 1].1, 0, "{batches:?}");
     } else {
-        assert_eq!(in_table_order, 0);
+        assert!(batches.iter().all(|b| !b.0 && !b.2), "{batches:?}");
     }
     let mut moved = std::collections::BTreeMap::new();
     for fact in &report.facts {
@@ -546,14 +548,14 @@ async fn a_backlog_in_table_order_catches_each_due_org_up_once(backend: Backend)
             *moved.entry(org.clone()).or_insert(0) += 1;
         }
     }
-    let due: Vec<String> = (0..120)
-        .filter(|i| i % 3 != 2)
+    let due: Vec<String> = (0..n)
+        .filter(|&i| is_due(i))
         .map(|i| format!("org{i:03}"))
         .collect();
     assert_eq!(moved.keys().cloned().collect::<Vec<_>>(), due);
     assert!(moved.values().all(|n| *n == 1), "{moved:?}");
-    let after = stored_versions(&h, 120).await;
-    for i in (0..120).filter(|i| i % 3 == 2) {
+    let after = stored_versions(&h, n).await;
+    for i in (0..n).filter(|&i| !is_due(i)) {
         assert_eq!(
             after[i], before[i],
             "org{i:03} was not due and must be untouched"
@@ -567,6 +569,28 @@ async fn a_backlog_in_table_order_catches_each_due_org_up_once(backend: Backend)
         .is_empty());
 }
 both!(a_backlog_in_table_order_catches_each_due_org_up_once);
+
+/// An engine on `h`'s database and clock whose sweep batches grow from `first` to `max`
+/// orgs (a time budget no batch reaches), taking a backlog of `table_order_min_due` due
+/// orgs in table order (0: never).
+fn sweeping_engine(
+    h: &Harness,
+    first: u32,
+    max: u32,
+    table_order_min_due: u64,
+) -> acctd::engine::Engine {
+    let mut settings = acctd::config::Settings::default();
+    settings.daemon.batch_size = first;
+    settings.daemon.max_batch_size = max;
+    settings.daemon.batch_target_ms = 60_000;
+    settings.daemon.table_order_min_due = table_order_min_due;
+    acctd::engine::Engine::new(
+        h.engine.db().clone(),
+        acctd::engine::Rules::from_settings(&settings),
+        h.card.clone(),
+        h.clock.clone(),
+    )
+}
 
 /// Whether SQLite's `idx_orgs_due` exists.
 async fn due_index_exists(h: &Harness) -> bool {
