@@ -263,10 +263,6 @@ impl Sweep {
         }
     }
 
-    pub fn until(&self) -> DateTime<Utc> {
-        self.until
-    }
-
     /// Whether the next batch claims in table order.
     pub fn in_table_order(&self) -> bool {
         matches!(self.order, Order::Table { .. })
@@ -661,7 +657,7 @@ impl Engine {
         }
         let end = orgs::last_rowid(&self.db).await?;
         let need = min.max(u64::try_from(end).unwrap_or(0) / TABLE_ORDER_SHARE);
-        let due = orgs::count_due(&self.db, until, self.scope.as_deref(), need).await?;
+        let due = orgs::count_due(&self.db, until, None, need).await?;
         Ok(if due >= need {
             tracing::debug!(due, end, "sweep in table order");
             let txn = self.db.begin().await?;

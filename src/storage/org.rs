@@ -141,6 +141,13 @@ where
     Ok(())
 }
 
+/// Decodes an org row (by position) onto `found`: what [`fetch_streaming`] does with
+/// each row of a bulk read.
+fn push_org(found: &mut Vec<Org>, row: &QueryResult) -> Result<()> {
+    found.push(to_domain(model_at(row)?)?);
+    Ok(())
+}
+
 /// Runs a select of whole org rows and decodes them by position (see [`model_at`]).
 async fn fetch(conn: &impl ConnectionTrait, query: Select<org::Entity>) -> Result<Vec<Org>> {
     let rows = conn
@@ -274,8 +281,7 @@ pub async fn claim_due(
     let backend = ConnectionTrait::get_database_backend(conn);
     let mut found = Vec::with_capacity(usize::try_from(limit).unwrap_or(0).min(100_000));
     fetch_streaming(conn, claim_due_query(backend, until, limit, clock), |row| {
-        found.push(to_domain(model_at(row)?)?);
-        Ok(())
+        push_org(&mut found, row)
     })
     .await?;
     Ok(found)
@@ -292,7 +298,7 @@ pub async fn count_due(
     clock: Option<&str>,
     cap: u64,
 ) -> Result<u64> {
-    Ok(due_filter(org::Entity::find(), until, clock)
+    Ok(due(until, clock)
         .select_only()
         .column(org::Column::Id)
         .limit(cap)
@@ -355,10 +361,9 @@ pub async fn ensure_due_index(conn: &impl ConnectionTrait) -> Result<bool> {
         // The build sorts every org's entry: in temporary files, not in this
         // connection's memory (`temp_store` is MEMORY otherwise, see `super::temp_store`),
         // so that the process's peak does not grow with the orgs (1,000,000: 121 -> 70
-        // MB). SQLite allows the switch inside a transaction until the connection has
-        // opened its temporary database, which these connections never do.
-        // If the switch is refused (the connection did open its temporary database),
-        // the index is built in memory all the same.
+        // MB). SQLite refuses the switch inside a transaction only once the connection
+        // has opened its temporary database (these never do); the index is then built
+        // in memory all the same.
         let switched = conn
             .execute_unprepared("PRAGMA temp_store = FILE")
             .await
@@ -399,7 +404,7 @@ pub async fn claim_due_in_table_order(
         conn,
         table_order_query(until, clock, after, end, limit),
         |row| {
-            found.push(to_domain(model_at(row)?)?);
+            push_org(&mut found, row)?;
             last = row.try_get_by_index(rowid)?;
             Ok(())
         },
@@ -452,12 +457,8 @@ fn table_order_query(
 }
 
 /// Orgs on `clock` whose next deadline is at or before `until`.
-fn due_filter(
-    query: Select<org::Entity>,
-    until: DateTime<Utc>,
-    clock: Option<&str>,
-) -> Select<org::Entity> {
-    query
+fn due(until: DateTime<Utc>, clock: Option<&str>) -> Select<org::Entity> {
+    org::Entity::find()
         .filter(org::Column::NextDueAt.lte(until))
         .filter(match clock {
             Some(id) => org::Column::ClockId.eq(id),
@@ -486,7 +487,7 @@ fn claim_due_query(
     limit: u64,
     clock: Option<&str>,
 ) -> sea_orm::Select<org::Entity> {
-    let query = due_filter(org::Entity::find(), until, clock)
+    let query = due(until, clock)
         .order_by_asc(org::Column::ClockId)
         .order_by_asc(org::Column::NextDueAt)
         .order_by_asc(org::Column::Id)
@@ -825,11 +826,7 @@ pub async fn load_many(
         if ConnectionTrait::get_database_backend(conn) == DbBackend::Postgres {
             query = query.lock(LockType::Update);
         }
-        fetch_streaming(conn, query, |row| {
-            found.push(to_domain(model_at(row)?)?);
-            Ok(())
-        })
-        .await?;
+        fetch_streaming(conn, query, |row| push_org(&mut found, row)).await?;
     }
     Ok(found)
 }

@@ -469,12 +469,7 @@ async fn growing_sweep_batches_catch_each_due_org_up_once(backend: Backend) {
             .count(),
         150
     );
-    assert!(engine
-        .tick(t("2026-04-01T00:00:00Z"))
-        .await
-        .unwrap()
-        .facts
-        .is_empty());
+    assert_nothing_due(&engine, "2026-04-01T00:00:00Z").await;
 }
 both!(growing_sweep_batches_catch_each_due_org_up_once);
 
@@ -561,14 +556,14 @@ async fn a_backlog_in_table_order_catches_each_due_org_up_once(backend: Backend)
             "org{i:03} was not due and must be untouched"
         );
     }
-    assert!(engine
-        .tick(t("2026-03-31T00:00:00Z"))
-        .await
-        .unwrap()
-        .facts
-        .is_empty());
+    assert_nothing_due(&engine, "2026-03-31T00:00:00Z").await;
 }
 both!(a_backlog_in_table_order_catches_each_due_org_up_once);
+
+/// A tick at `at` finds nothing left to do.
+async fn assert_nothing_due(engine: &acctd::engine::Engine, at: &str) {
+    assert!(engine.tick(t(at)).await.unwrap().facts.is_empty());
+}
 
 /// An engine on `h`'s database and clock whose sweep batches grow from `first` to `max`
 /// orgs (a time budget no batch reaches), taking a backlog of `table_order_min_due` due
