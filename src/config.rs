@@ -291,9 +291,9 @@ pub struct Daemon {
     /// the next one, one over it halves the next one.
     pub batch_target_ms: u64,
     /// A sweep whose first batch is full and that finds at least this many due orgs,
-    /// and at least a sixteenth of all orgs, takes them in table order on `SQLite`: one
-    /// pass that writes each page of the table about once, where earliest-deadline-first
-    /// batches of a large backlog each touch pages all over it. 0: never.
+    /// and at least a sixteenth of all orgs, takes them in table order: one pass that
+    /// writes each page of the table about once, where earliest-deadline-first batches
+    /// of a large backlog each touch pages all over it. 0: never.
     pub table_order_min_due: u64,
 }
 

@@ -243,11 +243,11 @@ impl BatchSizer {
 /// A sweep takes its batches in table order when at least this share (1/16) of the
 /// table is due (and `daemon.table_order_min_due` orgs): a pass over the whole table then
 /// costs less than writing the backlog's pages in deadline order (BENCHMARKS.md).
-const TABLE_ORDER_SHARE: u64 = 16;
+const TABLE_ORDER_SHARE: i64 = 16;
 
 /// A sweep in progress: everything due at or before `until`, one batch at a time
-/// ([`Engine::sweep_batch`]). It begins earliest deadline first; a large backlog on
-/// `SQLite` is then taken in table order, and what the pass left behind earliest deadline
+/// ([`Engine::sweep_batch`]). It begins earliest deadline first; a large backlog is
+/// then taken in table order, and what the pass left behind earliest deadline
 /// first again.
 #[derive(Clone, Debug)]
 pub struct Sweep {
@@ -274,8 +274,15 @@ impl Sweep {
 enum Order {
     /// Earliest deadline first (`idx_orgs_due`); `weighed`: the backlog was weighed.
     Deadline { weighed: bool },
-    /// Due orgs with rowids in (`after`, `end`], in rowid order (`SQLite`).
-    Table { after: i64, end: i64 },
+    /// Due orgs at positions in (`after`, `end`] of the table, in table order
+    /// ([`orgs::claim_due_in_table_order`]). The cursor moves about `step` positions a
+    /// row, and the last range held a due org every `per` positions.
+    Table {
+        after: i64,
+        end: i64,
+        step: i64,
+        per: i64,
+    },
 }
 
 /// What one sweep batch did.
@@ -558,12 +565,26 @@ impl Engine {
         }
         let locked = t0.elapsed();
         let (due, next) = match sweep.order {
-            Order::Table { after, end } => {
-                // At most TABLE_ORDER_SHARE rows read for each org claimed: a batch
-                // holds the write lock for a bounded stretch of the table.
-                let to = end.min(after.saturating_add(
-                    i64::try_from(limit.saturating_mul(TABLE_ORDER_SHARE)).unwrap_or(i64::MAX),
-                ));
+            Order::Table {
+                after,
+                end,
+                step,
+                per,
+            } => {
+                // A range that holds about a batch of due orgs (and a quarter more) at
+                // the last range's density, and at most TABLE_ORDER_SHARE rows for each
+                // org the batch may claim: a batch holds the write lock (or sorts) a
+                // bounded stretch of the table.
+                let limit_i = i64::try_from(limit).unwrap_or(i64::MAX);
+                let span = limit_i
+                    .saturating_mul(per)
+                    .saturating_add(limit_i.saturating_mul(per) / 4)
+                    .min(
+                        limit_i
+                            .saturating_mul(step)
+                            .saturating_mul(TABLE_ORDER_SHARE),
+                    );
+                let to = end.min(after.saturating_add(span.max(1)));
                 let (due, next) = orgs::claim_due_in_table_order(
                     &txn,
                     until,
@@ -574,13 +595,25 @@ impl Engine {
                 )
                 .await?;
                 let order = if next >= end {
-                    // The pass is over: the due index is built again, in this batch's
-                    // transaction, and what became due behind the pass (a command's
-                    // change) is taken earliest deadline first.
-                    orgs::ensure_due_index(&txn).await?;
+                    // The pass is over: SQLite's due index is built again, in this
+                    // batch's transaction, and what became due behind the pass (a
+                    // command's change) is taken earliest deadline first.
+                    if sqlite {
+                        orgs::ensure_due_index(&txn).await?;
+                    }
                     Order::Deadline { weighed: true }
                 } else {
-                    Order::Table { after: next, end }
+                    // Positions read over orgs claimed, between one row and
+                    // TABLE_ORDER_SHARE rows an org.
+                    let read = next.saturating_sub(after);
+                    let found = i64::try_from(due.len()).unwrap_or(i64::MAX).max(1);
+                    Order::Table {
+                        after: next,
+                        end,
+                        step,
+                        per: (read / found)
+                            .clamp(step, step.saturating_mul(TABLE_ORDER_SHARE)),
+                    }
                 };
                 (due, order)
             }
@@ -640,31 +673,40 @@ impl Engine {
         Ok(Swept { claimed, more })
     }
 
-    /// A sweep whose first batch was full: on `SQLite`, a backlog of at least
+    /// A sweep whose first batch was full: a backlog of at least
     /// `daemon.table_order_min_due` due orgs and a sixteenth of the table is taken in
-    /// table order (one pass over the table, [`orgs::claim_due_in_table_order`]), with
-    /// the due index dropped until the pass ends ([`orgs::drop_due_index`]); else
-    /// earliest deadline first, as before. The real clock's sweeps only: a test clock's
-    /// orgs are few, and its sweeps run beside the real one's.
+    /// table order (one pass over the table, [`orgs::claim_due_in_table_order`]), on
+    /// `SQLite` with the due index dropped until the pass ends
+    /// ([`orgs::drop_due_index`]); else earliest deadline first, as before. The real
+    /// clock's sweeps only: a test clock's orgs are few, and its sweeps run beside the
+    /// real one's.
+    ///
+    /// `PostgreSQL` keeps its due index through the pass: dropping it takes a lock that
+    /// every other daemon's claim would wait on, and a new row version enters every
+    /// index anyway (a deadline is an indexed column, so no update of one is HOT).
     async fn weigh_backlog(&self, until: DateTime<Utc>) -> Result<Order> {
         let min = self.rules.table_order_min_due;
         let keep = Order::Deadline { weighed: true };
-        if min == 0
-            || self.scope.is_some()
-            || self.db.get_database_backend() != sea_orm::DbBackend::Sqlite
-        {
+        if min == 0 || self.scope.is_some() {
             return Ok(keep);
         }
-        let end = orgs::last_rowid(&self.db).await?;
-        let need = min.max(u64::try_from(end).unwrap_or(0) / TABLE_ORDER_SHARE);
+        let extent = orgs::table_extent(&self.db).await?;
+        let need = min.max(extent.rows / TABLE_ORDER_SHARE.unsigned_abs());
         let due = orgs::count_due(&self.db, until, None, need).await?;
         Ok(if due >= need {
-            tracing::debug!(due, end, "sweep in table order");
-            let txn = self.db.begin().await?;
-            storage::lock_writes(&txn).await?;
-            orgs::drop_due_index(&txn).await?;
-            txn.commit().await?;
-            Order::Table { after: 0, end }
+            tracing::debug!(due, ?extent, "sweep in table order");
+            if self.db.get_database_backend() == sea_orm::DbBackend::Sqlite {
+                let txn = self.db.begin().await?;
+                storage::lock_writes(&txn).await?;
+                orgs::drop_due_index(&txn).await?;
+                txn.commit().await?;
+            }
+            Order::Table {
+                after: 0,
+                end: extent.end,
+                step: extent.step,
+                per: extent.step,
+            }
         } else {
             keep
         })

@@ -306,21 +306,94 @@ pub async fn count_due(
         .await?)
 }
 
-/// The largest rowid of the orgs table (0 when empty): about how many orgs it holds,
-/// read from the end of the table's b-tree. `SQLite` only.
+/// Where a pass over the orgs table in table order ends, and how far its cursor moves
+/// for each row it passes: see [`table_extent`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Extent {
+    /// The last position of the table: `SQLite`'s largest rowid; on `PostgreSQL` the
+    /// first tuple position past the table's last page (see [`claim_due_in_table_order`]).
+    pub end: i64,
+    /// About how many orgs the table holds.
+    pub rows: u64,
+    /// About how far the cursor moves over one row: 1 on `SQLite`; on `PostgreSQL` a
+    /// page is 65,536 positions, so 65,536 over the rows a page holds.
+    pub step: i64,
+}
+
+/// The extent of the orgs table for a pass in table order. `SQLite`: the largest rowid,
+/// read from the end of the table's b-tree. `PostgreSQL`: the table's pages from its
+/// size and the rows from the planner's statistics (counted when it has none).
 ///
 /// # Errors
 /// A database error.
-pub async fn last_rowid(conn: &impl ConnectionTrait) -> Result<i64> {
-    Ok(conn
+pub async fn table_extent(conn: &impl ConnectionTrait) -> Result<Extent> {
+    let backend = conn.get_database_backend();
+    if backend != DbBackend::Postgres {
+        let end = conn
+            .query_one_raw(sea_orm::Statement::from_string(
+                DbBackend::Sqlite,
+                "SELECT coalesce(max(rowid), 0) FROM \"orgs\"",
+            ))
+            .await?
+            .map(|row| row.try_get_by_index::<i64>(0))
+            .transpose()?
+            .unwrap_or(0);
+        return Ok(Extent {
+            end,
+            rows: u64::try_from(end).unwrap_or(0),
+            step: 1,
+        });
+    }
+    let row = conn
         .query_one_raw(sea_orm::Statement::from_string(
-            DbBackend::Sqlite,
-            "SELECT coalesce(max(rowid), 0) FROM \"orgs\"",
+            DbBackend::Postgres,
+            "SELECT pg_relation_size(c.oid) / current_setting('block_size')::bigint, \
+                    c.reltuples::bigint \
+             FROM pg_class c WHERE c.oid = 'orgs'::regclass",
         ))
         .await?
-        .map(|row| row.try_get_by_index::<i64>(0))
-        .transpose()?
-        .unwrap_or(0))
+        .ok_or_else(|| DbErr::RecordNotFound("the orgs table".into()))?;
+    let pages: i64 = row.try_get_by_index(0)?;
+    let mut rows: i64 = row.try_get_by_index(1)?;
+    if rows < 0 {
+        // Never analyzed (-1).
+        rows = org::Entity::find()
+            .count(conn)
+            .await
+            .map(|n| i64::try_from(n).unwrap_or(i64::MAX))?;
+    }
+    let rows = rows.max(1);
+    Ok(Extent {
+        end: pages.saturating_mul(TID_PAGE),
+        rows: u64::try_from(rows).unwrap_or(0),
+        step: (TID_PAGE.saturating_mul(pages.max(1)) / rows).max(1),
+    })
+}
+
+/// The positions of one `PostgreSQL` page in a table-order cursor: a tuple at (page,
+/// slot) is `page * TID_PAGE + slot` (slots are 16 bits).
+const TID_PAGE: i64 = 1 << 16;
+
+/// The `tid` literal of cursor position `at` (`PostgreSQL`).
+fn tid(at: i64) -> String {
+    format!("({},{})", at / TID_PAGE, at % TID_PAGE)
+}
+
+/// The cursor position of org `org`'s `tid` as `PostgreSQL` prints it, `(page,slot)`.
+fn tid_position(org: &str, text: &str) -> Result<i64> {
+    let bad = || Error::Corrupt {
+        org: org.to_owned(),
+        field: "ctid",
+        value: text.to_owned(),
+    };
+    let (page, slot) = text
+        .strip_prefix('(')
+        .and_then(|t| t.strip_suffix(')'))
+        .and_then(|t| t.split_once(','))
+        .ok_or_else(bad)?;
+    let page: i64 = page.parse().map_err(|_| bad())?;
+    let slot: i64 = slot.parse().map_err(|_| bad())?;
+    Ok(page * TID_PAGE + slot)
 }
 
 /// `idx_orgs_due` as migration `m20261122_000007_add_due_index` creates it.
@@ -378,14 +451,21 @@ pub async fn ensure_due_index(conn: &impl ConnectionTrait) -> Result<bool> {
     Ok(!exists)
 }
 
-/// Claims up to `limit` orgs on `clock` due at `until` whose rowid lies in
-/// (`after`, `end`], in rowid order, that is in the order of the table's pages: a sweep
-/// of a large backlog then writes each page of the table (and of the indexes keyed by
-/// org) about once, where earliest-deadline-first order scatters a batch over the whole
-/// table (1,000,000 due orgs on `SQLite`: BENCHMARKS.md, "2026-12-03, afternoon").
-/// Returns the orgs and the rowid the next claim starts after: the last one claimed,
-/// or `end` when fewer than `limit` were due in the range. `SQLite` only; the claim's
-/// transaction holds the write lock, as [`claim_due`]'s does.
+/// Claims up to `limit` orgs on `clock` due at `until` whose position in the table lies
+/// in (`after`, `end`], in the order of the table's pages: a sweep of a large backlog then
+/// writes each page of the table (and of the indexes keyed by org) about once, where
+/// earliest-deadline-first order scatters a batch over the whole table (1,000,000 due
+/// orgs: BENCHMARKS.md, "2026-12-03, afternoon" and "2026-12-03, evening"). A position is
+/// `SQLite`'s rowid, or on `PostgreSQL` a tuple id (`ctid`, [`TID_PAGE`] positions a
+/// page), its rows locked `FOR UPDATE SKIP LOCKED` as [`claim_due`]'s are. Returns the
+/// orgs and the position the next claim starts after: the last one claimed, or `end`
+/// when fewer than `limit` were due in the range. On `SQLite` the claim's transaction
+/// holds the write lock, as [`claim_due`]'s does.
+///
+/// An org's new row version may land anywhere in the table on `PostgreSQL`, behind the
+/// pass or ahead of it: it is not due (the sweep caught it up). What a pass cannot see
+/// (rows past the `end` it set out with, or made due behind it) is left to the
+/// deadline-order batches after it.
 ///
 /// # Errors
 /// A database error or a corrupt row.
@@ -397,15 +477,21 @@ pub async fn claim_due_in_table_order(
     end: i64,
     limit: u64,
 ) -> Result<(Vec<Org>, i64)> {
-    let mut found = Vec::with_capacity(usize::try_from(limit).unwrap_or(0).min(100_000));
+    let backend = ConnectionTrait::get_database_backend(conn);
+    let mut found: Vec<Org> = Vec::with_capacity(usize::try_from(limit).unwrap_or(0).min(100_000));
     let mut last = after;
-    let rowid = org::Column::iter().count();
+    let position = org::Column::iter().count();
     fetch_streaming(
         conn,
-        table_order_query(until, clock, after, end, limit),
+        table_order_query(backend, until, clock, after, end, limit),
         |row| {
             push_org(&mut found, row)?;
-            last = row.try_get_by_index(rowid)?;
+            last = if backend == DbBackend::Postgres {
+                let text: String = row.try_get_by_index(position)?;
+                tid_position(&found[found.len() - 1].id, &text)?
+            } else {
+                row.try_get_by_index(position)?
+            };
             Ok(())
         },
     )
@@ -418,21 +504,28 @@ pub async fn claim_due_in_table_order(
     Ok((found, next))
 }
 
-/// The statement of [`claim_due_in_table_order`], for the query-plan test.
+/// The statement of [`claim_due_in_table_order`] on `backend`, for the query-plan test.
 pub fn claim_due_in_table_order_statement(
+    backend: DbBackend,
     until: DateTime<Utc>,
     clock: Option<&str>,
     after: i64,
     end: i64,
     limit: u64,
 ) -> sea_orm::Statement {
-    table_order_query(until, clock, after, end, limit).build(DbBackend::Sqlite)
+    table_order_query(backend, until, clock, after, end, limit).build(backend)
 }
 
-/// The query of [`claim_due_in_table_order`]: a range of the table's rowids (`SQLite`'s
-/// plan: `SEARCH orgs USING INTEGER PRIMARY KEY`), the entity's columns and then the
-/// rowid.
+/// The query of [`claim_due_in_table_order`]: a range of the table's positions, the
+/// entity's columns and then the position. `SQLite`'s plan: `SEARCH orgs USING INTEGER
+/// PRIMARY KEY`; `PostgreSQL`'s: a `Tid Range Scan` whose due rows are sorted by tuple
+/// id, and locked up to the limit. The sort makes the order certain: without it,
+/// `PostgreSQL` read a small table's rows through `idx_orgs_due` (in deadline order) when
+/// it chose to, and the cursor jumped over due rows. It sorts all the range's due rows
+/// (`FOR UPDATE` locks above the sort), so the sweep sizes a range to hold about a
+/// batch of them.
 fn table_order_query(
+    backend: DbBackend,
     until: DateTime<Utc>,
     clock: Option<&str>,
     after: i64,
@@ -440,6 +533,23 @@ fn table_order_query(
     limit: u64,
 ) -> Select<org::Entity> {
     use sea_orm::sea_query::Expr;
+    if backend == DbBackend::Postgres {
+        // (`$1` is the expression's own first value: sea-query numbers PostgreSQL's
+        // placeholders, and leaves a `?` as it is.)
+        return due(until, clock)
+            .column_as(Expr::cust("CAST(ctid AS text)"), "row_id")
+            .filter(Expr::cust_with_values(
+                "ctid > CAST($1 AS tid)",
+                [tid(after)],
+            ))
+            .filter(Expr::cust_with_values(
+                "ctid <= CAST($1 AS tid)",
+                [tid(end)],
+            ))
+            .order_by(Expr::cust("ctid"), sea_orm::Order::Asc)
+            .limit(limit)
+            .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+    }
     // `+column`: not a term an index can serve, so that the planner cannot trade the
     // rowid range for `idx_orgs_due` and a sort (it did, on an empty table).
     let clock = match clock {
@@ -829,4 +939,29 @@ pub async fn load_many(
         fetch_streaming(conn, query, |row| push_org(&mut found, row)).await?;
     }
     Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{tid, tid_position, TID_PAGE};
+
+    #[test]
+    fn tuple_ids_and_cursor_positions_round_trip_in_page_order() {
+        for at in [
+            0,
+            1,
+            TID_PAGE - 1,
+            TID_PAGE,
+            7 * TID_PAGE + 42,
+            4_000_000 * TID_PAGE,
+        ] {
+            assert_eq!(tid_position("o", &tid(at)).unwrap(), at, "{at}");
+        }
+        assert_eq!(tid(3 * TID_PAGE + 5), "(3,5)");
+        assert!(tid_position("o", "(3,5)").unwrap() < tid_position("o", "(4,1)").unwrap());
+        for bad in ["", "(3,5", "3,5)", "(3;5)", "(x,5)", "(3,)"] {
+            let e = tid_position("o", bad).unwrap_err().to_string();
+            assert!(e.contains("ctid") && e.contains("`o`"), "{bad}: {e}");
+        }
+    }
 }

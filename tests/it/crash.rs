@@ -14,11 +14,27 @@ use crate::helpers::{both, Backend, TestDb};
 
 const ORGS: usize = 20_000;
 
-fn spawn_daemon(db: &TestDb) -> Child {
+/// How a test's daemons take a backlog of due orgs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Order {
+    /// Earliest deadline first, in batches of exactly 50.
+    Deadline,
+    /// In table order (a backlog of 1,250 due orgs or more, a sixteenth of `ORGS`), in
+    /// batches of at most 50: kills land mid-pass (on SQLite with the due index dropped),
+    /// and two daemons on PostgreSQL share a pass.
+    Table,
+}
+
+/// A daemon on `db` sweeping in batches of 50, in `order`.
+fn spawn_daemon(db: &TestDb, order: Order) -> Child {
     let config = db.dir.path().join("crash.toml");
+    let min_due = match order {
+        Order::Deadline => 0,
+        Order::Table => 1000,
+    };
     std::fs::write(
         &config,
-        "[daemon]\nbatch_size = 50\nmax_batch_size = 50\nsweep_every_seconds = 3600\n[log]\nlevel = \"warn\"\n[api]\nlisten = \"127.0.0.1:0\"\n[email]\ntransport = \"none\"\n",
+        format!("[daemon]\nbatch_size = 50\nmax_batch_size = 50\nsweep_every_seconds = 3600\ntable_order_min_due = {min_due}\n[log]\nlevel = \"warn\"\n[api]\nlisten = \"127.0.0.1:0\"\n[email]\ntransport = \"none\"\n"),
     )
     .unwrap();
     Command::new(env!("CARGO_BIN_EXE_acctd"))
@@ -126,7 +142,17 @@ async fn daemon_killed_mid_sweep_loses_and_duplicates_nothing(backend: Backend) 
     let db = test_db.connect().await;
     let now = seed(&db, true).await;
     let locked = "SELECT COUNT(*) FROM transitions WHERE cause = 'grace_expired'";
-    kill_mid_sweep_then_finish(&test_db, &db, locked).await;
+    kill_mid_sweep_then_finish(
+        &test_db,
+        &db,
+        locked,
+        Order::Table,
+        &[
+            "SELECT COUNT(*) FROM outbox WHERE template = 'account_locked'",
+            "SELECT COUNT(*) FROM orgs WHERE state = 'locked'",
+        ],
+    )
+    .await;
     assert!(
         dump(&db).await == uninterrupted(backend, true, now).await,
         "differs from an uninterrupted run"
@@ -178,12 +204,22 @@ const KILLS: i64 = 20;
 
 /// Starts the daemon and SIGKILLs it `KILLS` times at increasing points of `progress`
 /// (a count that reaches `ORGS`), restarting it each time; then lets a last daemon
-/// finish and stops it with SIGTERM.
-async fn kill_mid_sweep_then_finish(test_db: &TestDb, db: &DatabaseConnection, progress: &str) {
+/// finish and stops it with SIGTERM. At each kill every count of `alongside` equals
+/// `progress`'s (and in deadline order it is a multiple of the batch size): batches
+/// commit whole.
+async fn kill_mid_sweep_then_finish(
+    test_db: &TestDb,
+    db: &DatabaseConnection,
+    progress: &str,
+    order: Order,
+    alongside: &[&str],
+) {
     let step = ORGS as i64 / (KILLS + 5);
     let mut done = 0;
+    // Kills that found SQLite's due index dropped: a table-order pass cut short.
+    let mut mid_pass = 0;
     for kill in 1..=KILLS {
-        let mut daemon = spawn_daemon(test_db);
+        let mut daemon = spawn_daemon(test_db, order);
         let target = done + step;
         wait_until(
             "the sweep has moved on",
@@ -199,11 +235,37 @@ async fn kill_mid_sweep_then_finish(test_db: &TestDb, db: &DatabaseConnection, p
             "kill {kill} must land mid-sweep ({at_kill} of {ORGS} done, {done} before)"
         );
         // Batches commit whole: no org was half-written.
-        assert_eq!(at_kill % 50, 0, "a batch was partly committed: {at_kill}");
+        if order == Order::Deadline {
+            assert_eq!(at_kill % 50, 0, "a batch was partly committed: {at_kill}");
+        }
+        for sql in alongside {
+            assert_eq!(
+                scalar(db, sql).await,
+                at_kill,
+                "a batch was partly committed: {sql}"
+            );
+        }
+        if db.get_database_backend() == sea_orm::DbBackend::Sqlite
+            && scalar(
+                db,
+                "SELECT COUNT(*) FROM sqlite_master WHERE name = 'idx_orgs_due'",
+            )
+            .await
+                == 0
+        {
+            mid_pass += 1;
+        }
         done = at_kill;
     }
 
-    let mut daemon = spawn_daemon(test_db);
+    if db.get_database_backend() == sea_orm::DbBackend::Sqlite {
+        assert_eq!(
+            mid_pass > 0,
+            order == Order::Table,
+            "{mid_pass} kills landed mid-pass in {order:?} order"
+        );
+    }
+    let mut daemon = spawn_daemon(test_db, order);
     wait_until(
         "the restarted daemon has caught up",
         Duration::from_mins(5),
@@ -284,7 +346,7 @@ async fn monthly_cycle_killed_halfway_bills_each_org_once(backend: Backend) {
     let db = test_db.connect().await;
     let now = seed(&db, false).await;
     let billed = "SELECT COUNT(*) FROM invoices WHERE kind = 'cycle'";
-    kill_mid_sweep_then_finish(&test_db, &db, billed).await;
+    kill_mid_sweep_then_finish(&test_db, &db, billed, Order::Deadline, &[]).await;
     assert!(
         dump(&db).await == uninterrupted(backend, false, now).await,
         "differs from an uninterrupted run"
@@ -331,8 +393,8 @@ async fn monthly_cycle_killed_halfway_bills_each_org_once(backend: Backend) {
 }
 both!(monthly_cycle_killed_halfway_bills_each_org_once);
 
-/// SPEC 11: two daemons on one PostgreSQL share the due orgs (`FOR UPDATE SKIP LOCKED`):
-/// every org transitions exactly once, audit rows equal transitions, no outbox duplicates.
+/// SPEC 11: two daemons on one PostgreSQL share the due orgs (`FOR UPDATE SKIP LOCKED`),
+/// both in one table-order pass: every org transitions exactly once, audit rows equal transitions, no outbox duplicates.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_daemons_on_one_postgres_process_each_org_once() {
     let Some(test_db) = TestDb::new(Backend::Postgres).await else {
@@ -341,8 +403,8 @@ async fn two_daemons_on_one_postgres_process_each_org_once() {
     let db = test_db.connect().await;
     seed(&db, true).await;
     let locked = "SELECT COUNT(*) FROM transitions WHERE cause = 'grace_expired'";
-    let mut first = spawn_daemon(&test_db);
-    let mut second = spawn_daemon(&test_db);
+    let mut first = spawn_daemon(&test_db, Order::Table);
+    let mut second = spawn_daemon(&test_db, Order::Table);
     wait_until(
         "both daemons have swept everything",
         Duration::from_mins(5),
@@ -386,7 +448,7 @@ async fn a_second_daemon_on_one_sqlite_file_refuses_to_start() {
         return;
     };
     let db = test_db.connect().await;
-    let mut first = spawn_daemon(&test_db);
+    let mut first = spawn_daemon(&test_db, Order::Deadline);
     let lock = test_db.dir.path().join("acctd.db.lock");
     wait_until(
         "the first daemon holds the lock",
