@@ -603,15 +603,17 @@ impl Engine {
                     }
                     Order::Deadline { weighed: true }
                 } else {
-                    // Positions read over orgs claimed, between one row and
+                    // Positions read over orgs claimed, rounded up (with a step of 1,
+                    // rounding down kept a table 60% due at one row an org, and every
+                    // range short of a full batch), between one row and
                     // TABLE_ORDER_SHARE rows an org.
-                    let read = next.saturating_sub(after);
+                    let read = next.saturating_sub(after).max(0);
                     let found = i64::try_from(due.len()).unwrap_or(i64::MAX).max(1);
                     Order::Table {
                         after: next,
                         end,
                         step,
-                        per: (read / found)
+                        per: (read.saturating_add(found - 1) / found)
                             .clamp(step, step.saturating_mul(TABLE_ORDER_SHARE)),
                     }
                 };

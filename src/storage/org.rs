@@ -348,21 +348,27 @@ pub async fn table_extent(conn: &impl ConnectionTrait) -> Result<Extent> {
         .query_one_raw(sea_orm::Statement::from_string(
             DbBackend::Postgres,
             "SELECT pg_relation_size(c.oid) / current_setting('block_size')::bigint, \
-                    c.reltuples::bigint \
+                    c.reltuples::bigint, c.relpages::bigint \
              FROM pg_class c WHERE c.oid = 'orgs'::regclass",
         ))
         .await?
         .ok_or_else(|| DbErr::RecordNotFound("the orgs table".into()))?;
     let pages: i64 = row.try_get_by_index(0)?;
-    let mut rows: i64 = row.try_get_by_index(1)?;
-    if rows < 0 {
-        // Never analyzed (-1).
-        rows = org::Entity::find()
+    let analyzed_rows: i64 = row.try_get_by_index(1)?;
+    let analyzed_pages: i64 = row.try_get_by_index(2)?;
+    let rows = if analyzed_rows > 0 && analyzed_pages > 0 {
+        // The rows a page held when last analyzed, over the pages it has now: the
+        // planner's own estimate, right after the table grew.
+        i64::try_from(i128::from(analyzed_rows) * i128::from(pages) / i128::from(analyzed_pages))
+            .unwrap_or(i64::MAX)
+    } else {
+        // Never analyzed (-1), or analyzed empty (0): counted.
+        org::Entity::find()
             .count(conn)
             .await
-            .map(|n| i64::try_from(n).unwrap_or(i64::MAX))?;
+            .map(|n| i64::try_from(n).unwrap_or(i64::MAX))?
     }
-    let rows = rows.max(1);
+    .max(1);
     Ok(Extent {
         end: pages.saturating_mul(TID_PAGE),
         rows: u64::try_from(rows).unwrap_or(0),
@@ -486,12 +492,18 @@ pub async fn claim_due_in_table_order(
         table_order_query(backend, until, clock, after, end, limit),
         |row| {
             push_org(&mut found, row)?;
-            last = if backend == DbBackend::Postgres {
+            let at = if backend == DbBackend::Postgres {
                 let text: String = row.try_get_by_index(position)?;
                 tid_position(&found[found.len() - 1].id, &text)?
             } else {
                 row.try_get_by_index(position)?
             };
+            // A row that another transaction updated after the claim's snapshot comes
+            // back locked at its new version's position, which may lie outside the
+            // range (PostgreSQL): it does not move the cursor.
+            if at > after && at <= end {
+                last = last.max(at);
+            }
             Ok(())
         },
     )

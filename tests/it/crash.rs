@@ -25,9 +25,19 @@ enum Order {
     Table,
 }
 
-/// A daemon on `db` sweeping in batches of 50, in `order`.
+/// A daemon on `db` sweeping in batches of 50, in `order`, logging warnings to the
+/// test's stderr.
 fn spawn_daemon(db: &TestDb, order: Order) -> Child {
-    let config = db.dir.path().join("crash.toml");
+    daemon(db, order)
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn acctd serve")
+}
+
+/// The command of [`spawn_daemon`], to spawn.
+fn daemon(db: &TestDb, order: Order) -> Command {
+    // One file per order: two daemons spawned together read theirs as they start.
+    let config = db.dir.path().join(format!("crash-{order:?}.toml"));
     let min_due = match order {
         Order::Deadline => 0,
         Order::Table => 1000,
@@ -37,7 +47,8 @@ fn spawn_daemon(db: &TestDb, order: Order) -> Child {
         format!("[daemon]\nbatch_size = 50\nmax_batch_size = 50\nsweep_every_seconds = 3600\ntable_order_min_due = {min_due}\n[log]\nlevel = \"warn\"\n[api]\nlisten = \"127.0.0.1:0\"\n[email]\ntransport = \"none\"\n"),
     )
     .unwrap();
-    Command::new(env!("CARGO_BIN_EXE_acctd"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_acctd"));
+    command
         .args([
             "--config",
             config.to_str().unwrap(),
@@ -48,10 +59,50 @@ fn spawn_daemon(db: &TestDb, order: Order) -> Child {
             "127.0.0.1:0",
         ])
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stdout(Stdio::null());
+    command
+}
+
+/// A daemon of [`daemon`] that logs its sweep batches (`acctd::engine` at debug) to a
+/// file of the test's directory, read back by [`batches_logged`].
+fn spawn_logging_daemon(db: &TestDb, order: Order, name: &str) -> Child {
+    let log = std::fs::File::create(db.dir.path().join(name)).unwrap();
+    daemon(db, order)
+        .env("ACCTD__LOG__LEVEL", "warn,acctd::engine=debug")
+        .stderr(log)
         .spawn()
         .expect("spawn acctd serve")
+}
+
+/// (whether it swept in table order, the orgs it claimed in table order) by the
+/// daemon that logged to file `name` ([`spawn_logging_daemon`]).
+fn batches_logged(db: &TestDb, name: &str) -> (bool, u64) {
+    let log = std::fs::read_to_string(db.dir.path().join(name)).unwrap();
+    // Without the terminal's colour codes.
+    let mut plain = String::with_capacity(log.len());
+    let mut in_code = false;
+    for c in log.chars() {
+        match c {
+            '\u{1b}' => in_code = true,
+            'm' if in_code => in_code = false,
+            _ if !in_code => plain.push(c),
+            _ => {}
+        }
+    }
+    let pass = plain.contains("sweep in table order");
+    let claimed = plain
+        .lines()
+        .filter(|l| l.contains("sweep batch") && l.contains("table_order=true"))
+        .filter_map(|l| {
+            l.split("claimed=")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    (pass, claimed)
 }
 
 async fn scalar(db: &DatabaseConnection, sql: &str) -> i64 {
@@ -403,8 +454,8 @@ async fn two_daemons_on_one_postgres_process_each_org_once() {
     let db = test_db.connect().await;
     seed(&db, true).await;
     let locked = "SELECT COUNT(*) FROM transitions WHERE cause = 'grace_expired'";
-    let mut first = spawn_daemon(&test_db, Order::Table);
-    let mut second = spawn_daemon(&test_db, Order::Table);
+    let mut first = spawn_logging_daemon(&test_db, Order::Table, "first.log");
+    let mut second = spawn_logging_daemon(&test_db, Order::Table, "second.log");
     wait_until(
         "both daemons have swept everything",
         Duration::from_mins(5),
@@ -438,6 +489,15 @@ async fn two_daemons_on_one_postgres_process_each_org_once() {
         scalar(&db, "SELECT COUNT(*) FROM orgs WHERE version <> 1").await,
         0
     );
+    // Both daemons swept in table order, and each claimed orgs of the pass.
+    let logged = [
+        batches_logged(&test_db, "first.log"),
+        batches_logged(&test_db, "second.log"),
+    ];
+    assert!(
+        logged.iter().all(|&(pass, claimed)| pass && claimed > 0),
+        "{logged:?}"
+    );
 }
 
 /// SPEC 11: on SQLite a second daemon on the same file refuses to start, naming the
@@ -456,17 +516,7 @@ async fn a_second_daemon_on_one_sqlite_file_refuses_to_start() {
         async || std::fs::File::open(&lock).is_ok_and(|f| f.try_lock().is_err()),
     )
     .await;
-    let config = test_db.dir.path().join("crash.toml");
-    let second = Command::new(env!("CARGO_BIN_EXE_acctd"))
-        .args([
-            "--config",
-            config.to_str().unwrap(),
-            "--db",
-            &test_db.url,
-            "serve",
-        ])
-        .output()
-        .unwrap();
+    let second = daemon(&test_db, Order::Deadline).output().unwrap();
     assert!(!second.status.success());
     let err = String::from_utf8_lossy(&second.stderr);
     assert!(

@@ -483,8 +483,8 @@ async fn a_backlog_in_table_order_catches_each_due_org_up_once(backend: Backend)
     };
     // Trials that end on 03-31 (due) between subscribers billed on 04-01 (not due): one
     // in 5 orgs due in the first half of the table, one in 50 in the second, so that
-    // some of the pass's ranges (16 rows per org a batch may claim) hold fewer due orgs
-    // than a batch takes.
+    // some of the pass's ranges (sized to about a batch of due orgs at the last range's
+    // density, at most 16 rows per org a batch may claim) hold fewer than a batch takes.
     let n: usize = 400;
     let is_due = |i: usize| {
         if i < n / 2 {
