@@ -36,8 +36,11 @@ fn spawn_daemon(db: &TestDb, order: Order) -> Child {
 
 /// The command of [`spawn_daemon`], to spawn.
 fn daemon(db: &TestDb, order: Order) -> Command {
-    // One file per order: two daemons spawned together read theirs as they start.
-    let config = db.dir.path().join(format!("crash-{order:?}.toml"));
+    // A file of its own for each daemon: rewriting a file (truncated, then written)
+    // while a daemon spawned before reads it at its start gave it an empty one.
+    static DAEMONS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = DAEMONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let config = db.dir.path().join(format!("crash-{n}.toml"));
     let min_due = match order {
         Order::Deadline => 0,
         Order::Table => 1000,
@@ -59,7 +62,10 @@ fn daemon(db: &TestDb, order: Order) -> Command {
             "127.0.0.1:0",
         ])
         .stdin(Stdio::null())
-        .stdout(Stdio::null());
+        .stdout(Stdio::null())
+        // The log level is the config's (or the test's `ACCTD__LOG__LEVEL`), not the
+        // environment's `RUST_LOG`.
+        .env_remove("RUST_LOG");
     command
 }
 
