@@ -69,12 +69,13 @@ fn daemon(db: &TestDb, order: Order) -> Command {
     command
 }
 
-/// A daemon of [`daemon`] that logs its sweep batches (`acctd::engine` at debug) to a
-/// file of the test's directory, read back by [`batches_logged`].
+/// A daemon of [`daemon`] that logs its sweep batches (`acctd::engine` at debug, without
+/// colour codes) to a file of the test's directory, read back by [`batches_logged`].
 fn spawn_logging_daemon(db: &TestDb, order: Order, name: &str) -> Child {
     let log = std::fs::File::create(db.dir.path().join(name)).unwrap();
     daemon(db, order)
         .env("ACCTD__LOG__LEVEL", "warn,acctd::engine=debug")
+        .env("NO_COLOR", "1")
         .stderr(log)
         .spawn()
         .expect("spawn acctd serve")
@@ -84,19 +85,8 @@ fn spawn_logging_daemon(db: &TestDb, order: Order, name: &str) -> Child {
 /// daemon that logged to file `name` ([`spawn_logging_daemon`]).
 fn batches_logged(db: &TestDb, name: &str) -> (bool, u64) {
     let log = std::fs::read_to_string(db.dir.path().join(name)).unwrap();
-    // Without the terminal's colour codes.
-    let mut plain = String::with_capacity(log.len());
-    let mut in_code = false;
-    for c in log.chars() {
-        match c {
-            '\u{1b}' => in_code = true,
-            'm' if in_code => in_code = false,
-            _ if !in_code => plain.push(c),
-            _ => {}
-        }
-    }
-    let pass = plain.contains("sweep in table order");
-    let claimed = plain
+    let pass = log.contains("sweep in table order");
+    let claimed = log
         .lines()
         .filter(|l| l.contains("sweep batch") && l.contains("table_order=true"))
         .filter_map(|l| {
