@@ -535,3 +535,131 @@ async fn an_unopenable_sqlite_file_is_named_with_the_fix() {
     let e = storage::connect(&url, 1).await.unwrap_err().to_string();
     assert!(e.contains("directory exists"), "{e}");
 }
+
+/// vendor/sqlx-sqlite copies a row's values out of SQLite instead of duplicating them
+/// (`acctd patch`). Read as another storage class, a copied value must convert exactly as
+/// `sqlite3_value_int64`, `sqlite3_value_double` and `sqlite3_value_text` would; SQL's
+/// `CAST` runs the same conversions inside SQLite, so each is checked against it.
+#[tokio::test]
+async fn sqlite_rows_convert_between_storage_classes_as_sqlite_does() {
+    use sea_orm::sqlx::sqlite::{SqliteArguments, SqliteConnection};
+    use sea_orm::sqlx::{query_with, Arguments, Connection, Row, Sqlite, TypeInfo, ValueRef};
+
+    let texts = [
+        "",
+        "0",
+        "-0",
+        "  42  ",
+        "+17",
+        "12abc",
+        "1e3",
+        "1.5e2x",
+        " -3.75",
+        ".5",
+        "5.",
+        "-.5e-3",
+        "9223372036854775807",
+        "9223372036854775808",
+        "-9223372036854775808",
+        "-9223372036854775809",
+        "00000000000000000000012",
+        "123456789012345678901234567890",
+        "0x1F",
+        "abc",
+        "1e400",
+        "-1e400",
+        "1e-400",
+        "0.1",
+        "3.141592653589793238462643383279",
+        "\t\n\u{b}\u{c}\r 7",
+        "1e",
+        "1e+",
+        "--1",
+        "1_000",
+        "\u{661}\u{662}",
+        "2.2250738585072011e-308",
+        "4.9e-324",
+        "1.7976931348623157e308",
+        "123456789012345678.9",
+        "0.000001234567890123456789",
+        "99999999999999999999e-10",
+        "1e99999",
+        "18446744073709551615",
+        "7.0e-0",
+        "1.00000000000000011102230246251565404236316680908203125",
+    ];
+    let reals = [
+        0.0,
+        -0.0,
+        1.5,
+        1e300,
+        -1e-300,
+        123_456_789.123,
+        9.3e18,
+        -9.3e18,
+        9.223_372_036_854_775e18,
+        1e15,
+        1e16,
+        0.1,
+        1.0 / 3.0,
+        f64::MAX,
+        f64::MIN_POSITIVE,
+        5e-324,
+        42.0,
+        -2.5e-7,
+    ];
+    let integers = [0_i64, -1, 7, i64::MAX, i64::MIN, 1_234_567_890_123];
+    let blobs: [&[u8]; 4] = [b"", b"12", b" 3.5x", b"-9e2"];
+
+    let mut conn = SqliteConnection::connect("sqlite::memory:").await.unwrap();
+    let sql = "SELECT ?1, CAST(?1 AS INTEGER), CAST(?1 AS REAL), CAST(?1 AS TEXT), typeof(?1)";
+    let mut checked = 0;
+    let mut cases: Vec<(String, SqliteArguments)> = Vec::new();
+    for text in texts {
+        let mut args = SqliteArguments::default();
+        args.add(text.to_owned()).unwrap();
+        cases.push((format!("text {text:?}"), args));
+    }
+    for real in reals {
+        let mut args = SqliteArguments::default();
+        args.add(real).unwrap();
+        cases.push((format!("real {real:e}"), args));
+    }
+    for integer in integers {
+        let mut args = SqliteArguments::default();
+        args.add(integer).unwrap();
+        cases.push((format!("integer {integer}"), args));
+    }
+    for blob in blobs {
+        let mut args = SqliteArguments::default();
+        args.add(blob.to_vec()).unwrap();
+        cases.push((format!("blob {blob:?}"), args));
+    }
+    for (case, args) in cases {
+        let row = query_with::<Sqlite, _>(sql, args)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        let storage: String = row.get(4);
+        let raw = row.try_get_raw(0).unwrap();
+        assert_eq!(
+            raw.type_info().name().to_ascii_lowercase(),
+            storage,
+            "{case}: storage class"
+        );
+        let as_int: i64 = row.try_get_unchecked(0).unwrap();
+        assert_eq!(as_int, row.get::<i64, _>(1), "{case}: as an integer");
+        let as_real: f64 = row.try_get_unchecked(0).unwrap();
+        let cast: f64 = row.get(2);
+        assert_eq!(as_real.to_bits(), cast.to_bits(), "{case}: as a real");
+        if storage != "blob" {
+            let as_text: String = row.try_get_unchecked(0).unwrap();
+            assert_eq!(as_text, row.get::<String, _>(3), "{case}: as text");
+        }
+        checked += 1;
+    }
+    assert_eq!(
+        checked,
+        texts.len() + reals.len() + integers.len() + blobs.len()
+    );
+}
