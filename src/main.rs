@@ -60,6 +60,10 @@ fn main() -> ExitCode {
         // One long chain of short waits on the SQLite worker: spin through them instead
         // of parking (src/executor.rs). `ACCTD_SIMULATE_EXECUTOR=tokio` for A/B runs.
         let _guard = runtime.enter();
+        if std::env::var("ACCTD_SIMULATE_WORKER_SPIN").as_deref() != Ok("0") {
+            // And the SQLite worker spins for the next statement likewise.
+            sea_orm::sqlx::sqlite::set_worker_spin(executor::SPIN);
+        }
         return executor::block_on_spinning(dispatch(cli.command, settings), executor::SPIN);
     }
     runtime.block_on(dispatch(cli.command, settings))

@@ -663,3 +663,59 @@ async fn sqlite_rows_convert_between_storage_classes_as_sqlite_does() {
         texts.len() + reals.len() + integers.len() + blobs.len()
     );
 }
+
+/// vendor/sqlx-sqlite's worker may spin for its next command (`acctd simulate` sets it):
+/// statements and transactions still run, and a dropped connection's worker thread still
+/// ends (a spinning worker must notice the closed channel).
+#[tokio::test]
+async fn a_spinning_sqlite_worker_runs_statements_and_ends_with_its_connection() {
+    use std::str::FromStr;
+
+    use sea_orm::sqlx::sqlite::{set_worker_spin, SqliteConnectOptions, SqliteConnection};
+    use sea_orm::sqlx::{query, query_scalar, Connection};
+
+    /// The threads of this process named `name` (a name is at most 15 bytes).
+    fn threads_named(name: &str) -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+            .filter(|comm| comm.trim_end() == name)
+            .count()
+    }
+
+    set_worker_spin(std::time::Duration::from_micros(100));
+    let options = SqliteConnectOptions::from_str("sqlite::memory:")
+        .unwrap()
+        .thread_name(|_| "acctd-spin-test".to_owned());
+    let mut conn = SqliteConnection::connect_with(&options).await.unwrap();
+    assert_eq!(threads_named("acctd-spin-test"), 1);
+    query("CREATE TABLE t (v INTEGER)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let mut txn = conn.begin().await.unwrap();
+    for v in 0..500_i64 {
+        query("INSERT INTO t VALUES (?1)")
+            .bind(v)
+            .execute(&mut *txn)
+            .await
+            .unwrap();
+    }
+    txn.commit().await.unwrap();
+    let sum: i64 = query_scalar("SELECT sum(v) FROM t")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(sum, 124_750);
+    drop(conn);
+    // The worker ends on its own once it sees the channel closed; wait for that event.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while threads_named("acctd-spin-test") > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the spinning worker outlived its connection"
+        );
+        tokio::task::yield_now().await;
+    }
+    set_worker_spin(std::time::Duration::ZERO);
+}

@@ -83,6 +83,8 @@ pub use connection::deserialize::SqliteOwnedBuf;
 #[cfg_attr(docsrs, doc(cfg(feature = "preupdate-hook")))]
 pub use connection::PreupdateHookResult;
 pub use connection::{LockedSqliteHandle, SqliteConnection, SqliteOperation, UpdateHookResult};
+// acctd patch
+pub use connection::set_worker_spin;
 pub use database::Sqlite;
 pub use error::SqliteError;
 pub use options::{

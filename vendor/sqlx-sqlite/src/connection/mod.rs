@@ -45,6 +45,8 @@ mod preupdate_hook;
 pub(crate) mod deserialize;
 
 mod worker;
+// acctd patch
+pub use worker::set_worker_spin;
 
 /// A connection to an open [Sqlite] database.
 ///

@@ -1,5 +1,5 @@
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 
@@ -101,6 +101,23 @@ enum Command {
     },
 }
 
+/// acctd patch: how long a connection's worker thread spins for its next command before
+/// it blocks on the channel (nanoseconds; 0, the default, never spins).
+static WORKER_SPIN_NANOS: AtomicU64 = AtomicU64::new(0);
+
+/// acctd patch: makes every SQLite connection's worker thread spin for up to `spin` for its
+/// next command before it blocks. A chain of short statements (`acctd simulate`) otherwise
+/// wakes the parked worker through a futex for each one. Process-wide; a process that waits
+/// on its database in long idle stretches (a daemon) leaves it at zero.
+pub fn set_worker_spin(spin: std::time::Duration) {
+    let nanos = u64::try_from(spin.as_nanos()).unwrap_or(u64::MAX);
+    WORKER_SPIN_NANOS.store(nanos, Ordering::Relaxed);
+}
+
+fn worker_spin() -> std::time::Duration {
+    std::time::Duration::from_nanos(WORKER_SPIN_NANOS.load(Ordering::Relaxed))
+}
+
 impl ConnectionWorker {
     pub(crate) async fn establish(params: EstablishParams) -> Result<Self, Error> {
         let (establish_tx, establish_rx) = oneshot::channel();
@@ -143,7 +160,30 @@ impl ConnectionWorker {
                 // would rollback an already completed transaction.
                 let mut ignore_next_start_rollback = false;
 
-                for (cmd, span) in command_rx {
+                // acctd patch: spin briefly for the next command before blocking on the
+                // channel (see `set_worker_spin`).
+                let next_command = || {
+                    let spin = worker_spin();
+                    if !spin.is_zero() {
+                        let started = std::time::Instant::now();
+                        let mut polls: u32 = 0;
+                        loop {
+                            match command_rx.try_recv() {
+                                Ok(command) => return Some(command),
+                                Err(flume::TryRecvError::Disconnected) => return None,
+                                Err(flume::TryRecvError::Empty) => {}
+                            }
+                            polls = polls.wrapping_add(1);
+                            if polls % 64 == 0 && started.elapsed() >= spin {
+                                break;
+                            }
+                            std::hint::spin_loop();
+                        }
+                    }
+                    command_rx.recv().ok()
+                };
+
+                while let Some((cmd, span)) = next_command() {
                     let _guard = span.enter();
                     match cmd {
                         Command::Prepare { query, tx } => {
