@@ -421,12 +421,16 @@ impl ValueHandle {
     }
 
     fn get_blob(&self) -> Option<Blob> {
-        if let Some(blob) = self.borrowed_blob.get() {
-            return Some(Blob { ..*blob });
-        }
-
         let value = match &self.repr {
-            Repr::Handle { value, .. } => value,
+            Repr::Handle { value, .. } => {
+                if let Some(blob) = self.borrowed_blob.get() {
+                    return Some(Blob { ..*blob });
+                }
+                value
+            }
+            // acctd patch: a copied value's bytes are taken from `self` each time (never
+            // from a pointer cached before the value moved); `borrowed_blob` only records
+            // that they were borrowed. They never change: `rendered` is set once.
             Repr::Copied(copied) => {
                 let bytes: &[u8] = match copied {
                     Copied::Text(bytes) | Copied::Blob(bytes) => bytes,
@@ -516,8 +520,12 @@ impl Blob {
 }
 
 /// acctd patch: SQLite 3.51's conversions between storage classes, for copied values.
-/// Ports of `sqlite3RealToI64`, `sqlite3Atoi64` and `sqlite3AtoF` (UTF-8 only), and the
-/// `"%!.15g"` rendering of `vdbeMemRenderNum` through SQLite's own `sqlite3_mprintf`.
+/// Ports of `sqlite3RealToI64`, `sqlite3Atoi64` and `sqlite3AtoF`, and the `"%!.15g"`
+/// rendering of `vdbeMemRenderNum` through SQLite's own `sqlite3_mprintf`.
+///
+/// Exact for UTF-8 databases (acctd's; text is read as UTF-8 in any case, but SQLite reads
+/// a blob's bytes in the database's encoding), and where the C compiler does not fuse
+/// `dekkerMul2`'s multiply-adds (x86_64; GCC may on aarch64, Rust never does).
 mod convert {
     use std::ffi::CStr;
 

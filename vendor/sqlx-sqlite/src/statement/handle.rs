@@ -397,7 +397,10 @@ impl StatementHandle {
 
         let ptr =
             unsafe { sqlite3_column_blob(self.0.as_ptr(), check_col_idx!(index)) } as *const u8;
-        debug_assert!(!ptr.is_null());
+        // acctd patch: checked in release builds too, now that every row is read through
+        // here (SQLite returns NULL with a length when it runs out of memory expanding a
+        // zeroblob).
+        assert!(!ptr.is_null(), "SQLite failed to allocate a column's bytes");
 
         unsafe { from_raw_parts(ptr, len) }
     }
