@@ -102,15 +102,7 @@ fn batches_logged(db: &TestDb, name: &str) -> (bool, u64) {
 }
 
 async fn scalar(db: &DatabaseConnection, sql: &str) -> i64 {
-    let row = db
-        .query_one_raw(Statement::from_string(
-            db.get_database_backend(),
-            sql.to_owned(),
-        ))
-        .await
-        .expect("query")
-        .expect("a row");
-    row.try_get_by_index::<i64>(0).expect("an integer")
+    scalars(db, sql, &[]).await[0]
 }
 
 /// `first` and each of `more` (each a `SELECT` of one integer), read by one statement.

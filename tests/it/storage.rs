@@ -543,7 +543,16 @@ async fn an_unopenable_sqlite_file_is_named_with_the_fix() {
 #[tokio::test]
 async fn sqlite_rows_convert_between_storage_classes_as_sqlite_does() {
     use sea_orm::sqlx::sqlite::{SqliteArguments, SqliteConnection};
-    use sea_orm::sqlx::{query_with, Arguments, Connection, Row, Sqlite, TypeInfo, ValueRef};
+    use sea_orm::sqlx::{
+        query_with, Arguments, Connection, Encode, Row, Sqlite, Type, TypeInfo, ValueRef,
+    };
+
+    /// One bound value.
+    fn bound<T: Encode<'static, Sqlite> + Type<Sqlite> + 'static>(value: T) -> SqliteArguments {
+        let mut args = SqliteArguments::default();
+        args.add(value).unwrap();
+        args
+    }
 
     let texts = [
         "",
@@ -613,27 +622,16 @@ async fn sqlite_rows_convert_between_storage_classes_as_sqlite_does() {
 
     let mut conn = SqliteConnection::connect("sqlite::memory:").await.unwrap();
     let sql = "SELECT ?1, CAST(?1 AS INTEGER), CAST(?1 AS REAL), CAST(?1 AS TEXT), typeof(?1)";
-    let mut cases: Vec<(String, SqliteArguments)> = Vec::new();
-    for text in texts {
-        let mut args = SqliteArguments::default();
-        args.add(text.to_owned()).unwrap();
-        cases.push((format!("text {text:?}"), args));
-    }
-    for real in reals {
-        let mut args = SqliteArguments::default();
-        args.add(real).unwrap();
-        cases.push((format!("real {real:e}"), args));
-    }
-    for integer in integers {
-        let mut args = SqliteArguments::default();
-        args.add(integer).unwrap();
-        cases.push((format!("integer {integer}"), args));
-    }
-    for blob in blobs {
-        let mut args = SqliteArguments::default();
-        args.add(blob.to_vec()).unwrap();
-        cases.push((format!("blob {blob:?}"), args));
-    }
+    let cases = (texts
+        .iter()
+        .map(|t| (format!("text {t:?}"), bound((*t).to_owned()))))
+    .chain(reals.iter().map(|r| (format!("real {r:e}"), bound(*r))))
+    .chain(integers.iter().map(|i| (format!("integer {i}"), bound(*i))))
+    .chain(
+        blobs
+            .iter()
+            .map(|b| (format!("blob {b:?}"), bound(b.to_vec()))),
+    );
     for (case, args) in cases {
         let row = query_with::<Sqlite, _>(sql, args)
             .fetch_one(&mut conn)
