@@ -129,7 +129,9 @@ pub async fn enqueue_in<C: ConnectionTrait>(
                 serde_json::to_string(&m.recipients)
                     .unwrap_or_default()
                     .into(),
-                m.payload.to_string().into(),
+                // The same text as `Display`, written straight into one `Vec` instead of
+                // through a formatter.
+                serde_json::to_string(&m.payload).unwrap_or_default().into(),
                 m.dedupe_key.clone().into(),
                 m.at.into(),
                 "pending".into(),

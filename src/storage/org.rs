@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use entity::org;
 use sea_orm::sea_query::{LockBehavior, LockType};
+use sea_orm::sqlx;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, Iterable,
     PaginatorTrait, QueryFilter, QueryOrder, QueryResult, QuerySelect, QueryTrait, Select,
@@ -82,37 +83,58 @@ pub(super) fn to_domain(m: org::Model) -> Result<Org> {
 /// (`acctd simulate` of 10,000 orgs x 12 months: 6.70 -> 5.90 s; BENCHMARKS.md,
 /// "2026-12-02, evening").
 fn model_at(row: &QueryResult) -> std::result::Result<org::Model, DbErr> {
+    let decoded = if let Some(row) = row.try_as_sqlite_row() {
+        model_of(row)
+    } else if let Some(row) = row.try_as_pg_row() {
+        model_of(row)
+    } else {
+        unreachable!("acctd connects to SQLite or PostgreSQL only")
+    };
+    decoded.map_err(|e| DbErr::Query(sea_orm::RuntimeErr::SqlxError(e.into())))
+}
+
+/// [`model_at`] on the driver's own row: sea-orm's decoding of a NULL into an `Option`
+/// formats an error message and drops it, a dozen times an org row.
+fn model_of<'r, R>(row: &'r R) -> std::result::Result<org::Model, sqlx::Error>
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    DateTime<Utc>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
     use org::Column as C;
     let at = |c: C| c as usize;
     Ok(org::Model {
-        id: row.try_get_by_index(at(C::Id))?,
-        state: row.try_get_by_index(at(C::State))?,
-        lock_reasons: row.try_get_by_index(at(C::LockReasons))?,
-        plan: row.try_get_by_index(at(C::Plan))?,
-        tier: row.try_get_by_index(at(C::Tier))?,
-        addons: row.try_get_by_index(at(C::Addons))?,
-        currency: row.try_get_by_index(at(C::Currency))?,
-        admins: row.try_get_by_index(at(C::Admins))?,
-        billing_email: row.try_get_by_index(at(C::BillingEmail))?,
-        payment_method: row.try_get_by_index(at(C::PaymentMethod))?,
-        subscriber: row.try_get_by_index(at(C::Subscriber))?,
-        signup_at: row.try_get_by_index(at(C::SignupAt))?,
-        trial_ends_at: row.try_get_by_index(at(C::TrialEndsAt))?,
-        grace_ends_at: row.try_get_by_index(at(C::GraceEndsAt))?,
-        cancel_at: row.try_get_by_index(at(C::CancelAt))?,
-        next_cycle_at: row.try_get_by_index(at(C::NextCycleAt))?,
-        next_due_at: row.try_get_by_index(at(C::NextDueAt))?,
-        canceled_at: row.try_get_by_index(at(C::CanceledAt))?,
-        version: row.try_get_by_index(at(C::Version))?,
-        updated_at: row.try_get_by_index(at(C::UpdatedAt))?,
-        usage_period: row.try_get_by_index(at(C::UsagePeriod))?,
-        usage_mau: row.try_get_by_index(at(C::UsageMau))?,
-        overage_lock_mau: row.try_get_by_index(at(C::OverageLockMau))?,
-        scheduled_tier: row.try_get_by_index(at(C::ScheduledTier))?,
-        scheduled_removals: row.try_get_by_index(at(C::ScheduledRemovals))?,
-        clock_id: row.try_get_by_index(at(C::ClockId))?,
-        reminder_at: row.try_get_by_index(at(C::ReminderAt))?,
-        reminded_through: row.try_get_by_index(at(C::RemindedThrough))?,
+        id: row.try_get(at(C::Id))?,
+        state: row.try_get(at(C::State))?,
+        lock_reasons: row.try_get(at(C::LockReasons))?,
+        plan: row.try_get(at(C::Plan))?,
+        tier: row.try_get(at(C::Tier))?,
+        addons: row.try_get(at(C::Addons))?,
+        currency: row.try_get(at(C::Currency))?,
+        admins: row.try_get(at(C::Admins))?,
+        billing_email: row.try_get(at(C::BillingEmail))?,
+        payment_method: row.try_get(at(C::PaymentMethod))?,
+        subscriber: row.try_get(at(C::Subscriber))?,
+        signup_at: row.try_get(at(C::SignupAt))?,
+        trial_ends_at: row.try_get(at(C::TrialEndsAt))?,
+        grace_ends_at: row.try_get(at(C::GraceEndsAt))?,
+        cancel_at: row.try_get(at(C::CancelAt))?,
+        next_cycle_at: row.try_get(at(C::NextCycleAt))?,
+        next_due_at: row.try_get(at(C::NextDueAt))?,
+        canceled_at: row.try_get(at(C::CanceledAt))?,
+        version: row.try_get(at(C::Version))?,
+        updated_at: row.try_get(at(C::UpdatedAt))?,
+        usage_period: row.try_get(at(C::UsagePeriod))?,
+        usage_mau: row.try_get(at(C::UsageMau))?,
+        overage_lock_mau: row.try_get(at(C::OverageLockMau))?,
+        scheduled_tier: row.try_get(at(C::ScheduledTier))?,
+        scheduled_removals: row.try_get(at(C::ScheduledRemovals))?,
+        clock_id: row.try_get(at(C::ClockId))?,
+        reminder_at: row.try_get(at(C::ReminderAt))?,
+        reminded_through: row.try_get(at(C::RemindedThrough))?,
     })
 }
 
