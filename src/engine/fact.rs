@@ -7,6 +7,7 @@ use rust_decimal::Decimal;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Value;
 
+use crate::domain::period::put_digits;
 use crate::domain::price::Line;
 use crate::domain::{LockReason, LockReasons, Status};
 
@@ -108,18 +109,21 @@ struct Time(DateTime<Utc>);
 impl Serialize for Time {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let (d, t) = (self.0.date_naive(), self.0.time());
-        if !(0..=9999).contains(&d.year()) {
+        let Ok(year @ 0..=9999) = u32::try_from(d.year()) else {
             return serializer.serialize_str(&self.0.to_rfc3339_opts(SecondsFormat::Secs, true));
+        };
+        let mut text = *b"0000-00-00T00:00:00Z";
+        for (range, n) in [
+            (0..4, year),
+            (5..7, d.month()),
+            (8..10, d.day()),
+            (11..13, t.hour()),
+            (14..16, t.minute()),
+            (17..19, t.second()),
+        ] {
+            put_digits(&mut text[range], n);
         }
-        serializer.collect_str(&format_args!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-            d.year(),
-            d.month(),
-            d.day(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        ))
+        serializer.serialize_str(std::str::from_utf8(&text).expect("ASCII"))
     }
 }
 
@@ -319,5 +323,25 @@ mod tests {
         );
         // The Value form (webhook bodies, `acctd tick --json`) is the same object.
         assert_eq!(invoice.to_json().to_string(), json(&invoice));
+    }
+
+    /// Times written digit by digit are chrono's RFC 3339 with whole seconds, in and out
+    /// of years 0-9999.
+    #[test]
+    fn times_serialize_as_chrono_writes_them() {
+        for text in [
+            "2026-12-31T23:59:58.999Z",
+            "0987-06-05T04:03:02Z",
+            "9999-12-31T23:59:59Z",
+            "+10000-01-01T00:00:00Z",
+            "-0001-12-31T12:00:00Z",
+        ] {
+            let time: DateTime<Utc> = text.parse().expect("time");
+            let expected = time.to_rfc3339_opts(SecondsFormat::Secs, true);
+            assert_eq!(
+                serde_json::to_string(&Time(time)).expect("serializes"),
+                format!("\"{expected}\"")
+            );
+        }
     }
 }
