@@ -22,7 +22,17 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const BAD_INPUT: u8 = 2;
 
 fn main() -> ExitCode {
+    // `acctd serve` returns freed memory to the OS after 100 ms instead of mimalloc's
+    // second: its peak while it sweeps a backlog of 1,000,000 SQLite orgs and serves
+    // requests was 62-77 MB instead of 76-100 MB, for about 4 % of entitlement-read
+    // throughput and 3 % of a sweep's time (BENCHMARKS.md, "2026-12-03, late night").
+    // Set before anything is freed (see `purge_freed_memory_within`), so before the
+    // command is known, and put back for the other commands.
+    let purging = sqlite_setup::purge_freed_memory_within(SERVE_PURGE_DELAY_MS);
     let cli = Cli::parse();
+    if purging && !matches!(cli.command, Command::Serve { .. }) {
+        let _ = sqlite_setup::purge_freed_memory_within(sqlite_setup::DEFAULT_PURGE_DELAY_MS);
+    }
     let mut settings = match Settings::load(cli.config.as_deref()) {
         Ok(settings) => settings,
         Err(e) => {
@@ -68,6 +78,9 @@ fn main() -> ExitCode {
     }
     runtime.block_on(dispatch(cli.command, settings))
 }
+
+/// mimalloc's purge delay under `acctd serve` (`MIMALLOC_PURGE_DELAY` overrides it).
+const SERVE_PURGE_DELAY_MS: u32 = 100;
 
 async fn dispatch(command: Command, settings: Settings) -> ExitCode {
     match command {
