@@ -381,7 +381,7 @@ pub fn time<T>(f: impl FnOnce() -> T) -> (T, Duration) {
 
 /// Refreshes the planner's statistics after a bulk load (`ANALYZE`). Without them
 /// `PostgreSQL` plans the due-org claim for a near-empty table: a sort of every due row
-/// per batch (100,000 orgs: 129 ms a claim instead of 1.5 ms, BENCHMARKS.md).
+/// per batch.
 ///
 /// # Errors
 /// A database error.

@@ -290,11 +290,6 @@ pub struct Daemon {
     /// The time one batch should take: a full batch done in under half of it doubles
     /// the next one, one over it halves the next one.
     pub batch_target_ms: u64,
-    /// A sweep whose first batch is full and that finds at least this many due orgs,
-    /// and at least a sixteenth of all orgs, takes them in table order: one pass that
-    /// writes each page of the table about once, where earliest-deadline-first batches
-    /// of a large backlog each touch pages all over it. 0: never.
-    pub table_order_min_due: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
@@ -391,7 +386,6 @@ impl Default for Daemon {
             batch_size: 500,
             max_batch_size: 2_000,
             batch_target_ms: 250,
-            table_order_min_due: 20_000,
         }
     }
 }

@@ -4,10 +4,8 @@
 //! A simulation is one long chain of small database statements, each handed to sqlx's
 //! SQLite worker thread and awaited before the next. Under tokio's `block_on` every such
 //! wait parks the thread on a futex and every answer wakes it again; on these 2-core
-//! virtual machines each wake-up costs tens of microseconds (a profile of the
-//! simulation had 14 % of its samples in `futex` wake and wait, and `strace` counted
-//! 127,576 futex calls). Spinning through short waits leaves the SQLite worker's answer
-//! to a cheap atomic store (BENCHMARKS.md, "Simulation").
+//! virtual machines each wake-up costs tens of microseconds. Spinning through short
+//! waits leaves the SQLite worker's answer to a cheap atomic store.
 //!
 //! The daemon does not use this: it serves many tasks at once and must not hold a core
 //! while it waits. The tokio runtime stays in place around the future (see
@@ -29,7 +27,7 @@ use std::time::{Duration, Instant};
 
 /// How long a wait is spun through before the thread parks: longer than a typical
 /// statement of the simulation (tens of microseconds), short enough that a thread
-/// waiting on something slow gives its core back at once (BENCHMARKS.md).
+/// waiting on something slow gives its core back at once.
 pub const SPIN: Duration = Duration::from_micros(100);
 
 struct Signal {

@@ -13,8 +13,8 @@ use acctd::{cli, executor, simulate, storage, telemetry};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-/// glibc's malloc spent ~40 % of a large simulation searching and consolidating its
-/// fragmented heap (BENCHMARKS.md, "Simulation"); mimalloc does not.
+/// glibc's malloc spends much of a large simulation searching and consolidating its
+/// fragmented heap; mimalloc does not (ARCHITECTURE.md names the target).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -22,17 +22,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const BAD_INPUT: u8 = 2;
 
 fn main() -> ExitCode {
-    // `acctd serve` returns freed memory to the OS after 100 ms instead of mimalloc's
-    // second: its peak while it sweeps a backlog of 1,000,000 SQLite orgs and serves
-    // requests was 62-77 MB instead of 76-100 MB, for about 4 % of entitlement-read
-    // throughput and 3 % of a sweep's time (BENCHMARKS.md, "2026-12-03, late night").
-    // Set before anything is freed (see `purge_freed_memory_within`), so before the
-    // command is known, and put back for the other commands.
-    let purging = sqlite_setup::purge_freed_memory_within(SERVE_PURGE_DELAY_MS);
     let cli = Cli::parse();
-    if purging && !matches!(cli.command, Command::Serve { .. }) {
-        let _ = sqlite_setup::purge_freed_memory_within(sqlite_setup::DEFAULT_PURGE_DELAY_MS);
-    }
     let mut settings = match Settings::load(cli.config.as_deref()) {
         Ok(settings) => settings,
         Err(e) => {
@@ -64,23 +54,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if matches!(cli.command, Command::Simulate { .. })
-        && std::env::var("ACCTD_SIMULATE_EXECUTOR").as_deref() != Ok("tokio")
-    {
+    if matches!(cli.command, Command::Simulate { .. }) {
         // One long chain of short waits on the SQLite worker: spin through them instead
-        // of parking (src/executor.rs). `ACCTD_SIMULATE_EXECUTOR=tokio` for A/B runs.
+        // of parking (src/executor.rs), inside the runtime for sqlx's timers and tasks.
         let _guard = runtime.enter();
-        if std::env::var("ACCTD_SIMULATE_WORKER_SPIN").as_deref() != Ok("0") {
-            // And the SQLite worker spins for the next statement likewise.
-            sea_orm::sqlx::sqlite::set_worker_spin(executor::SPIN);
-        }
         return executor::block_on_spinning(dispatch(cli.command, settings), executor::SPIN);
     }
     runtime.block_on(dispatch(cli.command, settings))
 }
-
-/// mimalloc's purge delay under `acctd serve` (`MIMALLOC_PURGE_DELAY` overrides it).
-const SERVE_PURGE_DELAY_MS: u32 = 100;
 
 async fn dispatch(command: Command, settings: Settings) -> ExitCode {
     match command {
@@ -210,31 +191,28 @@ async fn tick(
 ) -> anyhow::Result<()> {
     let engine = engine(settings).await?;
     let until = until.map_or_else(|| engine.now(), acctd::clock::truncate);
-    let mut sweep = acctd::engine::Sweep::new(until);
     // One batch's facts at a time: memory stays flat however many orgs are due.
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let (mut transitions, mut facts, mut orgs) = (0, 0, 0);
-    loop {
-        let mut batch = acctd::engine::Report::default();
-        let swept = engine.sweep_batch(&mut sweep, &mut batch).await?;
-        if json {
-            for fact in &batch.facts {
-                simulate::output::fact(&mut out, fact)?;
+    let (mut transitions, mut facts, mut written) = (0, 0, Ok(()));
+    // Each due org is claimed by exactly one batch of a tick.
+    let orgs = engine
+        .sweep(until, |_, batch| {
+            if json {
+                written = batch
+                    .facts
+                    .iter()
+                    .try_for_each(|fact| simulate::output::fact(&mut out, fact));
             }
-        }
-        transitions += batch.transitions();
-        facts += batch.facts.len();
-        // Each due org is claimed by exactly one batch of a tick.
-        orgs += batch
-            .facts
-            .iter()
-            .map(acctd::engine::Fact::org)
-            .collect::<std::collections::BTreeSet<&str>>()
-            .len();
-        if !swept.more {
-            break;
-        }
-    }
+            transitions += batch.transitions();
+            facts += batch.facts.len();
+            if written.is_err() {
+                std::ops::ControlFlow::Break(())
+            } else {
+                std::ops::ControlFlow::Continue(())
+            }
+        })
+        .await?;
+    written?;
     if !json {
         writeln!(
             out,

@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::{self, Engine, Report};
+use crate::engine::{self, Engine};
 
 /// Sweep counters of this process, for `/metrics`.
 pub mod stats {
@@ -162,20 +162,19 @@ pub async fn run(engine: Engine, bell: Arc<Notify>, token: CancellationToken) {
 /// A storage error from the batch that failed (it was rolled back).
 pub async fn sweep(engine: &Engine, token: &CancellationToken) -> engine::Result<(u64, usize)> {
     let until = engine.now();
-    let mut sweep = engine::Sweep::new(until);
     let started = std::time::Instant::now();
     let mut transitions = 0;
-    let mut orgs = 0;
-    loop {
-        let mut batch = Report::default();
-        let swept = engine.sweep_batch(&mut sweep, &mut batch).await?;
-        transitions += batch.transitions();
-        stats::batch(swept.claimed);
-        orgs += swept.claimed;
-        if !swept.more || token.is_cancelled() {
-            break;
-        }
-    }
+    let orgs = engine
+        .sweep(until, |swept, batch| {
+            transitions += batch.transitions();
+            stats::batch(swept.claimed);
+            if token.is_cancelled() {
+                std::ops::ControlFlow::Break(())
+            } else {
+                std::ops::ControlFlow::Continue(())
+            }
+        })
+        .await?;
     stats::sweep(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
     if orgs > 0 {
         tracing::info!(

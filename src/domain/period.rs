@@ -58,15 +58,7 @@ impl Period {
 
     /// `"YYYY-MM"`.
     pub fn label(self) -> String {
-        // Written digit by digit: the engine labels every org's period on every tick and
-        // usage batch, and `format!` took most of a percent of a simulation.
-        let Ok(year @ 0..=9999) = u32::try_from(self.year) else {
-            return format!("{:04}-{:02}", self.year, self.month);
-        };
-        let mut label = *b"0000-00";
-        put_digits(&mut label[..4], year);
-        put_digits(&mut label[5..], self.month);
-        String::from_utf8(label.to_vec()).expect("ASCII")
+        format!("{:04}-{:02}", self.year, self.month)
     }
 
     /// Parses `"YYYY-MM"`.
@@ -78,15 +70,6 @@ impl Period {
         let year = year.parse().ok()?;
         let month = month.parse().ok()?;
         (1..=12).contains(&month).then_some(Self { year, month })
-    }
-}
-
-/// Writes `n` into `out` as decimal digits, zero-padded to its length (the digits that do
-/// not fit are dropped).
-pub(crate) fn put_digits(out: &mut [u8], mut n: u32) {
-    for digit in out.iter_mut().rev() {
-        *digit = b'0' + u8::try_from(n % 10).expect("a digit");
-        n /= 10;
     }
 }
 

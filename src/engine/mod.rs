@@ -75,9 +75,6 @@ pub struct Rules {
     pub batch_size: u64,
     pub max_batch_size: u64,
     pub batch_target: std::time::Duration,
-    /// The smallest backlog a sweep takes in table order on `SQLite` (0: never); see
-    /// [`Sweep`].
-    pub table_order_min_due: u64,
     pub alert_thresholds: Vec<u32>,
     pub lock_above_percent: u32,
     pub reminder_days: u32,
@@ -95,7 +92,6 @@ impl Rules {
             batch_size: u64::from(settings.daemon.batch_size),
             max_batch_size: u64::from(settings.daemon.max_batch_size),
             batch_target: std::time::Duration::from_millis(settings.daemon.batch_target_ms),
-            table_order_min_due: settings.daemon.table_order_min_due,
             alert_thresholds: settings.usage.alert_thresholds.clone(),
             lock_above_percent: settings.usage.lock_above_percent,
             reminder_days: settings.notify.reminder_days,
@@ -198,10 +194,9 @@ pub struct Engine {
 /// Sizes sweep batches to a time budget (`daemon.batch_target_ms`): a full batch that
 /// took under half the target doubles the next one, up to `max_batch_size`; one that took
 /// longer than the target halves it, down to `batch_size`. Large batches amortize a
-/// transaction's fixed costs (on SQLite the commit writes every page the batch dirtied:
-/// 1,000,000 due orgs took 173 s in batches of 500 and 106 s in batches growing to
-/// 2,000), while the budget bounds how long a batch holds SQLite's write lock (or
-/// PostgreSQL's row locks) and the maximum its memory (BENCHMARKS.md, "Sweep").
+/// transaction's fixed costs (on SQLite the commit writes every page the batch dirtied),
+/// while the budget bounds how long a batch holds SQLite's write lock (or PostgreSQL's
+/// row locks) and the maximum its memory.
 #[derive(Debug)]
 pub struct BatchSizer {
     min: u64,
@@ -240,51 +235,6 @@ impl BatchSizer {
     }
 }
 
-/// A sweep takes its batches in table order when at least this share (1/16) of the
-/// table is due (and `daemon.table_order_min_due` orgs): a pass over the whole table then
-/// costs less than writing the backlog's pages in deadline order (BENCHMARKS.md).
-const TABLE_ORDER_SHARE: i64 = 16;
-
-/// A sweep in progress: everything due at or before `until`, one batch at a time
-/// ([`Engine::sweep_batch`]). It begins earliest deadline first; a large backlog is
-/// then taken in table order, and what the pass left behind earliest deadline
-/// first again.
-#[derive(Clone, Debug)]
-pub struct Sweep {
-    until: DateTime<Utc>,
-    order: Order,
-}
-
-impl Sweep {
-    pub fn new(until: DateTime<Utc>) -> Self {
-        Self {
-            until,
-            order: Order::Deadline { weighed: false },
-        }
-    }
-
-    /// Whether the next batch claims in table order.
-    pub fn in_table_order(&self) -> bool {
-        matches!(self.order, Order::Table { .. })
-    }
-}
-
-/// Which orgs a sweep's next batch claims.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Order {
-    /// Earliest deadline first (`idx_orgs_due`); `weighed`: the backlog was weighed.
-    Deadline { weighed: bool },
-    /// Due orgs at positions in (`after`, `end`] of the table, in table order
-    /// ([`orgs::claim_due_in_table_order`]). The cursor moves about `step` positions a
-    /// row, and the last range held a due org every `per` positions.
-    Table {
-        after: i64,
-        end: i64,
-        step: i64,
-        per: i64,
-    },
-}
-
 /// What one sweep batch did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Swept {
@@ -296,11 +246,7 @@ pub struct Swept {
 
 /// The writes of one transaction, buffered so that audit and outbox rows go in bulk.
 struct Work<'a> {
-    /// Reached through [`Work::txn`], which first waits for the pipeline.
-    unsynced_txn: &'a DatabaseTransaction,
-    /// The transaction's bulk writes, one statement in flight (see [`storage::Pipeline`]);
-    /// `flush` waits for the last.
-    pipeline: storage::Pipeline<'a, DatabaseTransaction>,
+    txn: &'a DatabaseTransaction,
     recorded_at: DateTime<Utc>,
     transitions: Vec<TransitionRecord>,
     outbox: Vec<OutboxMessage>,
@@ -339,8 +285,7 @@ struct Prefetched {
 impl<'a> Work<'a> {
     fn new(txn: &'a DatabaseTransaction, recorded_at: DateTime<Utc>) -> Self {
         Self {
-            unsynced_txn: txn,
-            pipeline: storage::Pipeline::new(txn),
+            txn,
             recorded_at,
             transitions: Vec::new(),
             outbox: Vec::new(),
@@ -357,20 +302,11 @@ impl<'a> Work<'a> {
 
     /// The facts, once everything is written (the transaction can be committed then).
     fn into_facts(self) -> Vec<Fact> {
-        debug_assert!(self.pipeline.is_idle(), "a write is still in flight");
         self.facts
     }
 
-    /// The transaction, once the pipeline's statement in flight is done: every read and
-    /// direct write of a [`Work`] goes through here.
-    async fn txn(&mut self) -> Result<&'a DatabaseTransaction> {
-        self.pipeline.wait().await?;
-        Ok(self.unsynced_txn)
-    }
-
     /// Writes the buffered invoices, payments, audit and outbox rows (with one webhook
-    /// message per new lifecycle event and endpoint) through the pipeline, after what
-    /// was sent before it (a sweep batch's org updates), and waits for the last.
+    /// message per new lifecycle event and endpoint).
     async fn flush(&mut self, webhooks: &[String]) -> Result<()> {
         if !webhooks.is_empty() {
             for fact in &self.facts[self.published..] {
@@ -390,16 +326,16 @@ impl<'a> Work<'a> {
             }
         }
         self.published = self.facts.len();
-        let pipeline = &mut self.pipeline;
-        billing::insert_many(pipeline, &self.invoices).await?;
+        let txn = self.txn;
+        billing::insert_many(txn, &self.invoices).await?;
         self.invoices.clear();
-        billing::record_payments(pipeline, &self.payments).await?;
+        billing::record_payments(txn, &self.payments).await?;
         self.payments.clear();
-        storage::audit::insert_transitions(pipeline, &self.transitions).await?;
-        storage::audit::enqueue_in(pipeline, &self.outbox, Some(self.recorded_at)).await?;
+        storage::audit::insert_transitions(txn, &self.transitions).await?;
+        storage::audit::enqueue_in(txn, &self.outbox, Some(self.recorded_at)).await?;
         self.transitions.clear();
         self.outbox.clear();
-        Ok(self.pipeline.wait().await?)
+        Ok(())
     }
 
     fn email(
@@ -535,108 +471,60 @@ impl Engine {
     /// A storage error; the batch in flight is rolled back and nothing of it is lost.
     pub async fn tick(&self, until: DateTime<Utc>) -> Result<Report> {
         let mut report = Report::default();
-        let mut sweep = Sweep::new(until);
-        while self.sweep_batch(&mut sweep, &mut report).await?.more {}
+        self.sweep(until, |_, batch| {
+            report.facts.extend(batch.facts);
+            std::ops::ControlFlow::Continue(())
+        })
+        .await?;
         Ok(report)
     }
 
-    /// One batch of `sweep` ([`Engine::tick`]), of the size [`BatchSizer`] gives.
+    /// The sweep loop of `serve`, `tick`, the simulator and test clocks: batches of
+    /// [`Engine::sweep_batch`] until nothing is due at `until`, each handed to `each` as
+    /// it commits (so memory does not grow with the backlog). `each` may break between
+    /// batches (shutdown). Returns how many orgs were claimed.
     ///
     /// # Errors
-    /// A storage error; the batch is rolled back, and the sweep is where it was.
-    pub async fn sweep_batch(&self, sweep: &mut Sweep, report: &mut Report) -> Result<Swept> {
-        let until = sweep.until;
+    /// A storage error from the batch that failed (it was rolled back; the batches before
+    /// it stay committed).
+    pub async fn sweep(
+        &self,
+        until: DateTime<Utc>,
+        mut each: impl FnMut(Swept, Report) -> std::ops::ControlFlow<()>,
+    ) -> Result<u64> {
+        let mut claimed = 0;
+        loop {
+            let mut batch = Report::default();
+            let swept = self.sweep_batch(until, &mut batch).await?;
+            claimed += swept.claimed;
+            if each(swept, batch).is_break() || !swept.more {
+                return Ok(claimed);
+            }
+        }
+    }
+
+    /// One batch of a sweep: claims up to a batch (of the size [`BatchSizer`] gives) of
+    /// the orgs due at `until`, earliest deadline first, and catches each up.
+    ///
+    /// # Errors
+    /// A storage error; the batch is rolled back.
+    pub async fn sweep_batch(&self, until: DateTime<Utc>, report: &mut Report) -> Result<Swept> {
         let limit = self.sizer.next();
-        // Where a batch's time goes, for `log.level = "acctd=debug"` (BENCHMARKS.md).
+        // Where a batch's time goes, for `log.level = "acctd=debug"`.
         let t0 = std::time::Instant::now();
         let txn = self.db.begin().await?;
         storage::lock_writes(&txn).await?;
-        // The real clock's sweeps own the table-order pass; a test clock's sweep neither
-        // starts one nor rebuilds the index under one (it claims without the index then).
-        let sqlite = self.db.get_database_backend() == sea_orm::DbBackend::Sqlite;
-        if sqlite
-            && self.scope.is_none()
-            && sweep.order == (Order::Deadline { weighed: false })
-            && orgs::ensure_due_index(&txn).await?
-        {
-            tracing::warn!(
-                "idx_orgs_due was missing (a sweep in table order was cut short); built it again"
-            );
-        }
-        let locked = t0.elapsed();
-        let (due, next) = match sweep.order {
-            Order::Table {
-                after,
-                end,
-                step,
-                per,
-            } => {
-                // A range that holds about a batch of due orgs (and a quarter more) at
-                // the last range's density, and at most TABLE_ORDER_SHARE rows for each
-                // org the batch may claim: a batch holds the write lock (or sorts) a
-                // bounded stretch of the table.
-                let limit_i = i64::try_from(limit).unwrap_or(i64::MAX);
-                let span = limit_i
-                    .saturating_mul(per)
-                    .saturating_add(limit_i.saturating_mul(per) / 4)
-                    .min(
-                        limit_i
-                            .saturating_mul(step)
-                            .saturating_mul(TABLE_ORDER_SHARE),
-                    );
-                let to = end.min(after.saturating_add(span.max(1)));
-                let (due, next) = orgs::claim_due_in_table_order(
-                    &txn,
-                    until,
-                    self.scope.as_deref(),
-                    after,
-                    to,
-                    limit,
-                )
-                .await?;
-                let order = if next >= end {
-                    // The pass is over: SQLite's due index is built again, in this
-                    // batch's transaction, and what became due behind the pass (a
-                    // command's change) is taken earliest deadline first.
-                    if sqlite {
-                        orgs::ensure_due_index(&txn).await?;
-                    }
-                    Order::Deadline { weighed: true }
-                } else {
-                    // Positions read over orgs claimed, rounded up (with a step of 1,
-                    // rounding down kept a table 60% due at one row an org, and every
-                    // range short of a full batch), between one row and
-                    // TABLE_ORDER_SHARE rows an org.
-                    let read = next.saturating_sub(after).max(0);
-                    let found = i64::try_from(due.len()).unwrap_or(i64::MAX).max(1);
-                    Order::Table {
-                        after: next,
-                        end,
-                        step,
-                        per: (read.saturating_add(found - 1) / found)
-                            .clamp(step, step.saturating_mul(TABLE_ORDER_SHARE)),
-                    }
-                };
-                (due, order)
-            }
-            Order::Deadline { .. } => (
-                orgs::claim_due(&txn, until, limit, self.scope.as_deref()).await?,
-                sweep.order,
-            ),
-        };
+        let mut due = orgs::claim_due(&txn, until, limit, self.scope.as_deref()).await?;
         let t1 = t0.elapsed();
         let claimed = due.len() as u64;
         let mut work = Work::new(&txn, self.clock.now());
-        let mut due = due;
         let read: Vec<orgs::Written> = due.iter().map(orgs::Written::of).collect();
         work.prefetch_cycles(&due, until).await?;
         for org in &mut due {
             self.advance(&mut work, org, until).await?;
         }
         let t2 = t0.elapsed();
-        // The org updates, then the invoices, payments, audit and outbox rows, each
-        // statement built while the database executes the one before.
-        orgs::update_many(&mut work.pipeline, &mut due, &read, work.recorded_at).await?;
+        orgs::update_many(&txn, &mut due, &read, work.recorded_at).await?;
         let t3 = t0.elapsed();
         work.flush(&self.rules.webhooks).await?;
         let t4 = t0.elapsed();
@@ -647,9 +535,7 @@ impl Engine {
         tracing::debug!(
             claimed,
             limit,
-            table_order = matches!(sweep.order, Order::Table { .. }),
-            lock_ms = locked.as_secs_f64() * 1e3,
-            claim_ms = t1.saturating_sub(locked).as_secs_f64() * 1e3,
+            claim_ms = t1.as_secs_f64() * 1e3,
             advance_ms = t2.saturating_sub(t1).as_secs_f64() * 1e3,
             update_ms = t3.saturating_sub(t2).as_secs_f64() * 1e3,
             flush_ms = t4.saturating_sub(t3).as_secs_f64() * 1e3,
@@ -657,60 +543,9 @@ impl Engine {
             "sweep batch"
         );
         report.facts.extend(facts);
-        // A pass in table order goes on: with its next range, or with the deadline
-        // order that takes what became due behind it.
-        let more = matches!(sweep.order, Order::Table { .. }) || claimed >= limit;
-        sweep.order = next;
-        if more && sweep.order == (Order::Deadline { weighed: false }) {
-            // This batch is committed: a failure to weigh the backlog only keeps the
-            // deadline order.
-            sweep.order = match self.weigh_backlog(until).await {
-                Ok(order) => order,
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not weigh the sweep's backlog; keeping deadline order");
-                    Order::Deadline { weighed: true }
-                }
-            };
-        }
-        Ok(Swept { claimed, more })
-    }
-
-    /// A sweep whose first batch was full: a backlog of at least
-    /// `daemon.table_order_min_due` due orgs and a sixteenth of the table is taken in
-    /// table order (one pass over the table, [`orgs::claim_due_in_table_order`]), on
-    /// `SQLite` with the due index dropped until the pass ends
-    /// ([`orgs::drop_due_index`]); else earliest deadline first, as before. The real
-    /// clock's sweeps only: a test clock's orgs are few, and its sweeps run beside the
-    /// real one's.
-    ///
-    /// `PostgreSQL` keeps its due index through the pass: dropping it takes a lock that
-    /// every other daemon's claim would wait on, and a new row version enters every
-    /// index anyway (a deadline is an indexed column, so no update of one is HOT).
-    async fn weigh_backlog(&self, until: DateTime<Utc>) -> Result<Order> {
-        let min = self.rules.table_order_min_due;
-        let keep = Order::Deadline { weighed: true };
-        if min == 0 || self.scope.is_some() {
-            return Ok(keep);
-        }
-        let extent = orgs::table_extent(&self.db).await?;
-        let need = min.max(extent.rows / TABLE_ORDER_SHARE.unsigned_abs());
-        let due = orgs::count_due(&self.db, until, None, need).await?;
-        Ok(if due >= need {
-            tracing::debug!(due, ?extent, "sweep in table order");
-            if self.db.get_database_backend() == sea_orm::DbBackend::Sqlite {
-                let txn = self.db.begin().await?;
-                storage::lock_writes(&txn).await?;
-                orgs::drop_due_index(&txn).await?;
-                txn.commit().await?;
-            }
-            Order::Table {
-                after: 0,
-                end: extent.end,
-                step: extent.step,
-                per: extent.step,
-            }
-        } else {
-            keep
+        Ok(Swept {
+            claimed,
+            more: claimed >= limit,
         })
     }
 
@@ -1019,7 +854,7 @@ impl Engine {
                 }
                 Effect::Purge => {
                     org.canceled_at = Some(at);
-                    storage::usage::purge_org(work.txn().await?, &org.id).await?;
+                    storage::usage::purge_org(work.txn, &org.id).await?;
                     // Other systems purge theirs on the `org.canceled` webhook event.
                 }
             }
@@ -1354,7 +1189,7 @@ impl Work<'_> {
         keys.dedup();
         periods.sort_unstable();
         periods.dedup();
-        for (org, key) in billing::existing_keys(self.txn().await?, &ids, &keys).await? {
+        for (org, key) in billing::existing_keys(self.txn, &ids, &keys).await? {
             self.prefetched.invoices.insert((org, key));
         }
         for org in orgs {
@@ -1371,7 +1206,7 @@ impl Work<'_> {
         }
         let labels: Vec<String> = periods.iter().copied().map(Period::label).collect();
         for ((org, period), projects) in
-            storage::usage::projects_of(self.txn().await?, &ids, &labels).await?
+            storage::usage::projects_of(self.txn, &ids, &labels).await?
         {
             if let Some(total) = self.prefetched.usage.get_mut(&(org, period)) {
                 for usage in projects.values() {
@@ -1389,15 +1224,14 @@ impl Work<'_> {
         if self.prefetched.keys.contains(&pair) {
             return Ok(self.prefetched.invoices.contains(&pair));
         }
-        Ok(billing::exists(self.txn().await?, org, key).await?)
+        Ok(billing::exists(self.txn, org, key).await?)
     }
 
     /// A new invoice's id, from a block reserved for the transaction.
     async fn invoice_id(&mut self) -> Result<i64> {
         if self.invoice_ids.is_empty() {
             let ids =
-                billing::reserve_ids(self.txn().await?, self.invoice_hint, self.last_invoice_id)
-                    .await?;
+                billing::reserve_ids(self.txn, self.invoice_hint, self.last_invoice_id).await?;
             self.invoice_ids.extend(ids);
         }
         let id = self
@@ -1411,8 +1245,7 @@ impl Work<'_> {
     /// Writes the invoices issued so far in this transaction.
     async fn flush_invoices(&mut self) -> Result<()> {
         if !self.invoices.is_empty() {
-            billing::insert_many(&mut self.pipeline, &self.invoices).await?;
-            self.pipeline.wait().await?;
+            billing::insert_many(self.txn, &self.invoices).await?;
             self.invoices.clear();
         }
         Ok(())
@@ -1422,7 +1255,7 @@ impl Work<'_> {
     /// so far are written first, so that it sees them.
     pub(crate) async fn stored_invoices(&mut self) -> Result<&DatabaseTransaction> {
         self.flush_invoices().await?;
-        self.txn().await
+        Ok(self.txn)
     }
 
     /// Sets an invoice's status, in the buffer if it was issued in this transaction.
@@ -1438,7 +1271,7 @@ impl Work<'_> {
             invoice.paid_at = (status == InvoiceStatus::Paid).then_some(at);
             return Ok(());
         }
-        Ok(billing::set_status(self.txn().await?, id, status, at).await?)
+        Ok(billing::set_status(self.txn, id, status, at).await?)
     }
 
     /// The org's usage in a period (from the prefetch when it covers it).
@@ -1446,7 +1279,7 @@ impl Work<'_> {
         if let Some(total) = self.prefetched.usage.get(&(org.to_owned(), period.label())) {
             return Ok(*total);
         }
-        Ok(storage::usage::total(self.txn().await?, org, period).await?)
+        Ok(storage::usage::total(self.txn, org, period).await?)
     }
 
     /// Stores a payment outcome (with the batch, see `flush`) and reports it.

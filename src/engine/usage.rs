@@ -132,13 +132,11 @@ impl Engine {
                 ingested.outcomes.push(outcome);
             }
             let totals: Vec<ProjectTotals> = batch.dirty.into_values().collect();
-            // Totals, alerts, org updates, then audit and outbox rows: each statement
-            // built while the database executes the one before.
-            storage::usage::upsert_many(&mut work.pipeline, &totals, at).await?;
-            storage::usage::insert_alerts(&mut work.pipeline, &batch.alerts).await?;
+            storage::usage::upsert_many(&txn, &totals, at).await?;
+            storage::usage::insert_alerts(&txn, &batch.alerts).await?;
             let mut loaded: Vec<Org> = batch.orgs.into_values().collect();
             let read: Vec<orgs::Written> = batch.read.into_values().collect();
-            orgs::update_many(&mut work.pipeline, &mut loaded, &read, at).await?;
+            orgs::update_many(&txn, &mut loaded, &read, at).await?;
             work.flush(&self.rules.webhooks).await?;
             ingested.report.facts.extend(work.into_facts());
             txn.commit().await?;
@@ -158,7 +156,7 @@ impl Engine {
         ids.sort_unstable();
         ids.dedup();
         let mut batch = Batch::default();
-        for mut org in orgs::load_many(work.txn().await?, &ids).await? {
+        for mut org in orgs::load_many(work.txn, &ids).await? {
             batch.read.insert(org.id.clone(), orgs::Written::of(&org));
             self.advance(work, &mut org, at).await?;
             batch.orgs.insert(org.id.clone(), org);
@@ -177,8 +175,8 @@ impl Engine {
         // Catching up may have issued invoices that close a period.
         batch.closed =
             storage::usage::closed_of(work.stored_invoices().await?, &ids, &periods).await?;
-        batch.projects = storage::usage::projects_of(work.txn().await?, &ids, &labels).await?;
-        batch.alerted = storage::usage::alerted_of(work.txn().await?, &ids, &labels).await?;
+        batch.projects = storage::usage::projects_of(work.txn, &ids, &labels).await?;
+        batch.alerted = storage::usage::alerted_of(work.txn, &ids, &labels).await?;
         Ok(batch)
     }
 

@@ -197,13 +197,11 @@ struct Ctx<'a> {
     file: &'a Path,
     /// Byte offset of each line's start, for line numbers in O(log n).
     line_starts: &'a [usize],
-    /// Where the text the spans count from starts in the file (see [`parse_toml`]).
-    offset: usize,
 }
 
 impl Ctx<'_> {
     fn line<T>(&self, s: &Spanned<T>) -> usize {
-        let at = self.offset + s.span().start;
+        let at = s.span().start;
         self.line_starts.partition_point(|start| *start <= at)
     }
 
@@ -239,103 +237,6 @@ impl Ctx<'_> {
     }
 }
 
-/// The tables of a scenario's tail (see [`parse_toml`]).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTail {
-    #[serde(default)]
-    org: Vec<RawOrg>,
-    #[serde(default)]
-    step: Vec<RawStep>,
-    #[serde(default)]
-    expect: Vec<RawExpect>,
-}
-
-/// Texts smaller than this are parsed in one piece.
-const SPLIT_ABOVE: usize = 1 << 20;
-
-/// Parses the TOML of a scenario. A large one is parsed in two pieces on two threads
-/// (a 15 MB scenario took 0.5 s in one piece): a head, and a tail that starts at a
-/// `[[step]]` header line near the middle, with the tail's spans counting from its
-/// offset. The pieces give the same scenario as the whole text because:
-/// - the split is only made where no multi-line string (`"""`, `'''`) could hide the
-///   header line, and where the root table (all before the first header) assigns no
-///   `org`, `step` or `expect` inline, so that the tail's `[[step]]` appends to the
-///   head's array of tables as it does in the whole text;
-/// - the tail is a sequence of tables, and may only hold `[[org]]`, `[[step]]` and
-///   `[[expect]]` (with their sub-tables), which append in file order;
-/// - anything else, and any error in either piece, parses the whole text instead, so
-///   that errors are reported exactly as before.
-fn parse_toml(
-    file: &Path,
-    text: &str,
-    split_above: usize,
-) -> Result<(Raw, Option<(usize, RawTail)>), Error> {
-    if let Some(split) = split_point(text, split_above) {
-        let (head, tail) = text.split_at(split);
-        let (head, tail) = std::thread::scope(|scope| {
-            let tail = scope.spawn(|| toml::from_str::<RawTail>(tail));
-            let head = toml::from_str::<Raw>(head);
-            (head, tail.join())
-        });
-        if let (Ok(head), Ok(Ok(tail))) = (head, tail) {
-            return Ok((head, Some((split, tail))));
-        }
-    }
-    let raw = toml::from_str::<Raw>(text).map_err(|e| {
-        let line = e.span().map_or(1, |s| line_col(text, s.start).0);
-        let message = e.message().trim().to_owned();
-        let key = message.split('`').nth(1).unwrap_or_default().to_owned();
-        Error {
-            file: file.to_owned(),
-            line,
-            key,
-            message,
-        }
-    })?;
-    Ok((raw, None))
-}
-
-/// The head's tables, then the tail's, each with the context that locates it.
-fn located<'a, T>(head: (Ctx<'a>, Vec<T>), tail: (Ctx<'a>, Vec<T>)) -> Vec<(Ctx<'a>, T)> {
-    let (head_cx, head) = head;
-    let (tail_cx, tail) = tail;
-    head.into_iter()
-        .map(|t| (head_cx, t))
-        .chain(tail.into_iter().map(|t| (tail_cx, t)))
-        .collect()
-}
-
-/// Where [`parse_toml`] may split `text`: the start of a `[[step]]` line at or after the
-/// middle, if the text is large and the conditions there hold.
-fn split_point(text: &str, split_above: usize) -> Option<usize> {
-    if text.len() <= split_above || text.contains("\"\"\"") || text.contains("'''") {
-        return None;
-    }
-    let root_assigns_tables = text
-        .lines()
-        .map(str::trim_start)
-        .take_while(|line| !line.starts_with('['))
-        .any(|line| {
-            ["org", "step", "expect", "\"", "'"]
-                .iter()
-                .any(|key| line.starts_with(key))
-        });
-    if root_assigns_tables {
-        return None;
-    }
-    let middle = text.len() / 2;
-    // Find the next line start at or after the middle that is exactly a step header.
-    let mut at = middle + text.get(middle..)?.find('\n')? + 1;
-    loop {
-        let line_end = text[at..].find('\n').map_or(text.len(), |i| at + i);
-        if text[at..line_end].trim_end() == "[[step]]" {
-            return Some(at);
-        }
-        at = line_end.checked_add(1).filter(|next| *next < text.len())?;
-    }
-}
-
 /// Reads and validates a scenario file.
 ///
 /// # Errors
@@ -355,41 +256,33 @@ pub fn load(file: &Path) -> Result<Scenario, Error> {
 /// # Errors
 /// A TOML or schema error, or a rule below, located.
 pub fn parse(file: &Path, text: String) -> Result<Scenario, Error> {
-    parse_splitting_above(file, text, SPLIT_ABOVE)
-}
-
-/// [`parse`], splitting texts larger than `split_above` bytes (see [`parse_toml`]).
-fn parse_splitting_above(file: &Path, text: String, split_above: usize) -> Result<Scenario, Error> {
-    let (raw, tail) = parse_toml(file, &text, split_above)?;
+    let raw = toml::from_str::<Raw>(&text).map_err(|e| {
+        let line = e.span().map_or(1, |s| line_col(&text, s.start).0);
+        let message = e.message().trim().to_owned();
+        let key = message.split('`').nth(1).unwrap_or_default().to_owned();
+        Error {
+            file: file.to_owned(),
+            line,
+            key,
+            message,
+        }
+    })?;
     let line_starts: Vec<usize> = std::iter::once(0)
         .chain(text.match_indices('\n').map(|(i, _)| i + 1))
         .collect();
     let cx = Ctx {
         file,
         line_starts: &line_starts,
-        offset: 0,
     };
     let start = cx.time(&raw.start, "start")?;
     let until = cx.time(&raw.until, "until")?;
     if until <= start {
         return Err(cx.err(&raw.until, "until", "must be after `start`"));
     }
-    // Each table with the context that locates it: the tail's spans start at its offset.
-    let (tail_orgs, tail_steps, tail_expects, tail_offset) = match tail {
-        Some((offset, t)) => (t.org, t.step, t.expect, offset),
-        None => (Vec::new(), Vec::new(), Vec::new(), 0),
-    };
-    let tail_cx = Ctx {
-        offset: tail_offset,
-        ..cx
-    };
-    let raw_orgs = located((cx, raw.org), (tail_cx, tail_orgs));
-    let raw_steps = located((cx, raw.step), (tail_cx, tail_steps));
-    let raw_expects = located((cx, raw.expect), (tail_cx, tail_expects));
 
     let mut orgs = Vec::new();
     let mut signups = BTreeMap::new();
-    for (cx, o) in raw_orgs {
+    for o in raw.org {
         let id = o.id.get_ref().clone();
         if signups.contains_key(&id) {
             return Err(cx.err(&o.id, "org.id", format!("org `{id}` is declared twice")));
@@ -439,7 +332,7 @@ fn parse_splitting_above(file: &Path, text: String, split_above: usize) -> Resul
 
     let mut steps = Vec::new();
     let mut last = start;
-    for (cx, s) in raw_steps {
+    for s in raw.step {
         let at = cx.time(&s.at, "step.at")?;
         if at < start || at >= until {
             return Err(cx.err(&s.at, "step.at", "must be within [start, until)"));
@@ -481,7 +374,7 @@ fn parse_splitting_above(file: &Path, text: String, split_above: usize) -> Resul
     }
 
     let mut expects = Vec::new();
-    for (cx, e) in raw_expects {
+    for e in raw.expect {
         let at = cx.time(&e.at, "expect.at")?;
         if at < start || at >= until {
             return Err(cx.err(&e.at, "expect.at", "must be within [start, until)"));
@@ -700,97 +593,4 @@ fn step_action(cx: &Ctx<'_>, s: &RawStep) -> Result<Action, Error> {
             }
         }
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A scenario of about 1.5 MB: orgs, then usage steps, then one expectation per org.
-    fn large(last_step: &str) -> String {
-        let mut text = String::from(
-            "# a large scenario\nstart = \"2026-01-01T00:00:00Z\"\nuntil = \"2027-01-01T00:00:00Z\"\n\n",
-        );
-        for i in 0..100 {
-            text.push_str(&format!(
-                "[[org]]\nid = \"o{i}\"\nplan = \"basic\"\ntier = 5000\nadmins = [\"a@o{i}.test\"]\n\n"
-            ));
-        }
-        for n in 0..12_000 {
-            let month = 1 + n * 12 / 12_000;
-            text.push_str(&format!(
-                "[[step]]\nat = \"2026-{month:02}-15T00:00:00Z\"\norg = \"o{}\"\naction = \"usage\"\nproject = \"p{n}\"\nmau = {n}\ndata_points = 1\n\n",
-                n % 100
-            ));
-        }
-        text.push_str(last_step);
-        for i in 0..100 {
-            text.push_str(&format!(
-                "[[expect]]\nat = \"2026-12-31T00:00:00Z\"\norg = \"o{i}\"\nstate = \"locked\"\n\n"
-            ));
-        }
-        text
-    }
-
-    fn file() -> &'static Path {
-        Path::new("large.toml")
-    }
-
-    #[test]
-    fn a_large_scenario_parsed_in_two_pieces_equals_the_whole() {
-        let text = large("");
-        let split = split_point(&text, SPLIT_ABOVE).expect("large enough to split");
-        assert!(split > text.len() / 2 && text[split..].starts_with("[[step]]\n"));
-        let pieces = parse(file(), text.clone()).expect("valid");
-        let whole = parse_splitting_above(file(), text.clone(), usize::MAX).expect("valid");
-        assert_eq!(pieces, whole);
-        assert_eq!(pieces.steps.len(), 12_000);
-        // Every line number points at the table's own line in the whole text.
-        let lines: Vec<&str> = text.lines().collect();
-        let step = &pieces.steps[11_999];
-        assert_eq!(lines[step.line - 1], "action = \"usage\"");
-        assert_eq!(lines[step.line - 4], "[[step]]");
-        let expect = &pieces.expects[99];
-        assert_eq!(lines[expect.line - 1], "at = \"2026-12-31T00:00:00Z\"");
-    }
-
-    #[test]
-    fn errors_in_the_tail_name_the_line_of_the_whole_text() {
-        // A rule broken in the tail: located through the tail's offset.
-        let text =
-            large("[[step]]\nat = \"2026-12-20T00:00:00Z\"\norg = \"o1\"\naction = \"fly\"\n\n");
-        assert!(split_point(&text, SPLIT_ABOVE).is_some());
-        let line = text
-            .lines()
-            .position(|l| l == "action = \"fly\"")
-            .expect("there")
-            + 1;
-        let e = parse(file(), text).expect_err("unknown action");
-        assert_eq!((e.line, e.key.as_str()), (line, "step.action"));
-        // A TOML error in the tail: the whole text is parsed again for its error.
-        let text = large("[[step]]\nat = = 1\n");
-        let line = text.lines().position(|l| l == "at = = 1").expect("there") + 1;
-        let e = parse(file(), text.clone()).expect_err("bad TOML");
-        let whole = parse_splitting_above(file(), text, usize::MAX).expect_err("bad TOML");
-        assert_eq!(e, whole);
-        assert_eq!(e.line, line);
-    }
-
-    #[test]
-    fn texts_a_split_could_misread_are_parsed_whole() {
-        let text = large("");
-        // An inline `step` array at the root: the tail's [[step]] could not append to it.
-        let inline = text.replacen("# a large scenario\n", "step = []\n", 1);
-        assert_eq!(split_point(&inline, SPLIT_ABOVE), None);
-        let e = parse(file(), inline).expect_err("static array extended");
-        assert_eq!(
-            e.line,
-            text.lines().position(|l| l == "[[step]]").expect("there") + 1
-        );
-        // A multi-line string could hide a header line.
-        let multiline = text.replacen("# a large scenario\n", "# \"\"\"\n", 1);
-        assert_eq!(split_point(&multiline, SPLIT_ABOVE), None);
-        // Small texts are not split.
-        assert_eq!(split_point(&text, usize::MAX), None);
-    }
 }

@@ -7,7 +7,7 @@ use sea_orm::{
 };
 
 use super::bulk::Insert;
-use super::{Pipeline, Result};
+use super::Result;
 use crate::domain::{LockReasons, Status};
 
 /// One audit row.
@@ -36,12 +36,12 @@ pub struct OutboxMessage {
     pub at: DateTime<Utc>,
 }
 
-/// Appends audit rows through `pipeline` (the last statement may still be in flight).
+/// Appends audit rows.
 ///
 /// # Errors
 /// A database error.
 pub async fn insert_transitions<C: ConnectionTrait>(
-    pipeline: &mut Pipeline<'_, C>,
+    conn: &C,
     rows: &[TransitionRecord],
 ) -> Result<()> {
     use transition::Column as T;
@@ -56,7 +56,7 @@ pub async fn insert_transitions<C: ConnectionTrait>(
         T::At,
         T::RecordedAt,
     ];
-    let backend = pipeline.backend();
+    let backend = conn.get_database_backend();
     for chunk in rows.chunks(1_000) {
         let mut insert = Insert::new::<transition::Entity>(backend, &COLUMNS, chunk.len());
         for r in chunk {
@@ -72,7 +72,7 @@ pub async fn insert_transitions<C: ConnectionTrait>(
                 r.recorded_at.into(),
             ]);
         }
-        pipeline.send(insert.build("")).await?;
+        super::execute(conn, insert.build("")).await?;
     }
     Ok(())
 }
@@ -83,25 +83,21 @@ pub async fn insert_transitions<C: ConnectionTrait>(
 /// # Errors
 /// A database error.
 pub async fn enqueue(conn: &impl ConnectionTrait, messages: &[OutboxMessage]) -> Result<u64> {
-    let mut pipeline = Pipeline::new(conn);
-    enqueue_in(&mut pipeline, messages, None).await?;
-    pipeline.finish().await
+    enqueue_in(conn, messages, None).await
 }
 
-/// [`enqueue`] through `pipeline` (the last statement may still be in flight; the new
-/// rows count in its total). A message is first tried at its instant, or at
+/// [`enqueue`], returning how many rows were new. A message is first tried at its instant, or at
 /// `enqueued_at` if that is later: a sweep's messages about past deadlines are then due
 /// in the order they were written, and the outbox's (`status`, `next_attempt_at`) index
-/// takes a batch's rows at its end, not scattered over the deadlines of a backlog
-/// (BENCHMARKS.md, "2026-12-03, afternoon").
+/// takes a batch's rows at its end, not scattered over the deadlines of a backlog.
 ///
 /// # Errors
 /// A database error.
 pub async fn enqueue_in<C: ConnectionTrait>(
-    pipeline: &mut Pipeline<'_, C>,
+    conn: &C,
     messages: &[OutboxMessage],
     enqueued_at: Option<DateTime<Utc>>,
-) -> Result<()> {
+) -> Result<u64> {
     use outbox::Column as O;
     const COLUMNS: [O; 12] = [
         O::OrgId,
@@ -117,7 +113,8 @@ pub async fn enqueue_in<C: ConnectionTrait>(
         O::LastError,
         O::SentAt,
     ];
-    let backend = pipeline.backend();
+    let backend = conn.get_database_backend();
+    let mut new = 0;
     // 12 columns a row: 1,000 rows stay under both backends' parameter limits.
     for chunk in messages.chunks(1_000) {
         let mut insert = Insert::new::<outbox::Entity>(backend, &COLUMNS, chunk.len());
@@ -141,11 +138,13 @@ pub async fn enqueue_in<C: ConnectionTrait>(
                 None::<DateTime<Utc>>.into(),
             ]);
         }
-        pipeline
-            .send(insert.build(" ON CONFLICT (\"dedupe_key\") DO NOTHING"))
-            .await?;
+        new += super::execute(
+            conn,
+            insert.build(" ON CONFLICT (\"dedupe_key\") DO NOTHING"),
+        )
+        .await?;
     }
-    Ok(())
+    Ok(new)
 }
 
 /// The most recent transitions of an org, newest last.

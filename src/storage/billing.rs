@@ -187,15 +187,12 @@ pub async fn reserve_ids(
 }
 
 /// Inserts invoices with their lines, under ids from [`reserve_ids`] (a multi-row insert
-/// per 1,000 rows, through `pipeline`: the last may still be in flight). The `(org, key)`
+/// per 1,000 rows). The `(org, key)`
 /// unique index refuses a duplicate.
 ///
 /// # Errors
 /// A database error, including a duplicate key.
-pub async fn insert_many<C: ConnectionTrait>(
-    pipeline: &mut super::Pipeline<'_, C>,
-    invoices: &[Invoice],
-) -> Result<()> {
+pub async fn insert_many<C: ConnectionTrait>(conn: &C, invoices: &[Invoice]) -> Result<()> {
     use invoice::Column as I;
     use invoice_line::Column as L;
     const INVOICE: [I; 10] = [
@@ -217,7 +214,7 @@ pub async fn insert_many<C: ConnectionTrait>(
         L::Description,
         L::AmountCents,
     ];
-    let backend = pipeline.backend();
+    let backend = conn.get_database_backend();
     for chunk in invoices.chunks(1_000) {
         let mut insert = Insert::new::<invoice::Entity>(backend, &INVOICE, chunk.len());
         for i in chunk {
@@ -234,7 +231,7 @@ pub async fn insert_many<C: ConnectionTrait>(
                 i.paid_at.into(),
             ]);
         }
-        pipeline.send(insert.build("")).await?;
+        super::execute(conn, insert.build("")).await?;
     }
     let mut lines: Vec<(i64, i32, &Line)> = Vec::new();
     for i in invoices {
@@ -253,7 +250,7 @@ pub async fn insert_many<C: ConnectionTrait>(
                 cents(l.amount).into(),
             ]);
         }
-        pipeline.send(insert.build("")).await?;
+        super::execute(conn, insert.build("")).await?;
     }
     Ok(())
 }
@@ -430,14 +427,11 @@ pub struct NewPayment {
     pub recorded_at: DateTime<Utc>,
 }
 
-/// Records payment outcomes (a multi-row insert per 1,000, through `pipeline`).
+/// Records payment outcomes (a multi-row insert per 1,000).
 ///
 /// # Errors
 /// A database error.
-pub async fn record_payments<C: ConnectionTrait>(
-    pipeline: &mut super::Pipeline<'_, C>,
-    payments: &[NewPayment],
-) -> Result<()> {
+pub async fn record_payments<C: ConnectionTrait>(conn: &C, payments: &[NewPayment]) -> Result<()> {
     use payment::Column as P;
     const COLUMNS: [P; 6] = [
         P::InvoiceId,
@@ -447,7 +441,7 @@ pub async fn record_payments<C: ConnectionTrait>(
         P::At,
         P::RecordedAt,
     ];
-    let backend = pipeline.backend();
+    let backend = conn.get_database_backend();
     for chunk in payments.chunks(1_000) {
         let mut insert = Insert::new::<payment::Entity>(backend, &COLUMNS, chunk.len());
         for p in chunk {
@@ -460,7 +454,7 @@ pub async fn record_payments<C: ConnectionTrait>(
                 p.recorded_at.into(),
             ]);
         }
-        pipeline.send(insert.build("")).await?;
+        super::execute(conn, insert.build("")).await?;
     }
     Ok(())
 }

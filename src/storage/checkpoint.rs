@@ -3,8 +3,8 @@
 //! `SQLite` copies the WAL back into the database file (a checkpoint) on the connection
 //! whose commit takes the log past `wal_autocheckpoint` pages: inside that caller's
 //! commit, with an `fsync` of the database file. A sweep batch writes more than the
-//! default 1,000 pages, so every batch paid a checkpoint before the next could start,
-//! about an eighth of `acctd tick` over 100,000 due orgs (BENCHMARKS.md). Here a
+//! default 1,000 pages, so every batch would pay a checkpoint before the next could
+//! start. Here a
 //! connection of its own (and so a thread of its own) runs a `PASSIVE` checkpoint each
 //! time a pooled connection is released, which never blocks a writer or a reader; the
 //! pool's connections checkpoint themselves only past [`BACKSTOP_PAGES`], for when this

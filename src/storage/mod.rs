@@ -69,21 +69,9 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
     let mut options = ConnectOptions::new(url.to_owned());
     options.sqlx_logging(false);
     if url.starts_with("sqlite:") {
-        // SQLite on mimalloc, uncounted, with stable query plans, set up before the first
-        // connection (only the first call acts). To compare, `ACCTD_SQLITE_MALLOC=system`
-        // keeps the C library's malloc, `ACCTD_SQLITE_MEMSTATUS=on` its allocation
-        // statistics and `ACCTD_SQLITE_QPSG=off` lets plans follow bound values.
-        let env_is = |var: &str, value: &str| std::env::var_os(var).is_some_and(|v| v == value);
-        sqlite_setup::install(sqlite_setup::Setup {
-            mimalloc: !env_is("ACCTD_SQLITE_MALLOC", "system"),
-            stable_plans: !env_is("ACCTD_SQLITE_QPSG", "off"),
-            no_memstatus: !env_is("ACCTD_SQLITE_MEMSTATUS", "on"),
-        });
         // A file's WAL is checkpointed by a connection of its own, woken as pooled
-        // connections are released (storage/checkpoint.rs); `ACCTD_SQLITE_CHECKPOINT=inline`
-        // leaves it to SQLite's default, in the committing connection, for A/B runs.
-        let background_checkpoints =
-            !is_memory(url) && !env_is("ACCTD_SQLITE_CHECKPOINT", "inline");
+        // connections are released (storage/checkpoint.rs).
+        let background_checkpoints = !is_memory(url);
         if background_checkpoints {
             let wake = checkpoint::spawn(url);
             options.map_sqlx_sqlite_pool_opts(move |pool| {
@@ -112,7 +100,7 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
                     .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
                     .busy_timeout(Duration::from_secs(30))
                     .foreign_keys(true)
-                    .pragma("temp_store", temp_store());
+                    .pragma("temp_store", "memory");
                 if background_checkpoints {
                     opts.pragma("wal_autocheckpoint", checkpoint::BACKSTOP_PAGES.to_string())
                 } else {
@@ -125,9 +113,9 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
             .acquire_timeout(Duration::from_secs(30));
         // Ping only connections idle for a second or more (which the server, a proxy or
         // a firewall may have dropped meanwhile), not each one on every checkout: that
-        // ping was a round trip per statement on the caller's path, a fifth of the
-        // entitlement reads' capacity (BENCHMARKS.md). A hot connection that died fails
-        // its statement; sqlx's test on release then discards it and the pool opens anew.
+        // ping was a round trip per statement on the caller's path. A hot connection
+        // that died fails its statement; sqlx's test on release then discards it and the
+        // pool opens anew.
         options.test_before_acquire_if_idle_for(Duration::from_secs(1));
     }
     // Two connections of a new pool may race to switch a new SQLite file to WAL, and
@@ -168,115 +156,29 @@ fn sqlite_open_error(url: &str, e: &DbErr) -> String {
     format!("cannot open SQLite database file `{path}` (URL `{url}`): {hint} ({e})")
 }
 
-type InFlight<'c> = std::pin::Pin<
-    Box<
-        dyn std::future::Future<Output = std::result::Result<sea_orm::ExecResult, DbErr>>
-            + Send
-            + 'c,
-    >,
->;
-
-/// The bulk writes of a transaction, sent one statement ahead: each statement is handed
-/// to the database before the caller builds the next, so that building it (this
-/// thread's CPU) overlaps executing the one before (SQLite's worker thread, or the
-/// PostgreSQL server). A statement's result is checked when the next is sent, or by
-/// [`Pipeline::wait`] or [`Pipeline::finish`].
+/// Executes one write; returns the rows it affected.
 ///
-/// **Invariant:** a statement in flight holds the transaction's connection, and it only
-/// completes while this pipeline is awaited: nothing else may use the transaction
-/// until `wait` or `finish` returns (a read would wait for it forever).
-#[must_use = "a statement may still be in flight: call finish"]
-pub struct Pipeline<'c, C> {
-    conn: &'c C,
-    in_flight: Option<(InFlight<'c>, Option<(u64, Error)>)>,
-    rows: u64,
+/// # Errors
+/// A database error.
+pub(crate) async fn execute(conn: &impl ConnectionTrait, stmt: Statement) -> Result<u64> {
+    Ok(conn.execute_raw(stmt).await?.rows_affected())
 }
 
-impl<'c, C: ConnectionTrait> Pipeline<'c, C> {
-    pub fn new(conn: &'c C) -> Self {
-        Self {
-            conn,
-            in_flight: None,
-            rows: 0,
-        }
-    }
-
-    pub fn backend(&self) -> DbBackend {
-        self.conn.get_database_backend()
-    }
-
-    /// Nothing is in flight.
-    pub fn is_idle(&self) -> bool {
-        self.in_flight.is_none()
-    }
-
-    /// Waits for the statement in flight, then sends `stmt` without waiting for it.
-    ///
-    /// # Errors
-    /// The statement before failed (or `stmt` failed at once).
-    pub async fn send(&mut self, stmt: Statement) -> Result<()> {
-        self.send_expecting(stmt, None).await
-    }
-
-    /// [`Pipeline::send`], where the statement must affect exactly `rows` rows, or the
-    /// pipeline fails with `error`.
-    ///
-    /// # Errors
-    /// The statement before failed or missed its count.
-    pub async fn send_expecting(
-        &mut self,
-        stmt: Statement,
-        expect: Option<(u64, Error)>,
-    ) -> Result<()> {
-        use std::task::Poll;
-        self.wait().await?;
-        let mut statement = self.conn.execute_raw(stmt);
-        // One poll hands the statement to the database; its answer is awaited later.
-        match std::future::poll_fn(|cx| Poll::Ready(statement.as_mut().poll(cx))).await {
-            Poll::Ready(result) => self.settle(result, expect),
-            Poll::Pending => {
-                self.in_flight = Some((statement, expect));
-                Ok(())
-            }
-        }
-    }
-
-    /// Waits for the statement in flight, if any; the transaction is free after.
-    ///
-    /// # Errors
-    /// It failed or missed its count.
-    pub async fn wait(&mut self) -> Result<()> {
-        match self.in_flight.take() {
-            Some((statement, expect)) => {
-                let result = statement.await;
-                self.settle(result, expect)
-            }
-            None => Ok(()),
-        }
-    }
-
-    /// Waits for the last statement; returns the rows all of them affected.
-    ///
-    /// # Errors
-    /// It failed or missed its count.
-    pub async fn finish(mut self) -> Result<u64> {
-        self.wait().await?;
-        Ok(self.rows)
-    }
-
-    fn settle(
-        &mut self,
-        result: std::result::Result<sea_orm::ExecResult, DbErr>,
-        expect: Option<(u64, Error)>,
-    ) -> Result<()> {
-        let rows = result?.rows_affected();
-        if let Some((expected, error)) = expect {
-            if rows != expected {
-                return Err(error);
-            }
-        }
-        self.rows += rows;
+/// [`execute`], where the statement must affect exactly `rows` rows, or it fails with
+/// `error` (the caller rolls back).
+///
+/// # Errors
+/// A database error, or `error`.
+pub(crate) async fn execute_expecting(
+    conn: &impl ConnectionTrait,
+    stmt: Statement,
+    rows: u64,
+    error: Error,
+) -> Result<()> {
+    if execute(conn, stmt).await? == rows {
         Ok(())
+    } else {
+        Err(error)
     }
 }
 
@@ -329,17 +231,4 @@ pub async fn lock_writes(conn: &impl ConnectionTrait) -> Result<()> {
         .await?;
     }
     Ok(())
-}
-
-/// Where SQLite keeps its temporary files: statement journals (a bulk `UPDATE` or
-/// `INSERT` inside a transaction journals the pages it changes, so that it can be undone
-/// alone), sorts and `IN` lists. Memory by default; `ACCTD_SQLITE_TEMP_STORE=file` keeps
-/// SQLite's default, a temporary file, for A/B runs: a profile of `acctd tick` had 10 % of
-/// the SQLite worker's samples in `pwrite` to it (BENCHMARKS.md, "2026-12-02, evening").
-pub(crate) fn temp_store() -> &'static str {
-    if std::env::var_os("ACCTD_SQLITE_TEMP_STORE").is_some_and(|v| v == "file") {
-        "default"
-    } else {
-        "memory"
-    }
 }

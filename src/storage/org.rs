@@ -5,9 +5,8 @@ use entity::org;
 use sea_orm::sea_query::{LockBehavior, LockType};
 use sea_orm::sqlx;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, Iterable,
-    PaginatorTrait, QueryFilter, QueryOrder, QueryResult, QuerySelect, QueryTrait, Select,
-    StreamTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QueryResult, QuerySelect, QueryTrait, Select, StreamTrait,
 };
 
 use super::{Error, Result};
@@ -79,9 +78,8 @@ pub(super) fn to_domain(m: org::Model) -> Result<Org> {
 
 /// Decodes an org row by position. Every org query here selects the entity's columns in
 /// declaration order (`Entity::find()` does), so a column's index is its `org::Column`
-/// ordinal. By name, sea-orm searched the row's 28 column names for each column
-/// (`acctd simulate` of 10,000 orgs x 12 months: 6.70 -> 5.90 s; BENCHMARKS.md,
-/// "2026-12-02, evening").
+/// ordinal; by name, sea-orm searches the row's column names for each column, and org
+/// rows are read on every sweep batch, command and usage chunk.
 fn model_at(row: &QueryResult) -> std::result::Result<org::Model, DbErr> {
     let decoded = if let Some(row) = row.try_as_sqlite_row() {
         model_of(row)
@@ -307,297 +305,6 @@ pub async fn claim_due(
     })
     .await?;
     Ok(found)
-}
-
-/// How many orgs on `clock` are due at `until`, counting at most `cap`: entries of the
-/// covering `idx_orgs_due`, no table rows.
-///
-/// # Errors
-/// A database error.
-pub async fn count_due(
-    conn: &impl ConnectionTrait,
-    until: DateTime<Utc>,
-    clock: Option<&str>,
-    cap: u64,
-) -> Result<u64> {
-    Ok(due(until, clock)
-        .select_only()
-        .column(org::Column::Id)
-        .limit(cap)
-        .count(conn)
-        .await?)
-}
-
-/// Where a pass over the orgs table in table order ends, and how far its cursor moves
-/// for each row it passes: see [`table_extent`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Extent {
-    /// The last position of the table: `SQLite`'s largest rowid; on `PostgreSQL` the
-    /// first tuple position past the table's last page (see [`claim_due_in_table_order`]).
-    pub end: i64,
-    /// About how many orgs the table holds.
-    pub rows: u64,
-    /// About how far the cursor moves over one row: 1 on `SQLite`; on `PostgreSQL` a
-    /// page is 65,536 positions, so 65,536 over the rows a page holds.
-    pub step: i64,
-}
-
-/// The extent of the orgs table for a pass in table order. `SQLite`: the largest rowid,
-/// read from the end of the table's b-tree. `PostgreSQL`: the table's pages from its
-/// size and the rows from the planner's statistics (counted when it has none).
-///
-/// # Errors
-/// A database error.
-pub async fn table_extent(conn: &impl ConnectionTrait) -> Result<Extent> {
-    let backend = conn.get_database_backend();
-    if backend != DbBackend::Postgres {
-        let end = conn
-            .query_one_raw(sea_orm::Statement::from_string(
-                DbBackend::Sqlite,
-                "SELECT coalesce(max(rowid), 0) FROM \"orgs\"",
-            ))
-            .await?
-            .map(|row| row.try_get_by_index::<i64>(0))
-            .transpose()?
-            .unwrap_or(0);
-        return Ok(Extent {
-            end,
-            rows: u64::try_from(end).unwrap_or(0),
-            step: 1,
-        });
-    }
-    let row = conn
-        .query_one_raw(sea_orm::Statement::from_string(
-            DbBackend::Postgres,
-            "SELECT pg_relation_size(c.oid) / current_setting('block_size')::bigint, \
-                    c.reltuples::bigint, c.relpages::bigint \
-             FROM pg_class c WHERE c.oid = 'orgs'::regclass",
-        ))
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound("the orgs table".into()))?;
-    let pages: i64 = row.try_get_by_index(0)?;
-    let analyzed_rows: i64 = row.try_get_by_index(1)?;
-    let analyzed_pages: i64 = row.try_get_by_index(2)?;
-    let rows = if analyzed_rows > 0 && analyzed_pages > 0 {
-        // The rows a page held when last analyzed, over the pages it has now: the
-        // planner's own estimate, right after the table grew.
-        i64::try_from(i128::from(analyzed_rows) * i128::from(pages) / i128::from(analyzed_pages))
-            .unwrap_or(i64::MAX)
-    } else {
-        // Never analyzed (-1), or analyzed empty (0): counted.
-        org::Entity::find()
-            .count(conn)
-            .await
-            .map(|n| i64::try_from(n).unwrap_or(i64::MAX))?
-    }
-    .max(1);
-    Ok(Extent {
-        end: pages.saturating_mul(TID_PAGE),
-        rows: u64::try_from(rows).unwrap_or(0),
-        step: (TID_PAGE.saturating_mul(pages.max(1)) / rows).max(1),
-    })
-}
-
-/// The positions of one `PostgreSQL` page in a table-order cursor: a tuple at (page,
-/// slot) is `page * TID_PAGE + slot` (slots are 16 bits).
-const TID_PAGE: i64 = 1 << 16;
-
-/// The `tid` literal of cursor position `at` (`PostgreSQL`).
-fn tid(at: i64) -> String {
-    format!("({},{})", at / TID_PAGE, at % TID_PAGE)
-}
-
-/// The cursor position of org `org`'s `tid` as `PostgreSQL` prints it, `(page,slot)`.
-fn tid_position(org: &str, text: &str) -> Result<i64> {
-    let bad = || Error::Corrupt {
-        org: org.to_owned(),
-        field: "ctid",
-        value: text.to_owned(),
-    };
-    let (page, slot) = text
-        .strip_prefix('(')
-        .and_then(|t| t.strip_suffix(')'))
-        .and_then(|t| t.split_once(','))
-        .ok_or_else(bad)?;
-    let page: i64 = page.parse().map_err(|_| bad())?;
-    let slot: i64 = slot.parse().map_err(|_| bad())?;
-    Ok(page * TID_PAGE + slot)
-}
-
-/// `idx_orgs_due` as migration `m20261122_000007_add_due_index` creates it.
-const DUE_INDEX: &str =
-    r#"CREATE INDEX IF NOT EXISTS "idx_orgs_due" ON "orgs" ("clock_id", "next_due_at", "id")"#;
-
-/// Drops `idx_orgs_due` for a sweep in table order (`SQLite`): each org it moves changes
-/// its entry in that index, keyed by deadline, so in table order the batches' index
-/// writes land all over it; without it they are not made at all, and
-/// [`ensure_due_index`] builds it again in one sorted pass at the end (1,000,000 orgs:
-/// the sweep 88.7 -> 34.2 s, the build 1.5 s; BENCHMARKS.md, "2026-12-03, afternoon").
-/// In between, claims in deadline order (a test clock's sweep) read the table instead;
-/// a daemon stopped mid-pass leaves the index dropped until its next sweep.
-///
-/// # Errors
-/// A database error.
-pub async fn drop_due_index(conn: &impl ConnectionTrait) -> Result<()> {
-    conn.execute_unprepared(r#"DROP INDEX IF EXISTS "idx_orgs_due""#)
-        .await?;
-    Ok(())
-}
-
-/// Builds `idx_orgs_due` again if a sweep in table order dropped it (at the pass's end,
-/// or at the next sweep's start after a crash or an error in between). Returns whether
-/// it was missing. `SQLite` only; call it holding the write lock.
-///
-/// # Errors
-/// A database error.
-pub async fn ensure_due_index(conn: &impl ConnectionTrait) -> Result<bool> {
-    let exists = conn
-        .query_one_raw(sea_orm::Statement::from_string(
-            DbBackend::Sqlite,
-            "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'idx_orgs_due'",
-        ))
-        .await?
-        .is_some();
-    if !exists {
-        // The build sorts every org's entry: in temporary files, not in this
-        // connection's memory (`temp_store` is MEMORY otherwise, see `super::temp_store`),
-        // so that the process's peak does not grow with the orgs (1,000,000: 121 -> 70
-        // MB). SQLite refuses the switch inside a transaction only once the connection
-        // has opened its temporary database (these never do); the index is then built
-        // in memory all the same.
-        let switched = conn
-            .execute_unprepared("PRAGMA temp_store = FILE")
-            .await
-            .is_ok();
-        let built = conn.execute_unprepared(DUE_INDEX).await;
-        if switched {
-            conn.execute_unprepared(&format!("PRAGMA temp_store = {}", super::temp_store()))
-                .await?;
-        }
-        built?;
-    }
-    Ok(!exists)
-}
-
-/// Claims up to `limit` orgs on `clock` due at `until` whose position in the table lies
-/// in (`after`, `end`], in the order of the table's pages: a sweep of a large backlog then
-/// writes each page of the table (and of the indexes keyed by org) about once, where
-/// earliest-deadline-first order scatters a batch over the whole table (1,000,000 due
-/// orgs: BENCHMARKS.md, "2026-12-03, afternoon" and "2026-12-03, evening"). A position is
-/// `SQLite`'s rowid, or on `PostgreSQL` a tuple id (`ctid`, [`TID_PAGE`] positions a
-/// page), its rows locked `FOR UPDATE SKIP LOCKED` as [`claim_due`]'s are. Returns the
-/// orgs and the position the next claim starts after: the last one claimed, or `end`
-/// when fewer than `limit` were due in the range. On `SQLite` the claim's transaction
-/// holds the write lock, as [`claim_due`]'s does.
-///
-/// An org's new row version may land anywhere in the table on `PostgreSQL`, behind the
-/// pass or ahead of it: it is not due (the sweep caught it up). What a pass cannot see
-/// (rows past the `end` it set out with, or made due behind it) is left to the
-/// deadline-order batches after it.
-///
-/// # Errors
-/// A database error or a corrupt row.
-pub async fn claim_due_in_table_order(
-    conn: &(impl ConnectionTrait + StreamTrait),
-    until: DateTime<Utc>,
-    clock: Option<&str>,
-    after: i64,
-    end: i64,
-    limit: u64,
-) -> Result<(Vec<Org>, i64)> {
-    let backend = ConnectionTrait::get_database_backend(conn);
-    let mut found: Vec<Org> = Vec::with_capacity(usize::try_from(limit).unwrap_or(0).min(100_000));
-    let mut last = after;
-    let position = org::Column::iter().count();
-    fetch_streaming(
-        conn,
-        table_order_query(backend, until, clock, after, end, limit),
-        |row| {
-            push_org(&mut found, row)?;
-            let at = if backend == DbBackend::Postgres {
-                let text: String = row.try_get_by_index(position)?;
-                tid_position(&found[found.len() - 1].id, &text)?
-            } else {
-                row.try_get_by_index(position)?
-            };
-            // A row that another transaction updated after the claim's snapshot comes
-            // back locked at its new version's position, which may lie outside the
-            // range (PostgreSQL): it does not move the cursor.
-            if at > after && at <= end {
-                last = last.max(at);
-            }
-            Ok(())
-        },
-    )
-    .await?;
-    let next = if (found.len() as u64) < limit {
-        end
-    } else {
-        last
-    };
-    Ok((found, next))
-}
-
-/// The statement of [`claim_due_in_table_order`] on `backend`, for the query-plan test.
-pub fn claim_due_in_table_order_statement(
-    backend: DbBackend,
-    until: DateTime<Utc>,
-    clock: Option<&str>,
-    after: i64,
-    end: i64,
-    limit: u64,
-) -> sea_orm::Statement {
-    table_order_query(backend, until, clock, after, end, limit).build(backend)
-}
-
-/// The query of [`claim_due_in_table_order`]: a range of the table's positions, the
-/// entity's columns and then the position. `SQLite`'s plan: `SEARCH orgs USING INTEGER
-/// PRIMARY KEY`; `PostgreSQL`'s: a `Tid Range Scan` whose due rows are sorted by tuple
-/// id, and locked up to the limit. The sort makes the order certain: without it,
-/// `PostgreSQL` read a small table's rows through `idx_orgs_due` (in deadline order) when
-/// it chose to, and the cursor jumped over due rows. It sorts all the range's due rows
-/// (`FOR UPDATE` locks above the sort), so the sweep sizes a range to hold about a
-/// batch of them.
-fn table_order_query(
-    backend: DbBackend,
-    until: DateTime<Utc>,
-    clock: Option<&str>,
-    after: i64,
-    end: i64,
-    limit: u64,
-) -> Select<org::Entity> {
-    use sea_orm::sea_query::Expr;
-    if backend == DbBackend::Postgres {
-        // (`$1` is the expression's own first value: sea-query numbers PostgreSQL's
-        // placeholders, and leaves a `?` as it is.)
-        return due(until, clock)
-            .column_as(Expr::cust("CAST(ctid AS text)"), "row_id")
-            .filter(Expr::cust_with_values(
-                "ctid > CAST($1 AS tid)",
-                [tid(after)],
-            ))
-            .filter(Expr::cust_with_values(
-                "ctid <= CAST($1 AS tid)",
-                [tid(end)],
-            ))
-            .order_by(Expr::cust("ctid"), sea_orm::Order::Asc)
-            .limit(limit)
-            .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
-    }
-    // `+column`: not a term an index can serve, so that the planner cannot trade the
-    // rowid range for `idx_orgs_due` and a sort (it did, on an empty table).
-    let clock = match clock {
-        Some(id) => Expr::cust_with_values(r#"+"clock_id" = ?"#, [id]),
-        None => Expr::cust(r#"+"clock_id" IS NULL"#),
-    };
-    org::Entity::find()
-        .column_as(Expr::cust("rowid"), "row_id")
-        .filter(Expr::cust_with_values(r#"+"next_due_at" <= ?"#, [until]))
-        .filter(clock)
-        .filter(Expr::cust_with_values("rowid > ?", [after]))
-        .filter(Expr::cust_with_values("rowid <= ?", [end]))
-        .order_by(Expr::cust("rowid"), sea_orm::Order::Asc)
-        .limit(limit)
 }
 
 /// Orgs on `clock` whose next deadline is at or before `until`.
@@ -882,16 +589,14 @@ const COLUMNS: [Column; 20] = [
 
 /// Writes back many orgs in one statement per chunk (`UPDATE … FROM (VALUES …)`, which
 /// SQLite ≥ 3.33 and PostgreSQL both accept), each only if its version is the one it was
-/// read at; bumps the versions in `orgs`. The statements go through `pipeline`: the last
-/// may still be in flight on return, and a stale org fails the pipeline. Given `read`
+/// read at; bumps the versions in `orgs`. Given `read`
 /// (each org's [`Written`] as read, in the order of `orgs`), a chunk's statement sets
 /// only the columns that differ from it in some org of the chunk, and `updated_at`.
 ///
 /// # Errors
-/// [`Error::Stale`] when any org was changed concurrently (from this call or a later
-/// one on the pipeline); the caller rolls back.
+/// [`Error::Stale`] when any org was changed concurrently; the caller rolls back.
 pub async fn update_many<C: ConnectionTrait>(
-    pipeline: &mut super::Pipeline<'_, C>,
+    conn: &C,
     orgs: &mut [Org],
     read: &[Written],
     now: DateTime<Utc>,
@@ -899,7 +604,7 @@ pub async fn update_many<C: ConnectionTrait>(
     use sea_orm::{Statement, Value};
     const CHUNK: usize = 500;
     assert_eq!(read.len(), orgs.len(), "one Written per org, in order");
-    let backend = pipeline.backend();
+    let backend = conn.get_database_backend();
     for (c, chunk) in orgs.chunks_mut(CHUNK).enumerate() {
         let read = &read[c * CHUNK..c * CHUNK + chunk.len()];
         let columns: Vec<&Column> = COLUMNS
@@ -939,12 +644,13 @@ pub async fn update_many<C: ConnectionTrait>(
             org: chunk.first().map(|o| o.id.clone()).unwrap_or_default(),
             version: chunk.first().map_or(0, |o| o.version),
         };
-        pipeline
-            .send_expecting(
-                Statement::from_sql_and_values(backend, sql, values),
-                Some((chunk.len() as u64, stale)),
-            )
-            .await?;
+        super::execute_expecting(
+            conn,
+            Statement::from_sql_and_values(backend, sql, values),
+            chunk.len() as u64,
+            stale,
+        )
+        .await?;
         for o in chunk.iter_mut() {
             o.version += 1;
         }
@@ -973,29 +679,4 @@ pub async fn load_many(
         fetch_streaming(conn, query, |row| push_org(&mut found, row)).await?;
     }
     Ok(found)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{tid, tid_position, TID_PAGE};
-
-    #[test]
-    fn tuple_ids_and_cursor_positions_round_trip_in_page_order() {
-        for at in [
-            0,
-            1,
-            TID_PAGE - 1,
-            TID_PAGE,
-            7 * TID_PAGE + 42,
-            4_000_000 * TID_PAGE,
-        ] {
-            assert_eq!(tid_position("o", &tid(at)).unwrap(), at, "{at}");
-        }
-        assert_eq!(tid(3 * TID_PAGE + 5), "(3,5)");
-        assert!(tid_position("o", "(3,5)").unwrap() < tid_position("o", "(4,1)").unwrap());
-        for bad in ["", "(3,5", "3,5)", "(3;5)", "(x,5)", "(3,)"] {
-            let e = tid_position("o", bad).unwrap_err().to_string();
-            assert!(e.contains("ctid") && e.contains("`o`"), "{bad}: {e}");
-        }
-    }
 }

@@ -2,7 +2,7 @@
 //!
 //! Each read of one org by id is a statement on a pooled connection; on `SQLite` that is
 //! a hand-off to the connection's worker thread and back, and under concurrent load the
-//! two cores spent more time switching between those threads than reading (BENCHMARKS.md).
+//! two cores spend more time switching between those threads than reading.
 //! [`OrgReads`] queues the reads instead: a few lanes each take every read waiting when
 //! they are free and answer them with one statement (`WHERE id IN` the ids as one JSON
 //! parameter). A read is never answered from older data than a direct one would be: its

@@ -7,7 +7,7 @@ use entity::{usage_alert, usage_report};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::bulk::Insert;
-use super::{Pipeline, Result};
+use super::Result;
 use crate::domain::period::Period;
 use crate::domain::usage::Usage;
 
@@ -72,7 +72,7 @@ pub struct ProjectTotals {
 /// # Errors
 /// A database error.
 pub async fn upsert_many<C: ConnectionTrait>(
-    pipeline: &mut Pipeline<'_, C>,
+    conn: &C,
     rows: &[ProjectTotals],
     at: DateTime<Utc>,
 ) -> Result<()> {
@@ -85,7 +85,7 @@ pub async fn upsert_many<C: ConnectionTrait>(
         U::DataPoints,
         U::ReportedAt,
     ];
-    let backend = pipeline.backend();
+    let backend = conn.get_database_backend();
     for chunk in rows.chunks(1_000) {
         let mut insert = Insert::new::<usage_report::Entity>(backend, &COLUMNS, chunk.len());
         for r in chunk {
@@ -104,7 +104,7 @@ pub async fn upsert_many<C: ConnectionTrait>(
                       \"mau\" = \"excluded\".\"mau\", \
                       \"data_points\" = \"excluded\".\"data_points\", \
                       \"reported_at\" = \"excluded\".\"reported_at\"";
-        pipeline.send(insert.build(upsert)).await?;
+        super::execute(conn, insert.build(upsert)).await?;
     }
     Ok(())
 }
@@ -154,10 +154,7 @@ pub struct NewAlert {
 ///
 /// # Errors
 /// A database error.
-pub async fn insert_alerts<C: ConnectionTrait>(
-    pipeline: &mut Pipeline<'_, C>,
-    alerts: &[NewAlert],
-) -> Result<()> {
+pub async fn insert_alerts<C: ConnectionTrait>(conn: &C, alerts: &[NewAlert]) -> Result<()> {
     use usage_alert::Column as A;
     const COLUMNS: [A; 6] = [
         A::OrgId,
@@ -167,7 +164,7 @@ pub async fn insert_alerts<C: ConnectionTrait>(
         A::UsagePercent,
         A::At,
     ];
-    let backend = pipeline.backend();
+    let backend = conn.get_database_backend();
     for chunk in alerts.chunks(1_000) {
         let mut insert = Insert::new::<usage_alert::Entity>(backend, &COLUMNS, chunk.len());
         for a in chunk {
@@ -182,7 +179,7 @@ pub async fn insert_alerts<C: ConnectionTrait>(
         }
         let statement =
             insert.build(" ON CONFLICT (\"org_id\", \"period\", \"threshold\") DO NOTHING");
-        pipeline.send(statement).await?;
+        super::execute(conn, statement).await?;
     }
     Ok(())
 }

@@ -14,40 +14,24 @@ use crate::helpers::{both, Backend, TestDb};
 
 const ORGS: usize = 20_000;
 
-/// How a test's daemons take a backlog of due orgs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Order {
-    /// Earliest deadline first, in batches of exactly 50.
-    Deadline,
-    /// In table order (a backlog of 1,250 due orgs or more, a sixteenth of `ORGS`), in
-    /// batches of at most 50: kills land mid-pass (on SQLite with the due index dropped),
-    /// and two daemons on PostgreSQL share a pass.
-    Table,
-}
-
-/// A daemon on `db` sweeping in batches of 50, in `order`, logging warnings to the
-/// test's stderr.
-fn spawn_daemon(db: &TestDb, order: Order) -> Child {
-    daemon(db, order)
+/// A daemon on `db` sweeping in batches of 50, logging warnings to the test's stderr.
+fn spawn_daemon(db: &TestDb) -> Child {
+    daemon(db)
         .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn acctd serve")
 }
 
 /// The command of [`spawn_daemon`], to spawn.
-fn daemon(db: &TestDb, order: Order) -> Command {
+fn daemon(db: &TestDb) -> Command {
     // A file of its own for each daemon: rewriting a file (truncated, then written)
     // while a daemon spawned before reads it at its start gave it an empty one.
     static DAEMONS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = DAEMONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let config = db.dir.path().join(format!("crash-{n}.toml"));
-    let min_due = match order {
-        Order::Deadline => 0,
-        Order::Table => 1000,
-    };
     std::fs::write(
         &config,
-        format!("[daemon]\nbatch_size = 50\nmax_batch_size = 50\nsweep_every_seconds = 3600\ntable_order_min_due = {min_due}\n[log]\nlevel = \"warn\"\n[api]\nlisten = \"127.0.0.1:0\"\n[email]\ntransport = \"none\"\n"),
+        "[daemon]\nbatch_size = 50\nmax_batch_size = 50\nsweep_every_seconds = 3600\n[log]\nlevel = \"warn\"\n[api]\nlisten = \"127.0.0.1:0\"\n[email]\ntransport = \"none\"\n",
     )
     .unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_acctd"));
@@ -71,9 +55,9 @@ fn daemon(db: &TestDb, order: Order) -> Command {
 
 /// A daemon of [`daemon`] that logs its sweep batches (`acctd::engine` at debug, without
 /// colour codes) to a file of the test's directory, read back by [`batches_logged`].
-fn spawn_logging_daemon(db: &TestDb, order: Order, name: &str) -> Child {
+fn spawn_logging_daemon(db: &TestDb, name: &str) -> Child {
     let log = std::fs::File::create(db.dir.path().join(name)).unwrap();
-    daemon(db, order)
+    daemon(db)
         .env("ACCTD__LOG__LEVEL", "warn,acctd::engine=debug")
         .env("NO_COLOR", "1")
         .stderr(log)
@@ -81,14 +65,12 @@ fn spawn_logging_daemon(db: &TestDb, order: Order, name: &str) -> Child {
         .expect("spawn acctd serve")
 }
 
-/// (whether it swept in table order, the orgs it claimed in table order) by the
-/// daemon that logged to file `name` ([`spawn_logging_daemon`]).
-fn batches_logged(db: &TestDb, name: &str) -> (bool, u64) {
+/// The orgs claimed by the sweep batches of the daemon that logged to file `name`
+/// ([`spawn_logging_daemon`]).
+fn claimed_logged(db: &TestDb, name: &str) -> u64 {
     let log = std::fs::read_to_string(db.dir.path().join(name)).unwrap();
-    let pass = log.contains("sweep in table order");
-    let claimed = log
-        .lines()
-        .filter(|l| l.contains("sweep batch") && l.contains("table_order=true"))
+    log.lines()
+        .filter(|l| l.contains("sweep batch"))
         .filter_map(|l| {
             l.split("claimed=")
                 .nth(1)?
@@ -97,8 +79,7 @@ fn batches_logged(db: &TestDb, name: &str) -> (bool, u64) {
                 .parse::<u64>()
                 .ok()
         })
-        .sum();
-    (pass, claimed)
+        .sum()
 }
 
 async fn scalar(db: &DatabaseConnection, sql: &str) -> i64 {
@@ -204,7 +185,6 @@ async fn daemon_killed_mid_sweep_loses_and_duplicates_nothing(backend: Backend) 
         &test_db,
         &db,
         locked,
-        Order::Table,
         &[
             "SELECT COUNT(*) FROM outbox WHERE template = 'account_locked'",
             "SELECT COUNT(*) FROM orgs WHERE state = 'locked'",
@@ -263,21 +243,18 @@ const KILLS: i64 = 20;
 /// Starts the daemon and SIGKILLs it `KILLS` times at increasing points of `progress`
 /// (a count that reaches `ORGS`), restarting it each time; then lets a last daemon
 /// finish and stops it with SIGTERM. At each kill every count of `alongside` equals
-/// `progress`'s (and in deadline order it is a multiple of the batch size): batches
+/// `progress`'s, and it is a multiple of the batch size: batches
 /// commit whole.
 async fn kill_mid_sweep_then_finish(
     test_db: &TestDb,
     db: &DatabaseConnection,
     progress: &str,
-    order: Order,
     alongside: &[&str],
 ) {
     let step = ORGS as i64 / (KILLS + 5);
     let mut done = 0;
-    // Kills that found SQLite's due index dropped: a table-order pass cut short.
-    let mut mid_pass = 0;
     for kill in 1..=KILLS {
-        let mut daemon = spawn_daemon(test_db, order);
+        let mut daemon = spawn_daemon(test_db);
         let target = done + step;
         wait_until(
             "the sweep has moved on",
@@ -296,33 +273,14 @@ async fn kill_mid_sweep_then_finish(
             "kill {kill} must land mid-sweep ({at_kill} of {ORGS} done, {done} before)"
         );
         // Batches commit whole: no org was half-written.
-        if order == Order::Deadline {
-            assert_eq!(at_kill % 50, 0, "a batch was partly committed: {at_kill}");
-        }
+        assert_eq!(at_kill % 50, 0, "a batch was partly committed: {at_kill}");
         for (sql, count) in alongside.iter().zip(&counts[1..]) {
             assert_eq!(*count, at_kill, "a batch was partly committed: {sql}");
-        }
-        if db.get_database_backend() == sea_orm::DbBackend::Sqlite
-            && scalar(
-                db,
-                "SELECT COUNT(*) FROM sqlite_master WHERE name = 'idx_orgs_due'",
-            )
-            .await
-                == 0
-        {
-            mid_pass += 1;
         }
         done = at_kill;
     }
 
-    if db.get_database_backend() == sea_orm::DbBackend::Sqlite {
-        assert_eq!(
-            mid_pass > 0,
-            order == Order::Table,
-            "{mid_pass} kills landed mid-pass in {order:?} order"
-        );
-    }
-    let mut daemon = spawn_daemon(test_db, order);
+    let mut daemon = spawn_daemon(test_db);
     wait_until(
         "the restarted daemon has caught up",
         Duration::from_mins(5),
@@ -403,7 +361,7 @@ async fn monthly_cycle_killed_halfway_bills_each_org_once(backend: Backend) {
     let db = test_db.connect().await;
     let now = seed(&db, false).await;
     let billed = "SELECT COUNT(*) FROM invoices WHERE kind = 'cycle'";
-    kill_mid_sweep_then_finish(&test_db, &db, billed, Order::Deadline, &[]).await;
+    kill_mid_sweep_then_finish(&test_db, &db, billed, &[]).await;
     assert!(
         dump(&db).await == uninterrupted(backend, false, now).await,
         "differs from an uninterrupted run"
@@ -450,8 +408,9 @@ async fn monthly_cycle_killed_halfway_bills_each_org_once(backend: Backend) {
 }
 both!(monthly_cycle_killed_halfway_bills_each_org_once);
 
-/// SPEC 11: two daemons on one PostgreSQL share the due orgs (`FOR UPDATE SKIP LOCKED`),
-/// both in one table-order pass: every org transitions exactly once, audit rows equal transitions, no outbox duplicates.
+/// SPEC 11: two daemons on one PostgreSQL share the due orgs (`FOR UPDATE SKIP LOCKED`):
+/// every org transitions exactly once, audit rows equal transitions, no outbox
+/// duplicates, and both daemons claimed orgs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_daemons_on_one_postgres_process_each_org_once() {
     let Some(test_db) = TestDb::new(Backend::Postgres).await else {
@@ -460,8 +419,8 @@ async fn two_daemons_on_one_postgres_process_each_org_once() {
     let db = test_db.connect().await;
     seed(&db, true).await;
     let locked = "SELECT COUNT(*) FROM transitions WHERE cause = 'grace_expired'";
-    let mut first = spawn_logging_daemon(&test_db, Order::Table, "first.log");
-    let mut second = spawn_logging_daemon(&test_db, Order::Table, "second.log");
+    let mut first = spawn_logging_daemon(&test_db, "first.log");
+    let mut second = spawn_logging_daemon(&test_db, "second.log");
     wait_until(
         "both daemons have swept everything",
         Duration::from_mins(5),
@@ -495,15 +454,13 @@ async fn two_daemons_on_one_postgres_process_each_org_once() {
         scalar(&db, "SELECT COUNT(*) FROM orgs WHERE version <> 1").await,
         0
     );
-    // Both daemons swept in table order, and each claimed orgs of the pass.
+    // Both daemons claimed orgs, and together every org once.
     let logged = [
-        batches_logged(&test_db, "first.log"),
-        batches_logged(&test_db, "second.log"),
+        claimed_logged(&test_db, "first.log"),
+        claimed_logged(&test_db, "second.log"),
     ];
-    assert!(
-        logged.iter().all(|&(pass, claimed)| pass && claimed > 0),
-        "{logged:?}"
-    );
+    assert!(logged.iter().all(|&claimed| claimed > 0), "{logged:?}");
+    assert_eq!(logged.iter().sum::<u64>(), ORGS as u64, "{logged:?}");
 }
 
 /// SPEC 11: on SQLite a second daemon on the same file refuses to start, naming the
@@ -514,7 +471,7 @@ async fn a_second_daemon_on_one_sqlite_file_refuses_to_start() {
         return;
     };
     let db = test_db.connect().await;
-    let mut first = spawn_daemon(&test_db, Order::Deadline);
+    let mut first = spawn_daemon(&test_db);
     let lock = test_db.dir.path().join("acctd.db.lock");
     wait_until(
         "the first daemon holds the lock",
@@ -522,7 +479,7 @@ async fn a_second_daemon_on_one_sqlite_file_refuses_to_start() {
         async || std::fs::File::open(&lock).is_ok_and(|f| f.try_lock().is_err()),
     )
     .await;
-    let second = daemon(&test_db, Order::Deadline).output().unwrap();
+    let second = daemon(&test_db).output().unwrap();
     assert!(!second.status.success());
     let err = String::from_utf8_lossy(&second.stderr);
     assert!(

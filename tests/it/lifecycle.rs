@@ -440,18 +440,18 @@ async fn growing_sweep_batches_catch_each_due_org_up_once(backend: Backend) {
     for i in 0..150 {
         h.signup(&format!("org{i:03}"), true, true).await;
     }
-    let engine = sweeping_engine(&h, 2, 64, 0);
+    let engine = sweeping_engine(&h, 2, 64);
     h.set("2026-04-01T00:00:00Z");
     let mut report = acctd::engine::Report::default();
-    let mut sweep = acctd::engine::Sweep::new(t("2026-04-01T00:00:00Z"));
     let mut limits = Vec::new();
-    loop {
-        let swept = engine.sweep_batch(&mut sweep, &mut report).await.unwrap();
-        limits.push(swept.claimed);
-        if !swept.more {
-            break;
-        }
-    }
+    engine
+        .sweep(t("2026-04-01T00:00:00Z"), |swept, batch| {
+            limits.push(swept.claimed);
+            report.facts.extend(batch.facts);
+            std::ops::ControlFlow::Continue(())
+        })
+        .await
+        .unwrap();
     // 2 + 4 + 8 + 16 + 32 + 64 = 126, then the last 24.
     assert_eq!(limits, [2, 4, 8, 16, 32, 64, 24]);
     let invoiced: std::collections::BTreeSet<&str> = report
@@ -473,18 +473,14 @@ async fn growing_sweep_batches_catch_each_due_org_up_once(backend: Backend) {
 }
 both!(growing_sweep_batches_catch_each_due_org_up_once);
 
-/// A large backlog is swept in table order (`daemon.table_order_min_due`, here 1): in
-/// ranges of rowids (SQLite) or tuple ids (PostgreSQL), each due org caught up exactly
-/// once, the orgs between them untouched, nothing left behind the pass or for the next
-/// tick. SQLite drops its due index for the pass; PostgreSQL keeps it.
-async fn a_backlog_in_table_order_catches_each_due_org_up_once(backend: Backend) {
+/// A backlog swept in batches catches each due org up exactly once and leaves the orgs
+/// between them untouched, with nothing left for the next tick.
+async fn a_backlog_sweep_catches_each_due_org_up_once(backend: Backend) {
     let Some(h) = Harness::start(backend, "2026-03-01T00:00:00Z").await else {
         return;
     };
     // Trials that end on 03-31 (due) between subscribers billed on 04-01 (not due): one
-    // in 5 orgs due in the first half of the table, one in 50 in the second, so that
-    // some of the pass's ranges (sized to about a batch of due orgs at the last range's
-    // density, at most 16 rows per org a batch may claim) hold fewer than a batch takes.
+    // in 5 orgs due in the first half of the table, one in 50 in the second.
     let n: usize = 400;
     let is_due = |i: usize| {
         if i < n / 2 {
@@ -497,43 +493,9 @@ async fn a_backlog_in_table_order_catches_each_due_org_up_once(backend: Backend)
         h.signup(&format!("org{i:03}"), true, !is_due(i)).await;
     }
     let before: Vec<i64> = stored_versions(&h, n).await;
-    let engine = sweeping_engine(&h, 4, 8, 1);
+    let engine = sweeping_engine(&h, 4, 8);
     h.set("2026-03-31T00:00:00Z");
-    let mut report = acctd::engine::Report::default();
-    let mut sweep = acctd::engine::Sweep::new(t("2026-03-31T00:00:00Z"));
-    // (in table order before the batch, claimed, in table order after it)
-    let mut batches = Vec::new();
-    loop {
-        let was = sweep.in_table_order();
-        let swept = engine.sweep_batch(&mut sweep, &mut report).await.unwrap();
-        batches.push((was, swept.claimed, sweep.in_table_order()));
-        if backend == Backend::Sqlite {
-            // The due index is dropped for the pass, and built again at its end.
-            assert_eq!(
-                due_index_exists(&h).await,
-                !sweep.in_table_order(),
-                "after batch {}",
-                batches.len()
-            );
-        }
-        if !swept.more {
-            break;
-        }
-    }
-    if backend == Backend::Sqlite {
-        assert!(due_index_exists(&h).await);
-    }
-    let pass: Vec<_> = batches.iter().filter(|b| b.0).collect();
-    assert!(pass.len() >= 4, "{batches:?}");
-    // A range cut short by its length, the pass going on after it.
-    assert!(
-        pass.iter()
-            .any(|&&(_, claimed, still)| still && claimed < 8),
-        "{batches:?}"
-    );
-    // The pass missed nothing: the deadline-order batch after it finds no org.
-    let end = batches.iter().position(|b| b.0 && !b.2).unwrap();
-    assert_eq!(batches[end + 1].1, 0, "{batches:?}");
+    let report = engine.tick(t("2026-03-31T00:00:00Z")).await.unwrap();
     let mut moved = std::collections::BTreeMap::new();
     for fact in &report.facts {
         if let acctd::engine::Fact::Transition { org, from, to, .. } = fact {
@@ -556,7 +518,7 @@ async fn a_backlog_in_table_order_catches_each_due_org_up_once(backend: Backend)
     }
     assert_nothing_due(&engine, "2026-03-31T00:00:00Z").await;
 }
-both!(a_backlog_in_table_order_catches_each_due_org_up_once);
+both!(a_backlog_sweep_catches_each_due_org_up_once);
 
 /// A tick at `at` finds nothing left to do.
 async fn assert_nothing_due(engine: &acctd::engine::Engine, at: &str) {
@@ -564,19 +526,12 @@ async fn assert_nothing_due(engine: &acctd::engine::Engine, at: &str) {
 }
 
 /// An engine on `h`'s database and clock whose sweep batches grow from `first` to `max`
-/// orgs (a time budget no batch reaches), taking a backlog of `table_order_min_due` due
-/// orgs in table order (0: never).
-fn sweeping_engine(
-    h: &Harness,
-    first: u32,
-    max: u32,
-    table_order_min_due: u64,
-) -> acctd::engine::Engine {
+/// orgs (a time budget no batch reaches).
+fn sweeping_engine(h: &Harness, first: u32, max: u32) -> acctd::engine::Engine {
     let mut settings = acctd::config::Settings::default();
     settings.daemon.batch_size = first;
     settings.daemon.max_batch_size = max;
     settings.daemon.batch_target_ms = 60_000;
-    settings.daemon.table_order_min_due = table_order_min_due;
     acctd::engine::Engine::new(
         h.engine.db().clone(),
         acctd::engine::Rules::from_settings(&settings),
@@ -584,47 +539,6 @@ fn sweeping_engine(
         h.clock.clone(),
     )
 }
-
-/// Whether SQLite's `idx_orgs_due` exists.
-async fn due_index_exists(h: &Harness) -> bool {
-    use sea_orm::ConnectionTrait;
-    h.engine
-        .db()
-        .query_one_raw(sea_orm::Statement::from_string(
-            sea_orm::DbBackend::Sqlite,
-            "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'idx_orgs_due'",
-        ))
-        .await
-        .unwrap()
-        .is_some()
-}
-
-/// A sweep in table order cut short (a crash, an error) leaves `idx_orgs_due` dropped:
-/// the next sweep builds it again before it claims anything, and sweeps correctly.
-async fn the_next_sweep_rebuilds_a_dropped_due_index(backend: Backend) {
-    use sea_orm::ConnectionTrait;
-    if backend != Backend::Sqlite {
-        return;
-    }
-    let Some(h) = Harness::start(backend, "2026-03-01T00:00:00Z").await else {
-        return;
-    };
-    for i in 0..3 {
-        h.signup(&format!("org{i:03}"), false, false).await;
-    }
-    h.engine
-        .db()
-        .execute_unprepared(r#"DROP INDEX "idx_orgs_due""#)
-        .await
-        .unwrap();
-    assert!(!due_index_exists(&h).await);
-    h.set("2026-03-31T00:00:00Z");
-    let report = h.engine.tick(t("2026-03-31T00:00:00Z")).await.unwrap();
-    assert!(due_index_exists(&h).await);
-    assert_eq!(report.transitions(), 3);
-    assert_eq!(h.org("org002").await.lifecycle.status, Status::Locked);
-}
-both!(the_next_sweep_rebuilds_a_dropped_due_index);
 
 /// The stored versions of org000..org{n-1}.
 async fn stored_versions(h: &Harness, n: usize) -> Vec<i64> {

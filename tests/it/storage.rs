@@ -321,55 +321,6 @@ async fn migrations_roll_back_and_apply_again(backend: Backend) {
             "clock {clock:?}: {plan}"
         );
     }
-    // A backlog swept in table order reads a range of rowids (SQLite) or of tuple ids
-    // (PostgreSQL), in the table's order, whatever the statistics say of the due index
-    // (an empty table here).
-    for clock in [None, Some("qa")] {
-        let mut claim = org::claim_due_in_table_order_statement(
-            conn.get_database_backend(),
-            t("2027-01-01T00:00:00Z"),
-            clock,
-            1_000,
-            9_000,
-            500,
-        );
-        let column = match backend {
-            Backend::Sqlite => {
-                claim.sql = format!("EXPLAIN QUERY PLAN {}", claim.sql);
-                3
-            }
-            Backend::Postgres => {
-                claim.sql = format!("EXPLAIN {}", claim.sql);
-                0
-            }
-        };
-        let plan = conn
-            .query_all_raw(claim)
-            .await
-            .unwrap()
-            .iter()
-            .map(|row| row.try_get_by_index::<String>(column).unwrap())
-            .collect::<Vec<_>>()
-            .join("; ");
-        match backend {
-            Backend::Sqlite => assert_eq!(
-                plan, "SEARCH orgs USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)",
-                "clock {clock:?}"
-            ),
-            // The range's due rows sorted by tuple id, then locked up to the limit.
-            Backend::Postgres => {
-                let at = |node: &str| plan.find(node).unwrap_or(usize::MAX);
-                assert!(
-                    at("Limit") < at("LockRows")
-                        && at("LockRows") < at("Sort Key: ctid")
-                        && at("Sort Key: ctid") < at("Tid Range Scan on orgs")
-                        && at("Tid Range Scan on orgs") < usize::MAX,
-                    "clock {clock:?}: {plan}"
-                );
-            }
-        }
-    }
-
     Migrator::down(&conn, Some(1)).await.unwrap();
     assert_eq!(
         indexes(conn.clone()).await,
@@ -389,7 +340,7 @@ both!(migrations_roll_back_and_apply_again);
 
 /// `update_many` given the orgs as read writes exactly what changed: every column one org
 /// changed, one changed column of another in the same statement, and an unchanged org
-/// (whose version still moves on); a stale org fails the pipeline.
+/// (whose version still moves on); a stale org fails the whole write.
 async fn bulk_updates_write_every_changed_column(backend: Backend) {
     use acctd::domain::period::Period;
     use acctd::domain::LockReasons;
@@ -425,11 +376,9 @@ async fn bulk_updates_write_every_changed_column(backend: Backend) {
         l.reminded_through = at("2026-03-02T00:00:00Z");
     }
     orgs[1].tier = 5_000;
-    let mut pipeline = storage::Pipeline::new(db);
-    org::update_many(&mut pipeline, &mut orgs, &read, t("2026-03-02T00:00:00Z"))
+    org::update_many(db, &mut orgs, &read, t("2026-03-02T00:00:00Z"))
         .await
         .unwrap();
-    pipeline.finish().await.unwrap();
     for o in &orgs {
         assert_eq!(o.version, 1);
         assert_eq!(&h.org(&o.id).await, o, "stored as changed");
@@ -440,12 +389,9 @@ async fn bulk_updates_write_every_changed_column(backend: Backend) {
     stale[1].version = 0;
     stale[1].tier = 40_000;
     let read: Vec<org::Written> = orgs.iter().map(org::Written::of).collect();
-    let mut pipeline = storage::Pipeline::new(db);
-    let sent = org::update_many(&mut pipeline, &mut stale, &read, t("2026-03-03T00:00:00Z")).await;
-    let err = match sent {
-        Err(e) => e,
-        Ok(()) => pipeline.finish().await.unwrap_err(),
-    };
+    let err = org::update_many(db, &mut stale, &read, t("2026-03-03T00:00:00Z"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, storage::Error::Stale { .. }), "{err}");
     assert_eq!(h.org("b").await.tier, 5_000);
 }
@@ -534,180 +480,4 @@ async fn an_unopenable_sqlite_file_is_named_with_the_fix() {
     );
     let e = storage::connect(&url, 1).await.unwrap_err().to_string();
     assert!(e.contains("directory exists"), "{e}");
-}
-
-/// vendor/sqlx-sqlite copies a row's values out of SQLite instead of duplicating them
-/// (`acctd patch`). Read as another storage class, a copied value must convert exactly as
-/// `sqlite3_value_int64`, `sqlite3_value_double` and `sqlite3_value_text` would; SQL's
-/// `CAST` runs the same conversions inside SQLite, so each is checked against it.
-#[tokio::test]
-async fn sqlite_rows_convert_between_storage_classes_as_sqlite_does() {
-    use sea_orm::sqlx::sqlite::{SqliteArguments, SqliteConnection};
-    use sea_orm::sqlx::{
-        query_with, Arguments, Connection, Encode, Row, Sqlite, Type, TypeInfo, ValueRef,
-    };
-
-    /// One bound value.
-    fn bound<T: Encode<'static, Sqlite> + Type<Sqlite> + 'static>(value: T) -> SqliteArguments {
-        let mut args = SqliteArguments::default();
-        args.add(value).unwrap();
-        args
-    }
-
-    let texts = [
-        "",
-        "0",
-        "-0",
-        "  42  ",
-        "+17",
-        "12abc",
-        "1e3",
-        "1.5e2x",
-        " -3.75",
-        ".5",
-        "5.",
-        "-.5e-3",
-        "9223372036854775807",
-        "9223372036854775808",
-        "-9223372036854775808",
-        "-9223372036854775809",
-        "00000000000000000000012",
-        "123456789012345678901234567890",
-        "0x1F",
-        "abc",
-        "1e400",
-        "-1e400",
-        "1e-400",
-        "0.1",
-        "3.141592653589793238462643383279",
-        "\t\n\u{b}\u{c}\r 7",
-        "1e",
-        "1e+",
-        "--1",
-        "1_000",
-        "\u{661}\u{662}",
-        "2.2250738585072011e-308",
-        "4.9e-324",
-        "1.7976931348623157e308",
-        "123456789012345678.9",
-        "0.000001234567890123456789",
-        "99999999999999999999e-10",
-        "1e99999",
-        "18446744073709551615",
-        "7.0e-0",
-        "1.00000000000000011102230246251565404236316680908203125",
-    ];
-    let reals = [
-        0.0,
-        -0.0,
-        1.5,
-        1e300,
-        -1e-300,
-        123_456_789.123,
-        9.3e18,
-        -9.3e18,
-        9.223_372_036_854_775e18,
-        1e15,
-        1e16,
-        0.1,
-        1.0 / 3.0,
-        f64::MAX,
-        f64::MIN_POSITIVE,
-        5e-324,
-        42.0,
-        -2.5e-7,
-    ];
-    let integers = [0_i64, -1, 7, i64::MAX, i64::MIN, 1_234_567_890_123];
-    let blobs: [&[u8]; 4] = [b"", b"12", b" 3.5x", b"-9e2"];
-
-    let mut conn = SqliteConnection::connect("sqlite::memory:").await.unwrap();
-    let sql = "SELECT ?1, CAST(?1 AS INTEGER), CAST(?1 AS REAL), CAST(?1 AS TEXT), typeof(?1)";
-    let cases = (texts
-        .iter()
-        .map(|t| (format!("text {t:?}"), bound((*t).to_owned()))))
-    .chain(reals.iter().map(|r| (format!("real {r:e}"), bound(*r))))
-    .chain(integers.iter().map(|i| (format!("integer {i}"), bound(*i))))
-    .chain(
-        blobs
-            .iter()
-            .map(|b| (format!("blob {b:?}"), bound(b.to_vec()))),
-    );
-    for (case, args) in cases {
-        let row = query_with::<Sqlite, _>(sql, args)
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
-        let storage: String = row.get(4);
-        let raw = row.try_get_raw(0).unwrap();
-        assert_eq!(
-            raw.type_info().name().to_ascii_lowercase(),
-            storage,
-            "{case}: storage class"
-        );
-        let as_int: i64 = row.try_get_unchecked(0).unwrap();
-        assert_eq!(as_int, row.get::<i64, _>(1), "{case}: as an integer");
-        let as_real: f64 = row.try_get_unchecked(0).unwrap();
-        let cast: f64 = row.get(2);
-        assert_eq!(as_real.to_bits(), cast.to_bits(), "{case}: as a real");
-        if storage != "blob" {
-            let as_text: String = row.try_get_unchecked(0).unwrap();
-            assert_eq!(as_text, row.get::<String, _>(3), "{case}: as text");
-        }
-    }
-}
-
-/// vendor/sqlx-sqlite's worker may spin for its next command (`acctd simulate` sets it):
-/// statements and transactions still run, and a dropped connection's worker thread still
-/// ends (a spinning worker must notice the closed channel).
-#[tokio::test]
-async fn a_spinning_sqlite_worker_runs_statements_and_ends_with_its_connection() {
-    use std::str::FromStr;
-
-    use sea_orm::sqlx::sqlite::{set_worker_spin, SqliteConnectOptions, SqliteConnection};
-    use sea_orm::sqlx::{query, query_scalar, Connection};
-
-    /// The threads of this process named `name` (a name is at most 15 bytes).
-    fn threads_named(name: &str) -> usize {
-        std::fs::read_dir("/proc/self/task")
-            .unwrap()
-            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
-            .filter(|comm| comm.trim_end() == name)
-            .count()
-    }
-
-    set_worker_spin(std::time::Duration::from_micros(100));
-    let options = SqliteConnectOptions::from_str("sqlite::memory:")
-        .unwrap()
-        .thread_name(|_| "acctd-spin-test".to_owned());
-    let mut conn = SqliteConnection::connect_with(&options).await.unwrap();
-    assert_eq!(threads_named("acctd-spin-test"), 1);
-    query("CREATE TABLE t (v INTEGER)")
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let mut txn = conn.begin().await.unwrap();
-    for v in 0..500_i64 {
-        query("INSERT INTO t VALUES (?1)")
-            .bind(v)
-            .execute(&mut *txn)
-            .await
-            .unwrap();
-    }
-    txn.commit().await.unwrap();
-    let sum: i64 = query_scalar("SELECT sum(v) FROM t")
-        .fetch_one(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(sum, 124_750);
-    drop(conn);
-    // The worker ends on its own once it sees the channel closed; wait for that event.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while threads_named("acctd-spin-test") > 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the spinning worker outlived its connection"
-        );
-        tokio::task::yield_now().await;
-    }
-    set_worker_spin(std::time::Duration::ZERO);
 }
