@@ -21,7 +21,7 @@ use acctd::bench::{self, fmt_secs, median, Scenario};
 use acctd::clock::{self, VirtualClock};
 use acctd::config::Settings;
 use acctd::engine::usage::UsageReport;
-use acctd::engine::{Actor, Engine, Rules, ScriptedGateway};
+use acctd::engine::{Actor, Engine, ScriptedGateway};
 use acctd::storage;
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
@@ -221,7 +221,7 @@ fn engine(db: DatabaseConnection, now: DateTime<Utc>) -> Engine {
     }
     Engine::new(
         db,
-        Rules::from_settings(&settings),
+        settings.rules(),
         Arc::new(ScriptedGateway::default()),
         Arc::new(VirtualClock::new(now)),
     )

@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
-use crate::engine::{Engine, ExternalGateway, Rules};
+use crate::engine::{Engine, ExternalGateway};
 use crate::notify::webhook::Webhooks;
 use crate::notify::{Dispatcher, Mailer};
 use crate::{api, scheduler, storage};
@@ -70,13 +70,8 @@ impl App {
         // No more lanes than connections: a lane without one would only wait for it.
         let pool = storage::pool_size(&settings.database.url, settings.database.max_connections);
         let read_lanes = usize::try_from(settings.database.read_lanes.min(pool)).unwrap_or(1);
-        let engine = Engine::new(
-            db,
-            Rules::from_settings(&settings),
-            Arc::new(ExternalGateway),
-            clock,
-        )
-        .with_batched_reads(read_lanes);
+        let engine = Engine::new(db, settings.rules(), Arc::new(ExternalGateway), clock)
+            .with_batched_reads(read_lanes);
         let tokens = api::Tokens::load(
             &settings.api.tokens,
             std::env::var(api::auth::ENV_VAR).ok().as_deref(),

@@ -906,6 +906,28 @@ impl Settings {
         Ok(())
     }
 
+    /// The rules the engine and its planner apply.
+    pub fn rules(&self) -> domain::plan::Rules {
+        domain::plan::Rules {
+            timers: self.timers(),
+            prices: self.price_book(),
+            entitlements: self.entitlements(),
+            currency: self.billing.currency.clone(),
+            batch_size: u64::from(self.daemon.batch_size),
+            max_batch_size: u64::from(self.daemon.max_batch_size),
+            batch_target: std::time::Duration::from_millis(self.daemon.batch_target_ms),
+            alert_thresholds: self.usage.alert_thresholds.clone(),
+            lock_above_percent: self.usage.lock_above_percent,
+            reminder_days: self.notify.reminder_days,
+            webhooks: self
+                .webhooks
+                .endpoints
+                .iter()
+                .map(|e| e.name.clone())
+                .collect(),
+        }
+    }
+
     /// The lifecycle timers.
     pub fn timers(&self) -> domain::Timers {
         domain::Timers {

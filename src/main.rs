@@ -8,7 +8,7 @@ use acctd::app::App;
 use acctd::cli::{Cli, Command};
 use acctd::clock::SystemClock;
 use acctd::config::Settings;
-use acctd::engine::{Engine, ExternalGateway, Rules};
+use acctd::engine::{Engine, ExternalGateway};
 use acctd::{cli, executor, simulate, storage, telemetry};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
@@ -133,7 +133,7 @@ async fn engine(settings: &Settings) -> anyhow::Result<Engine> {
     storage::migrate(&db).await?;
     Ok(Engine::new(
         db,
-        Rules::from_settings(settings),
+        settings.rules(),
         Arc::new(ExternalGateway),
         Arc::new(SystemClock),
     ))

@@ -13,8 +13,8 @@ use super::error::{ApiError, Result};
 use super::extract::{JsonBody, OptionalJsonBody, PathParams};
 use super::orgs::command;
 use super::ApiState;
-use crate::engine::plan::PlanChange;
 use crate::engine::Command;
+use crate::engine::PlanChange;
 use crate::storage;
 
 /// `POST /v1/invoices/{id}/payment`: the provider's outcome for an invoice.

@@ -5,7 +5,7 @@ use std::io::Write;
 use clap::{Args, Subcommand};
 
 use crate::domain::{LockReason, Status};
-use crate::engine::plan::PlanChange;
+use crate::engine::PlanChange;
 use crate::engine::{self, Actor, Command, Engine, Report, Signup};
 use crate::storage::{self, org::Filter};
 

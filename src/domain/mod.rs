@@ -4,9 +4,12 @@
 //! argument (`at`, the effective instant), so every rule is a synchronous unit test.
 
 pub mod entitlement;
+pub mod fact;
 pub mod machine;
 pub mod period;
+pub mod plan;
 pub mod price;
+pub mod record;
 pub mod usage;
 
 use std::fmt;

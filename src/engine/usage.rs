@@ -1,37 +1,14 @@
 //! Usage reports through the engine (SPEC section 4): absolute totals per (org, project,
 //! period), overage alerts once per threshold and period, and the overage lock.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
 use sea_orm::TransactionTrait;
 
-use super::{Actor, Engine, Fact, Report, Result, Work};
+use super::{Actor, Engine, Report, Result};
 use crate::domain::period::Period;
-use crate::domain::usage::{self, Usage};
-use crate::domain::{Event, LockReason, Org, Status};
-use crate::storage::usage::{NewAlert, ProjectTotals};
+pub use crate::domain::plan::{Outcome, UsageReport};
 use crate::storage::{self, org as orgs};
-
-/// One report: absolute totals for (org, project, period).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct UsageReport {
-    pub org: String,
-    pub project: String,
-    /// `YYYY-MM`.
-    pub period: String,
-    pub mau: u64,
-    pub data_points: u64,
-    /// Allows a total lower than the one reported before.
-    pub correction: bool,
-}
-
-/// What became of one report of a batch.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    Accepted,
-    Refused(String),
-}
 
 /// The per-item outcomes of a batch and what the accepted items caused.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -54,25 +31,6 @@ impl Ingested {
 
 /// Items per transaction.
 const CHUNK: usize = 2_000;
-
-/// What one chunk of reports reads before applying its items, one query each, and the
-/// writes it collects to make in bulk at its end.
-#[derive(Default)]
-struct Batch {
-    /// The chunk's orgs that exist, caught up on their deadlines.
-    orgs: BTreeMap<String, Org>,
-    /// The same orgs as read (so that only what changed is written).
-    read: BTreeMap<String, orgs::Written>,
-    /// (org, period) pairs already invoiced.
-    closed: HashSet<(String, String)>,
-    /// Stored and accepted project totals by (org, period), then project.
-    projects: BTreeMap<(String, String), BTreeMap<String, Usage>>,
-    /// (org, period, threshold) alerts recorded before or during the chunk.
-    alerted: HashSet<(String, String, u32)>,
-    /// Project totals to write, the last accepted report of each project winning.
-    dirty: BTreeMap<(String, String, String), ProjectTotals>,
-    alerts: Vec<NewAlert>,
-}
 
 impl Engine {
     /// Applies a batch of usage reports at the clock's instant. A refused item stores
@@ -117,8 +75,31 @@ impl Engine {
         for (c, chunk) in reports.chunks(CHUNK).enumerate() {
             let txn = self.db.begin().await?;
             storage::lock_writes(&txn).await?;
-            let mut work = Work::new(&txn, at);
-            let mut batch = self.read_batch(&mut work, chunk, at).await?;
+            // The chunk's orgs (locked on PostgreSQL, in id order), as read.
+            let mut ids: Vec<&str> = chunk.iter().map(|r| r.org.as_str()).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            let mut loaded: BTreeMap<String, crate::domain::Org> = orgs::load_many(&txn, &ids)
+                .await?
+                .into_iter()
+                .map(|o| (o.id.clone(), o))
+                .collect();
+            let read: Vec<orgs::Written> = loaded.values().map(orgs::Written::of).collect();
+            let periods: Vec<Period> = chunk
+                .iter()
+                .filter_map(|r| Period::parse(&r.period))
+                .collect();
+            let in_scope: Vec<crate::domain::Org> = loaded
+                .values()
+                .filter(|o| o.clock == self.scope)
+                .cloned()
+                .collect();
+            let mut planner = self.planner(&txn, &in_scope, at, 0, None, periods).await?;
+            // Each org caught up first: catching up may close a period.
+            for org in loaded.values_mut().filter(|o| o.clock == self.scope) {
+                let step = planner.advance(org, at);
+                self.drive(&mut planner, org, step)?;
+            }
             for (i, item) in chunk.iter().enumerate() {
                 let actor = if actors.len() == 1 {
                     &actors[0]
@@ -127,250 +108,37 @@ impl Engine {
                 };
                 ingested
                     .starts
-                    .push(ingested.report.facts.len() + work.facts.len());
-                let outcome = self.ingest(&mut work, &mut batch, item, actor, at).await?;
+                    .push(ingested.report.facts.len() + planner.plan.facts.len());
+                let outcome = planner.usage(&mut loaded, item, actor, at)?;
                 ingested.outcomes.push(outcome);
             }
-            let totals: Vec<ProjectTotals> = batch.dirty.into_values().collect();
-            storage::usage::upsert_many(&txn, &totals, at).await?;
-            storage::usage::insert_alerts(&txn, &batch.alerts).await?;
-            let mut loaded: Vec<Org> = batch.orgs.into_values().collect();
-            let read: Vec<orgs::Written> = batch.read.into_values().collect();
+            let plan = planner.finish();
+            let mut loaded: Vec<crate::domain::Org> = loaded.into_values().collect();
             orgs::update_many(&txn, &mut loaded, &read, at).await?;
-            work.flush(&self.rules.webhooks).await?;
-            ingested.report.facts.extend(work.into_facts());
+            storage::write(&txn, &plan, at).await?;
             txn.commit().await?;
+            ingested.report.extend(super::committed(plan));
         }
         Ok(ingested)
     }
+}
 
-    /// Loads what a chunk's items refer to and catches its orgs up on their deadlines
-    /// (which may close a period, so the rest is read after).
-    async fn read_batch(
-        &self,
-        work: &mut Work<'_>,
-        chunk: &[UsageReport],
-        at: DateTime<Utc>,
-    ) -> Result<Batch> {
-        let mut ids: Vec<&str> = chunk.iter().map(|r| r.org.as_str()).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        let mut batch = Batch::default();
-        for mut org in orgs::load_many(work.txn, &ids).await? {
-            batch.read.insert(org.id.clone(), orgs::Written::of(&org));
-            self.advance(work, &mut org, at).await?;
-            batch.orgs.insert(org.id.clone(), org);
-        }
-        let ids: Vec<&str> = batch.orgs.keys().map(String::as_str).collect();
-        let mut periods: Vec<Period> = chunk
-            .iter()
-            .filter_map(|r| Period::parse(&r.period))
-            .collect();
-        periods.sort_unstable();
-        periods.dedup();
-        if ids.is_empty() || periods.is_empty() {
-            return Ok(batch);
-        }
-        let labels: Vec<String> = periods.iter().copied().map(Period::label).collect();
-        // Catching up may have issued invoices that close a period.
-        batch.closed =
-            storage::usage::closed_of(work.stored_invoices().await?, &ids, &periods).await?;
-        batch.projects = storage::usage::projects_of(work.txn, &ids, &labels).await?;
-        batch.alerted = storage::usage::alerted_of(work.txn, &ids, &labels).await?;
-        Ok(batch)
-    }
-
-    async fn ingest(
-        &self,
-        work: &mut Work<'_>,
-        batch: &mut Batch,
-        item: &UsageReport,
-        actor: &Actor,
-        at: DateTime<Utc>,
-    ) -> Result<Outcome> {
-        let refuse = |why: String| Ok(Outcome::Refused(why));
-        let Some(period) = Period::parse(&item.period) else {
-            return refuse(format!(
-                "malformed period `{}`, expected YYYY-MM",
-                item.period
-            ));
-        };
-        if item.project.trim().is_empty() {
-            return refuse("project must not be empty".to_owned());
-        }
-        let Some(org) = batch.orgs.get_mut(&item.org) else {
-            return refuse(format!("unknown org `{}`", item.org));
-        };
-        if let Err(e) = self.check_scope(org) {
-            return refuse(e.to_string());
-        }
-        if org.lifecycle.status == Status::Canceled {
-            return refuse(format!("org `{}` is canceled", org.id));
-        }
-        if period > Period::containing(at) {
-            return refuse(format!("period {} is in the future", period.label()));
-        }
-        let label = period.label();
-        let key = (org.id.clone(), label);
-        if batch.closed.contains(&key) {
-            return refuse(format!("period {} is already invoiced", period.label()));
-        }
-        let new = Usage {
-            mau: item.mau,
-            data_points: item.data_points,
-        };
-        let projects = batch.projects.entry(key).or_default();
-        if let Some(old) = projects.get(&item.project) {
-            let mut lower = Vec::new();
-            if new.mau < old.mau {
-                lower.push(format!("mau {} < {}", new.mau, old.mau));
-            }
-            if new.data_points < old.data_points {
-                lower.push(format!(
-                    "data points {} < {}",
-                    new.data_points, old.data_points
-                ));
-            }
-            if !item.correction && !lower.is_empty() {
-                return refuse(format!(
-                    "totals are lower than reported before for project `{}` in {} ({}); send it as a correction",
-                    item.project,
-                    period.label(),
-                    lower.join(", ")
-                ));
-            }
-        }
-        projects.insert(item.project.clone(), new);
-        let total = projects.values().fold(Usage::default(), |acc, u| Usage {
-            mau: acc.mau + u.mau,
-            data_points: acc.data_points + u.data_points,
-        });
-        batch.dirty.insert(
-            (org.id.clone(), period.label(), item.project.clone()),
-            ProjectTotals {
-                org_id: org.id.clone(),
-                period,
-                project: item.project.clone(),
-                usage: new,
-            },
-        );
-        let allowance = self.rules.prices.plan(&org.plan)?.data_points_per_mau;
-        let usage_mau = total.usage_mau(allowance);
-        if org.usage.is_none_or(|(p, _)| p <= period) {
-            org.usage = Some((period, usage_mau));
-        }
-        self.alert(
-            work,
-            &mut batch.alerted,
-            &mut batch.alerts,
-            org,
-            period,
-            usage_mau,
-            at,
-        );
-        if usage::above(usage_mau, org.tier, self.rules.lock_above_percent) {
-            if !org.lifecycle.reasons.contains(LockReason::Overage)
-                || org.lifecycle.status != Status::Locked
-            {
-                org.overage_lock_mau = Some(usage_mau);
-            } else {
-                org.overage_lock_mau = Some(org.overage_lock_mau.unwrap_or(0).max(usage_mau));
-            }
-            self.apply(work, org, Event::UsageExceeded, actor, at)
-                .await?;
-        }
-        Ok(Outcome::Accepted)
-    }
-
-    /// Records the thresholds this usage reaches for the first time in the period, and
-    /// sends one email naming the highest.
-    #[allow(clippy::too_many_arguments)]
-    fn alert(
-        &self,
-        work: &mut Work<'_>,
-        alerted: &mut HashSet<(String, String, u32)>,
-        alerts: &mut Vec<NewAlert>,
-        org: &Org,
-        period: Period,
-        usage_mau: u64,
-        at: DateTime<Utc>,
-    ) {
-        let mut new: Vec<u32> = Vec::new();
-        let mut percent = None;
-        for threshold in self.rules.alert_thresholds.iter().copied() {
-            if !usage::reached(usage_mau, org.tier, threshold) {
-                continue;
-            }
-            let key = (org.id.clone(), period.label(), threshold);
-            if alerted.contains(&key) {
-                continue;
-            }
-            alerted.insert(key);
-            let percent = percent
-                .get_or_insert_with(|| format!("{:.2}", usage::percent(usage_mau, org.tier)));
-            alerts.push(NewAlert {
-                org_id: org.id.clone(),
-                period,
-                threshold,
-                usage_mau,
-                usage_percent: percent.clone(),
-                at,
-            });
-            new.push(threshold);
-        }
-        let (Some(highest), Some(percent)) = (new.iter().max().copied(), percent) else {
-            return;
-        };
-        for threshold in &new {
-            work.facts.push(Fact::Alert {
-                at,
-                org: org.id.clone(),
-                threshold: *threshold,
-                usage_percent: percent.clone(),
-            });
-        }
-        let hint = self
-            .rules
-            .prices
-            .tiers
-            .iter()
-            .copied()
-            .find(|tier| u64::from(*tier) >= usage_mau)
-            .map_or_else(
-                || "contact sales about the Enterprise plan".to_owned(),
-                |tier| format!("upgrade to the {tier} MAU tier"),
-            );
-        let payload = serde_json::json!({
-            "org": org.id,
-            "period": period.label(),
-            "threshold": highest,
-            "usage_mau": usage_mau,
-            "usage_percent": percent,
-            "tier": org.tier,
-            "plan": org.plan,
-            "upgrade_hint": hint,
-        });
-        let key = format!("{}:overage_alert:{}:{highest}", org.id, period.label());
-        work.email(org, "overage_alert", at, key, payload);
-    }
-
-    /// SPEC section 3's lift rule for an upgrade of `org` to `new_tier`.
-    pub fn upgrade_lifts_overage(&self, org: &Org, new_tier: u32) -> bool {
+impl Engine {
+    /// SPEC section 3's lift rule for an upgrade of `org` to `new_tier` now.
+    pub fn upgrade_lifts_overage(&self, org: &crate::domain::Org, new_tier: u32) -> bool {
         let now = Period::containing(self.clock.now());
         let usage_now = org
             .usage
             .filter(|(p, _)| *p == now)
             .map_or(0, |(_, mau)| mau);
-        usage::upgrade_lifts_overage(
+        crate::domain::usage::upgrade_lifts_overage(
             new_tier,
             usage_now,
             org.overage_lock_mau.unwrap_or(0),
             self.rules.lock_above_percent,
         )
     }
-}
 
-impl Engine {
     /// Deletes usage older than each plan's retention (SPEC section 7): a period is kept
     /// while any of it lies within `retention_days` of now. Runs daily in the daemon.
     ///

@@ -15,7 +15,7 @@ use crate::clock::VirtualClock;
 use crate::config::{self, Settings};
 use crate::domain::period::Period;
 use crate::engine::usage::{Outcome, UsageReport};
-use crate::engine::{self, Actor, Command, Engine, Fact, Rules, ScriptedGateway, Signup};
+use crate::engine::{self, Actor, Command, Engine, Fact, ScriptedGateway, Signup};
 use crate::storage;
 pub use scenario::Scenario;
 use scenario::{Action, AdminOp, Expect};
@@ -72,12 +72,7 @@ pub async fn run(
     storage::migrate(&db).await?;
     let clock = Arc::new(VirtualClock::new(scenario.start));
     let gateway = Arc::new(ScriptedGateway::default());
-    let engine = Engine::new(
-        db,
-        Rules::from_settings(&settings),
-        gateway.clone(),
-        clock.clone(),
-    );
+    let engine = Engine::new(db, settings.rules(), gateway.clone(), clock.clone());
 
     // Signups, steps, then expectations at the same instant, each in file order.
     let mut timeline: Vec<(DateTime<Utc>, u8, usize, Item<'_>)> = Vec::new();

@@ -11,7 +11,7 @@ use toml::Spanned;
 
 use crate::config::line_col;
 use crate::domain::{LockReason, Status};
-use crate::engine::plan::PlanChange;
+use crate::engine::PlanChange;
 
 /// A scenario the simulator refuses to run: exit code 2.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,7 +151,7 @@ pub enum Action {
         data_points: u64,
         correction: bool,
     },
-    Plan(crate::engine::plan::PlanChange),
+    Plan(crate::engine::PlanChange),
     AddPaymentMethod,
     CardDeclined,
     CardUpdated,

@@ -8,33 +8,8 @@ use sea_orm::{
 
 use super::bulk::Insert;
 use super::Result;
+pub use crate::domain::record::{OutboxMessage, TransitionRecord};
 use crate::domain::{LockReasons, Status};
-
-/// One audit row.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TransitionRecord {
-    pub org_id: String,
-    pub from: Option<Status>,
-    pub to: Status,
-    pub cause: String,
-    pub reasons: LockReasons,
-    pub actor: String,
-    pub reason: Option<String>,
-    pub at: DateTime<Utc>,
-    pub recorded_at: DateTime<Utc>,
-}
-
-/// One notification to deliver.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OutboxMessage {
-    pub org_id: String,
-    pub channel: &'static str,
-    pub template: String,
-    pub recipients: Vec<String>,
-    pub payload: serde_json::Value,
-    pub dedupe_key: String,
-    pub at: DateTime<Utc>,
-}
 
 /// Appends audit rows.
 ///

@@ -11,80 +11,9 @@ use sea_orm::{
 
 use super::{Error, Result};
 use crate::domain::price::{Line, LineKind};
+pub use crate::domain::record::{Invoice, InvoiceKind, InvoiceStatus, NewPayment};
 
 /// An invoice's settlement status.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum InvoiceStatus {
-    /// Issued; the charge's outcome is not known yet.
-    Open,
-    Paid,
-    /// The last charge failed: overdue.
-    Failed,
-    /// A charge for a plan change that failed: the change was not made, nothing is owed.
-    Void,
-}
-
-impl InvoiceStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            InvoiceStatus::Open => "open",
-            InvoiceStatus::Paid => "paid",
-            InvoiceStatus::Failed => "failed",
-            InvoiceStatus::Void => "void",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Self> {
-        [Self::Open, Self::Paid, Self::Failed, Self::Void]
-            .into_iter()
-            .find(|v| v.as_str() == s)
-    }
-}
-
-/// Why an invoice was issued.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum InvoiceKind {
-    /// The monthly cycle's invoice for a period.
-    Cycle,
-    /// The rest of the month charged when a trial converts.
-    Conversion,
-    /// A prorated mid-period charge (upgrade, add-on).
-    Proration,
-}
-
-impl InvoiceKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            InvoiceKind::Cycle => "cycle",
-            InvoiceKind::Conversion => "conversion",
-            InvoiceKind::Proration => "proration",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Self> {
-        [Self::Cycle, Self::Conversion, Self::Proration]
-            .into_iter()
-            .find(|v| v.as_str() == s)
-    }
-}
-
-/// A stored invoice with its lines.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Invoice {
-    pub id: i64,
-    pub org_id: String,
-    pub key: String,
-    pub period: String,
-    pub kind: InvoiceKind,
-    pub currency: String,
-    pub lines: Vec<Line>,
-    pub total: Decimal,
-    pub status: InvoiceStatus,
-    pub issued_at: DateTime<Utc>,
-    pub paid_at: Option<DateTime<Utc>>,
-}
-
-/// An invoice to issue.
 #[derive(Clone, Debug)]
 pub struct NewInvoice<'a> {
     pub org_id: &'a str,
@@ -256,14 +185,6 @@ pub async fn insert_many<C: ConnectionTrait>(conn: &C, invoices: &[Invoice]) -> 
 }
 
 async fn with_lines(conn: &impl ConnectionTrait, m: invoice::Model) -> Result<Invoice> {
-    let corrupt = |field: &'static str, value: &str| Error::Corrupt {
-        org: m.org_id.clone(),
-        field,
-        value: value.to_owned(),
-    };
-    let kind = InvoiceKind::parse(&m.kind).ok_or_else(|| corrupt("invoice kind", &m.kind))?;
-    let status =
-        InvoiceStatus::parse(&m.status).ok_or_else(|| corrupt("invoice status", &m.status))?;
     let rows = invoice_line::Entity::find()
         .filter(invoice_line::Column::InvoiceId.eq(m.id))
         .order_by_asc(invoice_line::Column::Position)
@@ -272,11 +193,28 @@ async fn with_lines(conn: &impl ConnectionTrait, m: invoice::Model) -> Result<In
     let mut lines = Vec::with_capacity(rows.len());
     for r in rows {
         lines.push(Line {
-            kind: line_kind(&r.kind).ok_or_else(|| corrupt("line kind", &r.kind))?,
+            kind: line_kind(&r.kind).ok_or_else(|| Error::Corrupt {
+                org: m.org_id.clone(),
+                field: "line kind",
+                value: r.kind.clone(),
+            })?,
             description: r.description,
             amount: from_cents(r.amount_cents),
         });
     }
+    decode(m, lines)
+}
+
+/// A stored invoice with these lines.
+fn decode(m: invoice::Model, lines: Vec<Line>) -> Result<Invoice> {
+    let corrupt = |field: &'static str, value: &str| Error::Corrupt {
+        org: m.org_id.clone(),
+        field,
+        value: value.to_owned(),
+    };
+    let kind = InvoiceKind::parse(&m.kind).ok_or_else(|| corrupt("invoice kind", &m.kind))?;
+    let status =
+        InvoiceStatus::parse(&m.status).ok_or_else(|| corrupt("invoice status", &m.status))?;
     Ok(Invoice {
         id: m.id,
         org_id: m.org_id,
@@ -290,6 +228,58 @@ async fn with_lines(conn: &impl ConnectionTrait, m: invoice::Model) -> Result<In
         issued_at: m.issued_at,
         paid_at: m.paid_at,
     })
+}
+
+/// The failed invoices of these orgs, without their lines (what the planner settles
+/// or charges again).
+///
+/// # Errors
+/// A database error or a corrupt row.
+pub async fn failed_of(conn: &impl ConnectionTrait, org_ids: &[&str]) -> Result<Vec<Invoice>> {
+    let mut found = Vec::new();
+    for chunk in org_ids.chunks(1_000) {
+        let rows = invoice::Entity::find()
+            .filter(invoice::Column::OrgId.is_in(chunk.iter().copied()))
+            .filter(invoice::Column::Status.eq(InvoiceStatus::Failed.as_str()))
+            .all(conn)
+            .await?;
+        for m in rows {
+            found.push(decode(m, Vec::new())?);
+        }
+    }
+    Ok(found)
+}
+
+/// The (org, key) of these orgs' invoices issued at or after `from`, or with one of
+/// `keys`.
+///
+/// # Errors
+/// A database error.
+pub async fn keys_of(
+    conn: &impl ConnectionTrait,
+    org_ids: &[&str],
+    from: DateTime<Utc>,
+    keys: &[String],
+) -> Result<Vec<(String, String)>> {
+    use sea_orm::{Condition, QuerySelect};
+    let mut found = Vec::new();
+    for chunk in org_ids.chunks(1_000) {
+        let rows: Vec<(String, String)> = invoice::Entity::find()
+            .select_only()
+            .column(invoice::Column::OrgId)
+            .column(invoice::Column::Key)
+            .filter(invoice::Column::OrgId.is_in(chunk.iter().copied()))
+            .filter(
+                Condition::any()
+                    .add(invoice::Column::IssuedAt.gte(from))
+                    .add(invoice::Column::Key.is_in(keys.iter().cloned())),
+            )
+            .into_tuple()
+            .all(conn)
+            .await?;
+        found.extend(rows);
+    }
+    Ok(found)
 }
 
 /// Whether the org has an invoice with this key.
@@ -414,17 +404,6 @@ pub async fn settle_overdue(
         .exec(conn)
         .await?;
     Ok(result.rows_affected)
-}
-
-/// One payment outcome for [`record_payments`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NewPayment {
-    pub invoice_id: i64,
-    pub org_id: String,
-    pub succeeded: bool,
-    pub source: String,
-    pub at: DateTime<Utc>,
-    pub recorded_at: DateTime<Utc>,
 }
 
 /// Records payment outcomes (a multi-row insert per 1,000).

@@ -12,6 +12,7 @@ mod checkpoint;
 pub mod org;
 pub mod outbox;
 pub mod reads;
+pub mod snapshot;
 pub mod test_clock;
 pub mod usage;
 
@@ -180,6 +181,36 @@ pub(crate) async fn execute_expecting(
     } else {
         Err(error)
     }
+}
+
+/// Writes a plan (everything but its orgs, which the caller writes) in the caller's
+/// transaction: new invoices with their lines, status changes, payments, usage purges,
+/// project totals, alerts, audit rows and outbox messages. Outbox messages are first due
+/// at their instant or at `recorded_at`, whichever is later.
+///
+/// # Errors
+/// A database error; the caller rolls back.
+pub async fn write(
+    conn: &impl ConnectionTrait,
+    plan: &crate::domain::plan::Plan,
+    recorded_at: chrono::DateTime<chrono::Utc>,
+) -> Result<()> {
+    billing::insert_many(conn, &plan.invoices).await?;
+    for change in &plan.statuses {
+        billing::set_status(conn, change.invoice, change.status, change.at).await?;
+    }
+    billing::record_payments(conn, &plan.payments).await?;
+    for org in &plan.purges {
+        usage::purge_org(conn, org).await?;
+    }
+    if !plan.totals.is_empty() {
+        let totals: Vec<_> = plan.totals.values().cloned().collect();
+        usage::upsert_many(conn, &totals, recorded_at).await?;
+    }
+    usage::insert_alerts(conn, &plan.alerts).await?;
+    audit::insert_transitions(conn, &plan.transitions).await?;
+    audit::enqueue_in(conn, &plan.outbox, Some(recorded_at)).await?;
+    Ok(())
 }
 
 /// Applies every pending migration.

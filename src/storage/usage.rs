@@ -35,22 +35,26 @@ pub async fn total(conn: &impl ConnectionTrait, org_id: &str, period: Period) ->
 pub async fn projects_of(
     conn: &impl ConnectionTrait,
     org_ids: &[&str],
-    periods: &[String],
-) -> Result<BTreeMap<(String, String), BTreeMap<String, Usage>>> {
-    let mut found: BTreeMap<(String, String), BTreeMap<String, Usage>> = BTreeMap::new();
+    periods: &[Period],
+) -> Result<BTreeMap<(String, Period), BTreeMap<String, Usage>>> {
+    let labels: Vec<String> = periods.iter().map(|p| p.label()).collect();
+    let mut found: BTreeMap<(String, Period), BTreeMap<String, Usage>> = BTreeMap::new();
     for chunk in org_ids.chunks(1_000) {
         let rows = usage_report::Entity::find()
             .filter(usage_report::Column::OrgId.is_in(chunk.iter().copied()))
-            .filter(usage_report::Column::Period.is_in(periods.iter().cloned()))
+            .filter(usage_report::Column::Period.is_in(labels.iter().cloned()))
             .all(conn)
             .await?;
         for r in rows {
+            let Some(period) = Period::parse(&r.period) else {
+                continue;
+            };
             let usage = Usage {
                 mau: u64::try_from(r.mau).unwrap_or(0),
                 data_points: u64::try_from(r.data_points).unwrap_or(0),
             };
             found
-                .entry((r.org_id, r.period))
+                .entry((r.org_id, period))
                 .or_default()
                 .insert(r.project, usage);
         }
@@ -58,14 +62,7 @@ pub async fn projects_of(
     Ok(found)
 }
 
-/// One project's new totals for [`upsert_many`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ProjectTotals {
-    pub org_id: String,
-    pub period: Period,
-    pub project: String,
-    pub usage: Usage,
-}
+pub use crate::domain::plan::{NewAlert, ProjectTotals};
 
 /// Replaces many projects' totals at once (a multi-row upsert per 1,000 rows).
 ///
@@ -116,8 +113,9 @@ pub async fn upsert_many<C: ConnectionTrait>(
 pub async fn alerted_of(
     conn: &impl ConnectionTrait,
     org_ids: &[&str],
-    periods: &[String],
-) -> Result<HashSet<(String, String, u32)>> {
+    periods: &[Period],
+) -> Result<HashSet<(String, Period, u32)>> {
+    let labels: Vec<String> = periods.iter().map(|p| p.label()).collect();
     let mut found = HashSet::new();
     for chunk in org_ids.chunks(1_000) {
         let rows: Vec<(String, String, i32)> = usage_alert::Entity::find()
@@ -126,27 +124,16 @@ pub async fn alerted_of(
             .column(usage_alert::Column::Period)
             .column(usage_alert::Column::Threshold)
             .filter(usage_alert::Column::OrgId.is_in(chunk.iter().copied()))
-            .filter(usage_alert::Column::Period.is_in(periods.iter().cloned()))
+            .filter(usage_alert::Column::Period.is_in(labels.iter().cloned()))
             .into_tuple()
             .all(conn)
             .await?;
         found.extend(
             rows.into_iter()
-                .filter_map(|(o, p, t)| Some((o, p, u32::try_from(t).ok()?))),
+                .filter_map(|(o, p, t)| Some((o, Period::parse(&p)?, u32::try_from(t).ok()?))),
         );
     }
     Ok(found)
-}
-
-/// One alert for [`insert_alerts`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NewAlert {
-    pub org_id: String,
-    pub period: Period,
-    pub threshold: u32,
-    pub usage_mau: u64,
-    pub usage_percent: String,
-    pub at: DateTime<Utc>,
 }
 
 /// Appends alerts in bulk; one already recorded for its (org, period, threshold) is
@@ -182,32 +169,6 @@ pub async fn insert_alerts<C: ConnectionTrait>(conn: &C, alerts: &[NewAlert]) ->
         super::execute(conn, statement).await?;
     }
     Ok(())
-}
-
-/// Which of these (org, period) pairs are closed: the monthly cycle that bills the period
-/// (the next period's invoice) has run.
-///
-/// # Errors
-/// A database error.
-pub async fn closed_of(
-    conn: &impl ConnectionTrait,
-    org_ids: &[&str],
-    periods: &[Period],
-) -> Result<HashSet<(String, String)>> {
-    let keys: Vec<String> = periods
-        .iter()
-        .map(|p| format!("cycle:{}", p.next().label()))
-        .collect();
-    let mut found = HashSet::new();
-    for (org, key) in super::billing::existing_keys(conn, org_ids, &keys).await? {
-        let closed = periods
-            .iter()
-            .find(|p| key == format!("cycle:{}", p.next().label()));
-        if let Some(p) = closed {
-            found.insert((org, p.label()));
-        }
-    }
-    Ok(found)
 }
 
 /// The thresholds already alerted for (org, period), ascending.

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use acctd::engine::plan::PlanChange;
+use acctd::engine::PlanChange;
 use acctd::engine::{Actor, Command, Error, ExternalGateway, ScriptedGateway};
 use acctd::storage::billing::{self, InvoiceKind, InvoiceStatus};
 

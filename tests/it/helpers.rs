@@ -5,7 +5,7 @@ use std::sync::Arc;
 use acctd::clock::VirtualClock;
 use acctd::config::Settings;
 use acctd::domain::{Org, Status};
-use acctd::engine::{Actor, Engine, PaymentGateway, Report, Rules, ScriptedGateway, Signup};
+use acctd::engine::{Actor, Engine, PaymentGateway, Report, ScriptedGateway, Signup};
 use acctd::storage;
 use acctd::storage::audit::TransitionRecord;
 use chrono::{DateTime, Utc};
@@ -170,12 +170,7 @@ impl Harness {
         // Small fixed batches, so that a test's orgs span several.
         settings.daemon.batch_size = 7;
         settings.daemon.max_batch_size = 7;
-        let engine = Engine::new(
-            conn,
-            Rules::from_settings(&settings),
-            gateway,
-            clock.clone(),
-        );
+        let engine = Engine::new(conn, settings.rules(), gateway, clock.clone());
         Some(Self {
             engine,
             clock,

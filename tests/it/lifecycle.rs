@@ -534,7 +534,7 @@ fn sweeping_engine(h: &Harness, first: u32, max: u32) -> acctd::engine::Engine {
     settings.daemon.batch_target_ms = 60_000;
     acctd::engine::Engine::new(
         h.engine.db().clone(),
-        acctd::engine::Rules::from_settings(&settings),
+        settings.rules(),
         h.card.clone(),
         h.clock.clone(),
     )

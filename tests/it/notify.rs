@@ -360,7 +360,7 @@ async fn webhooks_are_signed_retried_and_delivered_once(backend: Backend) {
     settings.validate().unwrap();
     let engine = acctd::engine::Engine::new(
         h.engine.db().clone(),
-        acctd::engine::Rules::from_settings(&settings),
+        settings.rules(),
         h.card.clone(),
         h.clock.clone(),
     );

@@ -4,7 +4,7 @@
 use acctd::domain::period::Period;
 use acctd::domain::{LockReason, Status};
 use acctd::engine::usage::{Outcome, UsageReport};
-use acctd::engine::{Actor, Command, Engine, Fact, Rules};
+use acctd::engine::{Actor, Command, Engine, Fact};
 use acctd::storage;
 use sea_orm::{ConnectionTrait, Statement};
 
@@ -119,7 +119,7 @@ async fn a_crash_between_two_reports_loses_no_alert(backend: Backend) {
     let fresh = storage::connect(&url, 2).await.unwrap();
     let engine = Engine::new(
         fresh,
-        Rules::from_settings(&acctd::config::Settings::default()),
+        acctd::config::Settings::default().rules(),
         h.card.clone(),
         h.clock.clone(),
     );

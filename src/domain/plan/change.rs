@@ -1,17 +1,17 @@
-//! Plan changes and the billing side of the monthly cycle (SPEC section 5): upgrades
-//! (immediate, prorated to the second, only if paid), downgrades and add-on removals
-//! (immediate in trial, otherwise at the next 1st), add-on inclusion (prorated, only if
-//! paid), and the previous period's overage on the cycle's invoice.
+//! Plan changes (SPEC section 5): upgrades (immediate, prorated to the second, only if
+//! paid), downgrades and add-on removals (immediate in trial, otherwise at the next 1st),
+//! and add-on inclusion (prorated, only if paid).
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use rust_decimal::Decimal;
 
-use super::{invalid, Actor, Engine, Error, Fact, Result, Work};
+use super::{invalid, ChargeRequest, NewInvoice, Planner, Rejection, Result, Step, Then};
+use crate::domain::fact::Fact;
 use crate::domain::period::Period;
 use crate::domain::price::{proration_factor, round_cents, Line, LineKind};
-use crate::domain::{decide, Charge, Event, LockReason, Org, Refusal};
-
-use crate::storage::billing::{Invoice, InvoiceKind, InvoiceStatus, NewInvoice};
+use crate::domain::record::{Actor, InvoiceKind, InvoiceStatus};
+use crate::domain::usage;
+use crate::domain::{decide, Event, LockReason, Org, Refusal};
 
 /// A change of tier or add-ons.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,7 +39,8 @@ impl PlanChange {
 
 /// What a prorated charge pays for; encoded in the invoice key so that an outcome
 /// reported later applies the change it was for.
-enum Paid {
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Paid {
     Upgrade(u32),
     Addon(String),
 }
@@ -66,25 +67,21 @@ impl Paid {
     }
 }
 
-impl Engine {
+impl Planner<'_> {
     /// Plan changes are refused where the machine refuses an upgrade: in `grace_period`,
     /// locked for `payment_overdue` or `trial_expired`, and `canceled`.
-    fn check_plan_change(
-        &self,
-        org: &Org,
-        change: &PlanChange,
-        lifts_overage: bool,
-        at: DateTime<Utc>,
-    ) -> Result<()> {
+    fn check_plan_change(&self, org: &Org, change: &PlanChange, at: DateTime<Utc>) -> Result<()> {
         decide(
             &org.lifecycle,
-            Event::Upgrade { lifts_overage },
+            Event::Upgrade {
+                lifts_overage: false,
+            },
             at,
             self.rules.timers,
         )
         .map(|_| ())
         .map_err(|refusal| {
-            Error::Refused(Refusal {
+            Rejection::Refused(Refusal {
                 command: change.name(),
                 ..refusal
             })
@@ -92,15 +89,15 @@ impl Engine {
     }
 
     /// Applies a plan change at `at`.
-    pub(super) async fn change_plan(
-        &self,
-        work: &mut Work<'_>,
+    pub(super) fn change_plan(
+        &mut self,
         org: &mut Org,
         change: &PlanChange,
         actor: &Actor,
         at: DateTime<Utc>,
-    ) -> Result<()> {
-        let prices = &self.rules.prices;
+    ) -> Result<Step> {
+        let rules = self.rules;
+        let prices = &rules.prices;
         let in_trial = org.lifecycle.in_trial() && !org.lifecycle.subscriber;
         match change {
             PlanChange::Upgrade { tier } => {
@@ -114,14 +111,13 @@ impl Engine {
                         ),
                     ));
                 }
-                self.check_plan_change(org, change, false, at)?;
+                self.check_plan_change(org, change, at)?;
                 if in_trial {
-                    self.apply_upgrade(work, org, *tier, actor, at).await?;
+                    self.apply_upgrade(org, *tier, actor, at)?;
                 } else {
                     let mut lines = self.tier_difference(org, *tier, at)?;
                     lines.retain(|l| !l.amount.is_zero());
-                    self.charge_change(work, org, Paid::Upgrade(*tier), lines, actor, at)
-                        .await?;
+                    return self.charge_change(org, Paid::Upgrade(*tier), lines, actor, at);
                 }
             }
             PlanChange::Downgrade { tier } => {
@@ -135,13 +131,13 @@ impl Engine {
                         ),
                     ));
                 }
-                self.check_plan_change(org, change, false, at)?;
+                self.check_plan_change(org, change, at)?;
                 if in_trial {
                     org.tier = *tier;
-                    work.plan_fact(org, "downgrade", at);
+                    self.plan_fact(org, "downgrade", at);
                 } else {
                     let replaced = org.scheduled_tier.replace(*tier).is_some();
-                    work.plan_fact(
+                    self.plan_fact(
                         org,
                         if replaced {
                             "downgrade_rescheduled"
@@ -150,15 +146,15 @@ impl Engine {
                         },
                         at,
                     );
-                    work.plan_email(org, "downgrade_scheduled", at);
+                    self.plan_email(org, "downgrade_scheduled", at);
                 }
             }
             PlanChange::CancelDowngrade => {
-                self.check_plan_change(org, change, false, at)?;
+                self.check_plan_change(org, change, at)?;
                 if org.scheduled_tier.take().is_none() {
                     return Err(invalid("downgrade", "no downgrade is scheduled"));
                 }
-                work.plan_fact(org, "downgrade_canceled", at);
+                self.plan_fact(org, "downgrade_canceled", at);
             }
             PlanChange::AddAddon { addon } => {
                 let price = prices.addon_price(addon, org.tier)?;
@@ -172,9 +168,9 @@ impl Engine {
                         },
                     ));
                 }
-                self.check_plan_change(org, change, false, at)?;
+                self.check_plan_change(org, change, at)?;
                 if in_trial || price.is_zero() {
-                    include_addon(work, org, addon, at);
+                    self.include_addon(org, addon, at);
                 } else {
                     let period = Period::containing(at);
                     let line = Line {
@@ -187,15 +183,13 @@ impl Engine {
                         ),
                         amount: round_cents(price * proration_factor(at, period)),
                     };
-                    self.charge_change(
-                        work,
+                    return self.charge_change(
                         org,
                         Paid::Addon(addon.clone()),
                         vec![line],
                         actor,
                         at,
-                    )
-                    .await?;
+                    );
                 }
             }
             PlanChange::RemoveAddon { addon } => {
@@ -208,19 +202,19 @@ impl Engine {
                         format!("`{addon}` is already scheduled for removal"),
                     ));
                 }
-                self.check_plan_change(org, change, false, at)?;
+                self.check_plan_change(org, change, at)?;
                 if in_trial {
                     org.addons.retain(|a| a != addon);
-                    work.plan_fact(org, "addon_removed", at);
-                    work.plan_email(org, "addon_changed", at);
+                    self.plan_fact(org, "addon_removed", at);
+                    self.plan_email(org, "addon_changed", at);
                 } else {
                     org.scheduled_removals.push(addon.clone());
-                    work.plan_fact(org, "addon_removal_scheduled", at);
-                    work.plan_email(org, "addon_changed", at);
+                    self.plan_fact(org, "addon_removal_scheduled", at);
+                    self.plan_email(org, "addon_changed", at);
                 }
             }
             PlanChange::CancelAddonRemoval { addon } => {
-                self.check_plan_change(org, change, false, at)?;
+                self.check_plan_change(org, change, at)?;
                 if !org.scheduled_removals.contains(addon) {
                     return Err(invalid(
                         "addon",
@@ -228,15 +222,16 @@ impl Engine {
                     ));
                 }
                 org.scheduled_removals.retain(|a| a != addon);
-                work.plan_fact(org, "addon_removal_canceled", at);
+                self.plan_fact(org, "addon_removal_canceled", at);
             }
         }
-        Ok(())
+        Ok(Step::Done)
     }
 
     /// Monthly base plus paid add-ons at the new tier minus at the old one, prorated.
     fn tier_difference(&self, org: &Org, tier: u32, at: DateTime<Utc>) -> Result<Vec<Line>> {
-        let prices = &self.rules.prices;
+        let rules = self.rules;
+        let prices = &rules.prices;
         let period = Period::containing(at);
         let factor = proration_factor(at, period);
         let mut lines = vec![Line {
@@ -268,19 +263,20 @@ impl Engine {
         Ok(lines)
     }
 
-    /// Issues and charges a prorated invoice; the change happens only once it is paid.
-    async fn charge_change(
-        &self,
-        work: &mut Work<'_>,
+    /// Issues a prorated invoice and asks for its charge; the change happens only once
+    /// it is paid ([`Planner::charged`], or a later [`Planner::payment`]).
+    fn charge_change(
+        &mut self,
         org: &mut Org,
         paid: Paid,
         lines: Vec<Line>,
         actor: &Actor,
         at: DateTime<Utc>,
-    ) -> Result<()> {
+    ) -> Result<Step> {
         let total: Decimal = lines.iter().map(|l| l.amount).sum();
         if total.is_zero() {
-            return self.apply_paid(work, org, paid, actor, at).await;
+            self.apply_paid(org, paid, actor, at)?;
+            return Ok(Step::Done);
         }
         if !org.lifecycle.payment_method {
             return Err(invalid(
@@ -289,186 +285,144 @@ impl Engine {
             ));
         }
         let new = NewInvoice {
-            org_id: &org.id,
             key: paid.key(at),
-            period: Period::containing(at).label(),
+            period: Period::containing(at),
             kind: InvoiceKind::Proration,
-            currency: &org.currency,
             lines,
-            issued_at: at,
+            at,
         };
-        let Some(invoice) = self.issue(work, org, new).await? else {
+        let Some(invoice) = self.issue(org, new)? else {
             return Err(invalid(
                 "change",
                 "the same change was already requested at this instant",
             ));
         };
-        let charge = self.gateway.charge(org, invoice.id, invoice.total);
-        match charge {
-            Charge::Succeeded => {
-                self.settle_charge(work, org, &invoice, charge, "gateway", at)
-                    .await?;
-                self.apply_paid(work, org, paid, actor, at).await
-            }
-            Charge::Failed | Charge::NoCard => self.decline_change(work, org, &invoice, at).await,
-            // The change waits for the outcome (`payment_outcome`).
-            Charge::Pending => Ok(()),
-        }
+        Ok(Step::Charge(ChargeRequest {
+            org: org.id.clone(),
+            invoice: invoice.id,
+            amount: invoice.total,
+            at,
+            then: Then::Change {
+                paid,
+                actor: actor.clone(),
+            },
+        }))
     }
 
-    async fn decline_change(
-        &self,
-        work: &mut Work<'_>,
+    /// A declined change charge voids its invoice and changes nothing else.
+    pub(super) fn decline_change(
+        &mut self,
         org: &Org,
-        invoice: &Invoice,
+        invoice: i64,
         at: DateTime<Utc>,
     ) -> Result<()> {
-        work.set_invoice_status(invoice.id, InvoiceStatus::Void, at)
-            .await?;
-        work.payment(org, invoice.id, false, "gateway", at);
-        let change = match Paid::from_key(&invoice.key) {
+        self.set_status(invoice, InvoiceStatus::Void, at)?;
+        self.record_payment(org, invoice, false, "gateway", at);
+        let key = self
+            .snapshot
+            .invoices
+            .get(&invoice)
+            .map(|i| i.key.clone())
+            .unwrap_or_default();
+        let change = match Paid::from_key(&key) {
             Some(Paid::Upgrade(_)) => "upgrade_declined",
             _ => "addon_declined",
         };
-        work.plan_fact(org, change, at);
+        self.plan_fact(org, change, at);
         Ok(())
     }
 
-    async fn apply_paid(
-        &self,
-        work: &mut Work<'_>,
+    pub(super) fn apply_paid(
+        &mut self,
         org: &mut Org,
         paid: Paid,
         actor: &Actor,
         at: DateTime<Utc>,
     ) -> Result<()> {
         match paid {
-            Paid::Upgrade(tier) => self.apply_upgrade(work, org, tier, actor, at).await,
+            Paid::Upgrade(tier) => self.apply_upgrade(org, tier, actor, at),
             Paid::Addon(addon) => {
-                include_addon(work, org, &addon, at);
+                self.include_addon(org, &addon, at);
                 Ok(())
             }
         }
     }
 
-    async fn apply_upgrade(
-        &self,
-        work: &mut Work<'_>,
+    fn apply_upgrade(
+        &mut self,
         org: &mut Org,
         tier: u32,
         actor: &Actor,
         at: DateTime<Utc>,
     ) -> Result<()> {
-        let lifts = self.upgrade_lifts_overage(org, tier);
+        let lifts = self.upgrade_lifts_overage(org, tier, at);
         org.tier = tier;
         // An upgrade cancels a scheduled downgrade.
         org.scheduled_tier = None;
-        work.plan_fact(org, "upgrade", at);
+        self.plan_fact(org, "upgrade", at);
         if org.lifecycle.reasons.contains(LockReason::Overage) {
             self.apply(
-                work,
                 org,
                 Event::Upgrade {
                     lifts_overage: lifts,
                 },
                 actor,
                 at,
-            )
-            .await?;
+            )?;
         }
         Ok(())
     }
 
+    /// SPEC section 3's lift rule for an upgrade of `org` to `new_tier` at `at`.
+    pub fn upgrade_lifts_overage(&self, org: &Org, new_tier: u32, at: DateTime<Utc>) -> bool {
+        let now = Period::containing(at);
+        let usage_now = org
+            .usage
+            .filter(|(p, _)| *p == now)
+            .map_or(0, |(_, mau)| mau);
+        usage::upgrade_lifts_overage(
+            new_tier,
+            usage_now,
+            org.overage_lock_mau.unwrap_or(0),
+            self.rules.lock_above_percent,
+        )
+    }
+
     /// A later outcome for a plan-change invoice: apply the change when paid, void the
     /// invoice when not. No lifecycle event: a failed change charge changes no state.
-    pub(super) async fn plan_payment(
-        &self,
-        work: &mut Work<'_>,
+    pub(super) fn plan_payment(
+        &mut self,
         org: &mut Org,
-        invoice: &Invoice,
+        invoice: i64,
+        key: &str,
         succeeded: bool,
         actor: &Actor,
         at: DateTime<Utc>,
     ) -> Result<()> {
         if !succeeded {
-            return self.decline_change(work, org, invoice, at).await;
+            return self.decline_change(org, invoice, at);
         }
-        self.settle_charge(work, org, invoice, Charge::Succeeded, "gateway", at)
-            .await?;
-        match Paid::from_key(&invoice.key) {
+        self.settle_charge(
+            org,
+            invoice,
+            crate::domain::Charge::Succeeded,
+            "gateway",
+            at,
+        )?;
+        match Paid::from_key(key) {
             Some(Paid::Upgrade(tier)) if tier > org.tier => {
-                self.apply_upgrade(work, org, tier, actor, at).await
+                self.apply_upgrade(org, tier, actor, at)
             }
             Some(Paid::Addon(addon)) => {
-                include_addon(work, org, &addon, at);
+                self.include_addon(org, &addon, at);
                 Ok(())
             }
             _ => Ok(()),
         }
     }
 
-    /// The monthly cycle's billing for the period starting at `at`: the previous period's
-    /// overage (at the tier and add-ons in force at its end), then scheduled downgrades
-    /// and removals, then the new period's base and add-ons.
-    pub(super) async fn cycle_lines(
-        &self,
-        work: &mut Work<'_>,
-        org: &mut Org,
-        at: DateTime<Utc>,
-    ) -> Result<Vec<Line>> {
-        let prices = &self.rules.prices;
-        let previous = Period::containing(at).previous();
-        let usage = work.usage_total(&org.id, previous).await?;
-        let allowance = prices.plan(&org.plan)?.data_points_per_mau;
-        let mbu = usage.mbu(org.tier, allowance);
-        let mut overage = Vec::new();
-        let mau_overage = prices.mau_overage(&org.plan, org.tier, mbu)?;
-        if !mau_overage.is_zero() {
-            overage.push(Line {
-                kind: LineKind::MauOverage,
-                description: format!(
-                    "{} MBU over the {} MAU tier in {}",
-                    mbu,
-                    org.tier,
-                    previous.label()
-                ),
-                amount: mau_overage,
-            });
-            for addon in &org.addons {
-                let amount = prices.addon_overage(addon, org.tier, mbu)?;
-                if !amount.is_zero() {
-                    overage.push(Line {
-                        kind: LineKind::AddonOverage,
-                        description: format!(
-                            "{} add-on overage in {}",
-                            prices.addon(addon)?.name,
-                            previous.label()
-                        ),
-                        amount,
-                    });
-                }
-            }
-        }
-        if let Some(tier) = org.scheduled_tier.take() {
-            org.tier = tier;
-            work.plan_fact(org, "downgrade_applied", at);
-            work.plan_email(org, "downgrade_applied", at);
-        }
-        if !org.scheduled_removals.is_empty() {
-            let removals = std::mem::take(&mut org.scheduled_removals);
-            org.addons.retain(|a| !removals.contains(a));
-            work.plan_fact(org, "addon_removed", at);
-            work.plan_email(org, "addon_changed", at);
-        }
-        let mut lines = prices.monthly_lines(&org.plan, org.tier, &org.addons)?;
-        lines.extend(overage);
-        Ok(lines)
-    }
-}
-
-impl Work<'_> {
-    fn plan_fact(&mut self, org: &Org, change: &str, at: DateTime<Utc>) {
-        self.facts.push(Fact::Plan {
+    pub(super) fn plan_fact(&mut self, org: &Org, change: &str, at: DateTime<Utc>) {
+        self.plan.facts.push(Fact::Plan {
             at,
             org: org.id.clone(),
             tier: org.tier,
@@ -477,7 +431,7 @@ impl Work<'_> {
         });
     }
 
-    fn plan_email(&mut self, org: &Org, template: &str, at: DateTime<Utc>) {
+    pub(super) fn plan_email(&mut self, org: &Org, template: &str, at: DateTime<Utc>) {
         let payload = serde_json::json!({
             "org": org.id,
             "plan": org.plan,
@@ -497,13 +451,13 @@ impl Work<'_> {
         );
         self.email(org, template, at, key, payload);
     }
-}
 
-fn include_addon(work: &mut Work<'_>, org: &mut Org, addon: &str, at: DateTime<Utc>) {
-    if !org.addons.iter().any(|a| a == addon) {
-        org.addons.push(addon.to_owned());
-        org.addons.sort();
+    fn include_addon(&mut self, org: &mut Org, addon: &str, at: DateTime<Utc>) {
+        if !org.addons.iter().any(|a| a == addon) {
+            org.addons.push(addon.to_owned());
+            org.addons.sort();
+        }
+        self.plan_fact(org, "addon_added", at);
+        self.plan_email(org, "addon_changed", at);
     }
-    work.plan_fact(org, "addon_added", at);
-    work.plan_email(org, "addon_changed", at);
 }

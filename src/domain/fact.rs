@@ -1,5 +1,6 @@
-//! What the engine did, as it reports it to its callers (the simulator's JSON Lines,
-//! `acctd tick`'s summary, tests).
+//! What happened, as the planner records it and the engine reports it to its callers
+//! (the simulator's JSON Lines, `acctd tick`, webhooks, tests). A fact serializes as SPEC
+//! section 9's object.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use rust_decimal::Decimal;
