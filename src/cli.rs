@@ -44,10 +44,14 @@ pub enum Command {
     },
     /// Process everything due up to TIME (default: now) once, then exit.
     Tick {
-        /// RFC 3339 instant, e.g. 2026-04-01T00:00:00Z.
+        /// Process deadlines due up to this RFC 3339 instant, e.g. 2026-04-01T00:00:00Z
+        /// (default: now). A time later than now is refused without --force.
         #[arg(long, value_name = "TIME")]
         until: Option<DateTime<Utc>>,
-        /// Print every fact as JSON Lines instead of a summary.
+        /// Allow an --until later than now: fires real deadlines before they are due.
+        #[arg(long)]
+        force: bool,
+        /// Print every fact as JSON Lines on stdout (the summary goes to stderr).
         #[arg(long)]
         json: bool,
     },

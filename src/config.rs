@@ -40,6 +40,13 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Settings that load and validate but cannot be used: a database that cannot be opened
+/// or reached, malformed API tokens, an email transport or webhook that cannot be built.
+/// Like an [`Error`], this is bad configuration: `acctd` says so in one line and exits 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Unusable(pub String);
+
 /// Every setting of acctd. See `config.toml` for each key's meaning.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
