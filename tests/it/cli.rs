@@ -502,6 +502,17 @@ fn bad_configuration_exits_2_in_one_line() {
         );
         one_line(&out, "ACCTD_API_TOKENS");
     }
+    // A missing PostgreSQL database: the server's message, without the line of its source
+    // code that sqlx appends ("at line 948").
+    if let Ok(admin) = std::env::var("TEST_POSTGRES_URL") {
+        let base = admin
+            .rsplit_once('/')
+            .map_or(admin.as_str(), |(base, _)| base);
+        let url = format!("{base}/acctd_no_such_database");
+        let out = run(&["--db", &url, "admin", "orgs"], &[]);
+        one_line(&out, "\"acctd_no_such_database\" does not exist");
+        assert!(!stderr(&out).contains(" at line "), "{}", stderr(&out));
+    }
     let out = run(&["simulate", "scenarios/nosuch.toml"], &[]);
     one_line(
         &out,
@@ -583,6 +594,12 @@ fn empty_results_say_so_and_help_describes_every_argument() {
     );
     let out = run(&["admin", "lock", "acme", "--actor", "ops", "--reason", "x"]);
     assert!(out.status.success(), "{}", stderr(&out));
+    // Logs to a pipe carry no colour codes (the lock logged its transition).
+    assert!(
+        stderr(&out).contains("transition") && !stderr(&out).contains('\u{1b}'),
+        "{}",
+        stderr(&out)
+    );
     let out = run(&["admin", "outbox", "list"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
