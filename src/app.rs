@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::clock::{Clock, SystemClock};
-use crate::config::Settings;
+use crate::config::{Settings, Unusable};
 use crate::engine::{Engine, ExternalGateway};
 use crate::notify::webhook::Webhooks;
 use crate::notify::{Dispatcher, Mailer};
@@ -52,19 +52,16 @@ impl App {
     ) -> anyhow::Result<Self> {
         // One daemon per SQLite file; PostgreSQL replicas share work through row locks.
         let lock = crate::lock::acquire(&settings.database.url)?;
-        let db =
-            storage::connect(&settings.database.url, settings.database.max_connections).await?;
+        let db = connect(&settings.database).await?;
         storage::migrate(&db).await?;
-        let mut dispatcher = Dispatcher::new(
-            db.clone(),
-            Mailer::from_settings(&settings.email)?,
-            &settings,
-            clock.clone(),
-        );
+        let mailer =
+            Mailer::from_settings(&settings.email).map_err(|e| Unusable(format!("email: {e}")))?;
+        let mut dispatcher = Dispatcher::new(db.clone(), mailer, &settings, clock.clone());
         if !settings.webhooks.endpoints.is_empty() {
             let timeout = Duration::from_secs(settings.email.smtp.timeout_seconds.max(1));
             dispatcher = dispatcher.with_webhooks(
-                Webhooks::from_settings(&settings.webhooks, timeout).map_err(anyhow::Error::msg)?,
+                Webhooks::from_settings(&settings.webhooks, timeout)
+                    .map_err(|e| Unusable(format!("webhooks: {e}")))?,
             );
         }
         // No more lanes than connections: a lane without one would only wait for it.
@@ -75,7 +72,8 @@ impl App {
         let tokens = api::Tokens::load(
             &settings.api.tokens,
             std::env::var(api::auth::ENV_VAR).ok().as_deref(),
-        )?;
+        )
+        .map_err(|e| Unusable(e.to_string()))?;
         let listener = TcpListener::bind(settings.api.listen)
             .await
             .with_context(|| format!("cannot listen on {} (api.listen)", settings.api.listen))?;
@@ -157,6 +155,30 @@ impl App {
         jobs.shutdown().await?;
         Ok(())
     }
+}
+
+/// Opens the configured database with [`storage::connect`]. A database that cannot be
+/// opened or reached is bad configuration ([`Unusable`], exit 2), said in one line that
+/// names it.
+///
+/// # Errors
+/// [`Unusable`] when the database cannot be opened.
+pub async fn connect(
+    database: &crate::config::Database,
+) -> anyhow::Result<sea_orm::DatabaseConnection> {
+    storage::connect(&database.url, database.max_connections)
+        .await
+        .map_err(|e| {
+            let message = match e {
+                // Already says which database and why (storage::connect's own messages).
+                storage::Error::Db(sea_orm::DbErr::Custom(message)) => message,
+                other => format!(
+                    "cannot open the database `{}`: {other}",
+                    redact(&database.url)
+                ),
+            };
+            Unusable(message).into()
+        })
 }
 
 /// A database URL without its password.

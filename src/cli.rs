@@ -5,6 +5,7 @@ pub mod admin;
 pub mod bench;
 pub mod outbox;
 pub mod remote;
+pub mod render;
 pub mod usage;
 
 use std::path::PathBuf;
@@ -12,15 +13,18 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 
+/// The help heading of the options every subcommand takes, listed apart from its own.
+pub const GLOBAL: &str = "Global options";
+
 /// acctd: the account lifecycle daemon.
 #[derive(Debug, Parser)]
 #[command(name = "acctd", version, about)]
 pub struct Cli {
     /// Settings file; a missing ./config.toml means built-in defaults.
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(long, global = true, value_name = "PATH", help_heading = GLOBAL)]
     pub config: Option<PathBuf>,
     /// Database URL, overriding `database.url` (<sqlite://FILE?mode=rwc> or postgres://…).
-    #[arg(long, global = true, value_name = "URL")]
+    #[arg(long, global = true, value_name = "URL", help_heading = GLOBAL)]
     pub db: Option<String>,
     #[command(subcommand)]
     pub command: Command,
@@ -39,15 +43,19 @@ pub enum Command {
     Migrate,
     /// Run a time-travel scenario and print JSON Lines (exit 1 if an expectation fails).
     Simulate {
-        /// The scenario file (TOML).
+        /// The scenario file (TOML; the format is docs/scenarios.md).
         scenario: PathBuf,
     },
     /// Process everything due up to TIME (default: now) once, then exit.
     Tick {
-        /// RFC 3339 instant, e.g. 2026-04-01T00:00:00Z.
+        /// Process deadlines due up to this RFC 3339 instant, e.g. 2026-04-01T00:00:00Z
+        /// (default: now). A time later than now is refused without --force.
         #[arg(long, value_name = "TIME")]
         until: Option<DateTime<Utc>>,
-        /// Print every fact as JSON Lines instead of a summary.
+        /// Allow an --until later than now: fires real deadlines before they are due.
+        #[arg(long)]
+        force: bool,
+        /// Print every fact as JSON Lines on stdout (the summary goes to stderr).
         #[arg(long)]
         json: bool,
     },

@@ -40,6 +40,28 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// What to say about a refused plan, tier or add-on: the error's own message, except for
+/// an add-on while the catalog is empty (the built-in default), where listing the choices
+/// would list nothing: say how to configure one instead.
+#[must_use]
+pub fn price_error_message(e: &price::PriceError) -> String {
+    match e {
+        price::PriceError::UnknownAddon(addon, choices) if choices.is_empty() => format!(
+            "unknown add-on `{addon}`: the add-on catalog is empty; define add-ons in the \
+             config as `[addons.ID]` with `name` and `price_per_100_mau` (config.toml shows \
+             an example)"
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// Settings that load and validate but cannot be used: a database that cannot be opened
+/// or reached, malformed API tokens, an email transport or webhook that cannot be built.
+/// Like an [`Error`], this is bad configuration: `acctd` says so in one line and exits 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Unusable(pub String);
+
 /// Every setting of acctd. See `config.toml` for each key's meaning.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -1129,7 +1151,11 @@ mod tests {
     fn committed_config_file_equals_the_defaults() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
         let l = Layer::read(&path).unwrap();
-        let s = Settings::from_layers(vec![l], std::iter::empty()).unwrap();
+        let mut s = Settings::from_layers(vec![l], std::iter::empty()).unwrap();
+        // Besides the defaults, the file ships one example add-on (the built-in catalog is
+        // empty), which the README's walkthrough uses.
+        let example = s.addons.remove("journeys").expect("the example add-on");
+        assert_eq!(example.price_per_100_mau, dec("0.10"));
         assert_eq!(s, Settings::default());
     }
 }

@@ -43,7 +43,12 @@ fn main() -> ExitCode {
     } else {
         settings.log.level.as_str()
     };
-    telemetry::init(level, settings.log.format, std::io::stderr);
+    telemetry::init(
+        level,
+        settings.log.format,
+        std::io::stderr,
+        telemetry::colour_for_stderr(),
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -81,7 +86,7 @@ async fn dispatch(command: Command, settings: Settings) -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Simulate { scenario } => simulate_file(&scenario, &settings).await,
-        Command::Tick { until, json } => report(tick(&settings, until, json).await),
+        Command::Tick { until, json, force } => report(tick(&settings, until, json, force).await),
         Command::Admin { remote, command } => {
             if let Some(url) = remote.url {
                 let mut out = std::io::stdout().lock();
@@ -121,15 +126,52 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error.cause_chain = ?e, "failed");
-            eprintln!("acctd: {e:#}");
-            ExitCode::FAILURE
+            // One line: the message with each cause that adds something, no backtrace
+            // (anyhow's Debug would print one whenever RUST_BACKTRACE is set).
+            eprintln!("acctd: {}", message(&e));
+            if is_bad_input(&e) {
+                ExitCode::from(BAD_INPUT)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
 
+/// Bad configuration or input (exit 2), told apart by type, not by message.
+fn is_bad_input(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause.is::<acctd::config::Unusable>()
+            || cause.is::<acctd::config::Error>()
+            || cause.is::<acctd::api::auth::TokenError>()
+            || cause.is::<BadInput>()
+    })
+}
+
+/// Bad input found by a command handler of this file (exit 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct BadInput(String);
+
+/// `e` and its causes on one line, leaving out a cause whose text is already there (error
+/// types that print their source as part of their own message).
+fn message(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
+}
+
 async fn engine(settings: &Settings) -> anyhow::Result<Engine> {
-    let db = storage::connect(&settings.database.url, settings.database.max_connections).await?;
+    let db = acctd::app::connect(&settings.database).await?;
     storage::migrate(&db).await?;
     Ok(Engine::new(
         db,
@@ -175,7 +217,7 @@ fn cancel_on_signal(token: CancellationToken) {
 }
 
 async fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    let db = storage::connect(&settings.database.url, settings.database.max_connections).await?;
+    let db = acctd::app::connect(&settings.database).await?;
     storage::migrate(&db).await?;
     println!(
         "migrations applied to {}",
@@ -188,9 +230,21 @@ async fn tick(
     settings: &Settings,
     until: Option<chrono::DateTime<chrono::Utc>>,
     json: bool,
+    force: bool,
 ) -> anyhow::Result<()> {
     let engine = engine(settings).await?;
-    let until = until.map_or_else(|| engine.now(), acctd::clock::truncate);
+    let now = engine.now();
+    let until = until.map_or(now, acctd::clock::truncate);
+    if until > now && !force {
+        return Err(BadInput(format!(
+            "--until {} is later than now ({}): this would fire the real deadlines up to then \
+             early (trials ended, payments overdue, orgs locked and canceled); pass --force to \
+             do it anyway",
+            rfc3339(until),
+            rfc3339(now),
+        ))
+        .into());
+    }
     // One batch's facts at a time: memory stays flat however many orgs are due.
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let (mut transitions, mut facts, mut written) = (0, 0, Ok(()));
@@ -213,19 +267,37 @@ async fn tick(
         })
         .await?;
     written?;
-    if !json {
-        writeln!(
-            out,
-            "tick until {}: {transitions} transitions, {facts} facts, {orgs} orgs",
-            until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        )?;
+    let summary = format!(
+        "tick until {}: {transitions} transitions, {facts} facts, {orgs} orgs{}",
+        rfc3339(until),
+        if orgs == 0 { " (nothing was due)" } else { "" },
+    );
+    if json {
+        // stdout stays JSON Lines; the summary goes beside it.
+        out.flush()?;
+        eprintln!("{summary}");
+    } else {
+        writeln!(out, "{summary}")?;
     }
     out.flush()?;
     Ok(())
 }
 
+fn rfc3339(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
 async fn simulate_file(path: &std::path::Path, settings: &Settings) -> ExitCode {
-    let scenario = match simulate::scenario::load(path) {
+    // Read here rather than in `scenario::load`, whose error would carry a line number
+    // for a file that could not be read at all.
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!("acctd: cannot read {}: {}", path.display(), io_message(&e));
+            return ExitCode::from(BAD_INPUT);
+        }
+    };
+    let scenario = match simulate::scenario::parse(path, text) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("acctd: {e}");
@@ -247,5 +319,14 @@ async fn simulate_file(path: &std::path::Path, settings: &Settings) -> ExitCode 
             eprintln!("acctd: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// An I/O error as people read it: "No such file or directory", without "(os error 2)".
+fn io_message(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" (os error ") {
+        Some(at) if text.ends_with(')') => text[..at].to_owned(),
+        _ => text,
     }
 }

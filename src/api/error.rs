@@ -163,7 +163,7 @@ impl From<engine::Error> for ApiError {
                     PriceError::Enterprise { .. } | PriceError::UnknownTier(..) => "tier",
                     PriceError::UnknownAddon(..) => "addon",
                 };
-                ApiError::invalid(field, e.to_string())
+                ApiError::invalid(field, crate::config::price_error_message(&e))
             }
             engine::Error::Storage(e) => e.into(),
         }

@@ -2,8 +2,10 @@
 
 use std::io::Write;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Subcommand};
 
+use crate::api::dto::{InvoiceDto, OrgDto, OrgSummary, TransitionDto};
 use crate::domain::{LockReason, Status};
 use crate::engine::PlanChange;
 use crate::engine::{self, Actor, Command, Engine, Report, Signup};
@@ -12,10 +14,10 @@ use crate::storage::{self, org::Filter};
 /// Every manual operation names an actor and a reason, stored in the audit trail.
 #[derive(Debug, Clone, Args)]
 pub struct Who {
-    /// Who does this (an operator's name or email).
+    /// Who does this (an operator's name or email), stored in the audit trail.
     #[arg(long)]
     pub actor: String,
-    /// Why: stored in the audit trail.
+    /// Why, stored in the audit trail.
     #[arg(long)]
     pub reason: String,
 }
@@ -26,24 +28,41 @@ impl Who {
     }
 }
 
+/// `--to`, `--state`: one of the lifecycle states, listed in `--help`.
+fn status() -> impl TypedValueParser<Value = Status> {
+    PossibleValuesParser::new(Status::ALL.map(Status::as_str)).try_map(|s| s.parse::<Status>())
+}
+
+/// `--reason` of `orgs`, `--lock-reason`: one of the lock reasons, listed in `--help`.
+fn lock_reason() -> impl TypedValueParser<Value = LockReason> {
+    PossibleValuesParser::new(LockReason::ALL.map(LockReason::as_str))
+        .try_map(|s| s.parse::<LockReason>())
+}
+
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
     /// Sign an org up (a 30-day trial, or --active for an existing subscriber).
     Signup {
+        /// The new org's id, e.g. acme.
         org: String,
+        /// Plan: a `[plans.NAME]` of the config (built in: basic, essentials).
         #[arg(long, default_value = "basic")]
         plan: String,
+        /// MAU tier, one of `billing.tiers` (built in: 5000, 10000, 15000, 20000, 25000,
+        /// 30000, 40000, 50000, 75000, 100000).
         #[arg(long, default_value_t = 5_000)]
         tier: u32,
         /// Account admin email (repeat for several).
-        #[arg(long = "admin", required = true)]
+        #[arg(long = "admin", required = true, value_name = "EMAIL")]
         admins: Vec<String>,
-        #[arg(long)]
+        /// Where invoices go (default: the first --admin).
+        #[arg(long, value_name = "EMAIL")]
         billing_email: Option<String>,
         /// A card is on file.
         #[arg(long)]
         payment_method: bool,
-        #[arg(long = "addon")]
+        /// An add-on of the `[addons]` catalog of the config (repeat for several).
+        #[arg(long = "addon", value_name = "ADDON")]
         addons: Vec<String>,
         /// Import as an active subscriber whose current period is paid.
         #[arg(long)]
@@ -53,16 +72,21 @@ pub enum AdminCommand {
     },
     /// Show an org: state, reasons, deadlines, entitlements, legal moves, recent transitions.
     Show {
+        /// The org's id.
         org: String,
+        /// Print JSON instead of text (the same with or without --url).
         #[arg(long)]
         json: bool,
     },
     /// List orgs, optionally by state and lock reason.
     Orgs {
-        #[arg(long)]
+        /// Only orgs in this state.
+        #[arg(long, value_parser = status())]
         state: Option<Status>,
-        #[arg(long)]
+        /// Only locked orgs with this lock reason.
+        #[arg(long, value_parser = lock_reason())]
         reason: Option<LockReason>,
+        /// At most this many orgs.
         #[arg(long, default_value_t = 100)]
         limit: u64,
     },
@@ -71,28 +95,37 @@ pub enum AdminCommand {
     Outbox(super::outbox::OutboxCommand),
     /// Counts by state and reason, the due backlog and the outbox backlog.
     Stats {
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// List an org's invoices with their lines.
-    Invoices { org: String },
+    Invoices {
+        /// The org's id.
+        org: String,
+    },
     /// Lock an org (reason `manual`).
     Lock {
+        /// The org's id.
         org: String,
         #[command(flatten)]
         who: Who,
     },
     /// Drop one lock reason (default `manual`).
     Unlock {
+        /// The org's id.
         org: String,
-        #[arg(long, default_value = "manual")]
+        /// The lock reason to drop.
+        #[arg(long, default_value = "manual", value_parser = lock_reason())]
         lock_reason: LockReason,
         #[command(flatten)]
         who: Who,
     },
     /// Move the trial deadline N days later.
     ExtendTrial {
+        /// The org's id.
         org: String,
+        /// Days to add.
         #[arg(long)]
         days: u32,
         #[command(flatten)]
@@ -100,13 +133,16 @@ pub enum AdminCommand {
     },
     /// End the trial now.
     EndTrial {
+        /// The org's id.
         org: String,
         #[command(flatten)]
         who: Who,
     },
     /// Move the grace deadline N days later.
     ExtendGrace {
+        /// The org's id.
         org: String,
+        /// Days to add.
         #[arg(long)]
         days: u32,
         #[command(flatten)]
@@ -114,7 +150,9 @@ pub enum AdminCommand {
     },
     /// Move the auto-cancel deadline N days later.
     PostponeCancel {
+        /// The org's id.
         org: String,
+        /// Days to add.
         #[arg(long)]
         days: u32,
         #[command(flatten)]
@@ -122,35 +160,44 @@ pub enum AdminCommand {
     },
     /// Settle every overdue invoice out of band.
     MarkPaid {
+        /// The org's id.
         org: String,
         #[command(flatten)]
         who: Who,
     },
     /// Cancel an org; requires --confirm DELETE.
     Cancel {
+        /// The org's id.
         org: String,
+        /// Must be DELETE: canceling purges the org's usage data and cannot be undone.
         #[arg(long)]
         confirm: String,
         #[command(flatten)]
         who: Who,
     },
-    /// Move an org to a named state, accepted only along a legal edge.
+    /// Move an org to a named state, accepted only along a legal edge (`admin show`
+    /// lists the legal moves).
     Transition {
+        /// The org's id.
         org: String,
-        #[arg(long)]
+        /// The state to move to.
+        #[arg(long, value_parser = status())]
         to: Status,
         #[command(flatten)]
         who: Who,
     },
     /// Record that a card was added.
     AddPaymentMethod {
+        /// The org's id.
         org: String,
         #[command(flatten)]
         who: Who,
     },
     /// Upgrade to a higher tier now (prorated charge; takes effect only if paid).
     Upgrade {
+        /// The org's id.
         org: String,
+        /// The new MAU tier, one of `billing.tiers`, above the current one.
         #[arg(long)]
         tier: u32,
         #[command(flatten)]
@@ -158,7 +205,9 @@ pub enum AdminCommand {
     },
     /// Downgrade to a lower tier (immediate in trial, otherwise at the next 1st).
     Downgrade {
+        /// The org's id.
         org: String,
+        /// The new MAU tier, one of `billing.tiers`, below the current one.
         #[arg(long)]
         tier: u32,
         #[command(flatten)]
@@ -166,13 +215,16 @@ pub enum AdminCommand {
     },
     /// Cancel a scheduled downgrade.
     CancelDowngrade {
+        /// The org's id.
         org: String,
         #[command(flatten)]
         who: Who,
     },
     /// Include an add-on now (a paid one is charged prorated and added only if paid).
     AddAddon {
+        /// The org's id.
         org: String,
+        /// An add-on of the `[addons]` catalog of the config.
         #[arg(long)]
         addon: String,
         #[command(flatten)]
@@ -180,7 +232,9 @@ pub enum AdminCommand {
     },
     /// Remove an add-on (immediate in trial, otherwise at the next 1st).
     RemoveAddon {
+        /// The org's id.
         org: String,
+        /// The add-on to remove.
         #[arg(long)]
         addon: String,
         #[command(flatten)]
@@ -188,7 +242,9 @@ pub enum AdminCommand {
     },
     /// Cancel a scheduled add-on removal.
     CancelAddonRemoval {
+        /// The org's id.
         org: String,
+        /// The add-on to keep.
         #[arg(long)]
         addon: String,
         #[command(flatten)]
@@ -196,7 +252,9 @@ pub enum AdminCommand {
     },
     /// Record the payment provider's outcome for an invoice.
     Payment {
+        /// The invoice id (`admin invoices ORG` lists them).
         invoice: i64,
+        /// What the payment provider reported.
         #[arg(long, value_parser = ["succeeded", "failed"])]
         outcome: String,
         #[command(flatten)]
@@ -219,6 +277,7 @@ impl From<engine::Error> for Failure {
     fn from(e: engine::Error) -> Self {
         match e {
             engine::Error::Storage(e) => Failure::Other(e.into()),
+            engine::Error::Price(e) => Failure::Input(crate::config::price_error_message(&e)),
             other => Failure::Input(other.to_string()),
         }
     }
@@ -277,23 +336,12 @@ pub async fn run(
                 after: None,
                 limit,
             };
-            for o in storage::org::list(engine.db(), &filter).await? {
-                let l = &o.lifecycle;
-                writeln!(
-                    out,
-                    "{:<24} {:<13} {:<28} next due {}",
-                    o.id,
-                    l.status.as_str(),
-                    if l.reasons.is_empty() {
-                        "-".to_owned()
-                    } else {
-                        l.reasons.to_csv()
-                    },
-                    l.next_due_at().map_or_else(|| "-".to_owned(), time)
-                )
-                .map_err(io)?;
-            }
-            return Ok(());
+            let rows = storage::org::list(engine.db(), &filter)
+                .await?
+                .iter()
+                .map(|o| json(&OrgSummary::from(o)))
+                .collect::<Result<Vec<_>, _>>()?;
+            return print_or_say(out, super::render::orgs(&rows), "no orgs match");
         }
         AdminCommand::Stats { json } => return stats(engine, json, out).await,
         AdminCommand::Outbox(command) => return super::outbox::run(engine, command, out).await,
@@ -301,31 +349,16 @@ pub async fn run(
             if engine.org(&org).await?.is_none() {
                 return Err(engine::Error::UnknownOrg(org).into());
             }
-            for inv in storage::billing::list(engine.db(), &org).await? {
-                writeln!(
-                    out,
-                    "invoice {} {} {} {} {} {} issued {}",
-                    inv.id,
-                    inv.period,
-                    inv.kind.as_str(),
-                    inv.status.as_str(),
-                    inv.currency,
-                    inv.total,
-                    time(inv.issued_at)
-                )
-                .map_err(io)?;
-                for line in &inv.lines {
-                    writeln!(
-                        out,
-                        "  {:<14} {:>12}  {}",
-                        line.kind.as_str(),
-                        line.amount,
-                        line.description
-                    )
-                    .map_err(io)?;
-                }
-            }
-            return Ok(());
+            let rows = storage::billing::list(engine.db(), &org)
+                .await?
+                .iter()
+                .map(|i| json(&InvoiceDto::from(i)))
+                .collect::<Result<Vec<_>, _>>()?;
+            return print_or_say(
+                out,
+                super::render::invoices(&rows),
+                &format!("org `{org}` has no invoices yet"),
+            );
         }
         AdminCommand::Payment {
             invoice,
@@ -384,10 +417,6 @@ pub async fn run(
     print_report(out, &report).map_err(io)
 }
 
-fn time(at: chrono::DateTime<chrono::Utc>) -> String {
-    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
 /// Prints what a command did, one JSON line per fact (the simulator's format).
 fn print_report(out: &mut impl Write, report: &Report) -> std::io::Result<()> {
     if report.facts.is_empty() {
@@ -399,108 +428,48 @@ fn print_report(out: &mut impl Write, report: &Report) -> std::io::Result<()> {
     Ok(())
 }
 
-async fn show(engine: &Engine, id: &str, json: bool, out: &mut impl Write) -> Result<(), Failure> {
+async fn show(
+    engine: &Engine,
+    id: &str,
+    as_json: bool,
+    out: &mut impl Write,
+) -> Result<(), Failure> {
     let io = |e: std::io::Error| Failure::Other(e.into());
     let view = engine.view(id).await?;
     let recent = storage::audit::recent_transitions(engine.db(), id, 10).await?;
-    let o = &view.org;
-    let l = &o.lifecycle;
-    let e = view.entitlements;
-    let deadlines = [
-        ("trial_ends_at", l.trial_ends_at),
-        ("grace_ends_at", l.grace_ends_at),
-        ("cancel_at", l.cancel_at),
-        ("next_cycle_at", l.next_cycle_at),
-    ];
-    if json {
-        let value = serde_json::json!({
-            "id": o.id,
-            "state": l.status.as_str(),
-            "lock_reasons": l.reasons.iter().map(LockReason::as_str).collect::<Vec<_>>(),
-            "plan": o.plan,
-            "tier": o.tier,
-            "addons": o.addons,
-            "currency": o.currency,
-            "admins": o.admins,
-            "billing_email": o.billing_email,
-            "payment_method": l.payment_method,
-            "subscriber": l.subscriber,
-            "deadlines": deadlines.iter().filter_map(|(k, v)| v.map(|v| (k.to_string(), serde_json::Value::from(time(v))))).collect::<serde_json::Map<_, _>>(),
-            "entitlements": {
-                "dashboard": e.dashboard, "exports": e.exports,
-                "ingestion": e.ingestion, "campaigns": e.campaigns, "upgrade_prompt": view.upgrade_prompt,
-            },
-            "legal_moves": view.legal_moves,
-            "version": o.version,
-            "transitions": recent.iter().map(|t| serde_json::json!({
-                "at": time(t.at), "from": t.from.map(Status::as_str), "to": t.to.as_str(),
-                "cause": t.cause, "lock_reasons": t.reasons.iter().map(LockReason::as_str).collect::<Vec<_>>(),
-                "actor": t.actor, "reason": t.reason,
-            })).collect::<Vec<_>>(),
-        });
+    // The API's JSON (GET /v1/orgs/{id} with its transitions), so that `admin show` and
+    // `admin --url … show` print the same.
+    let mut value = json(&OrgDto::from(&view))?;
+    value["transitions"] = json(&recent.iter().map(TransitionDto::from).collect::<Vec<_>>())?;
+    if as_json {
         return writeln!(out, "{value:#}").map_err(io);
     }
-    let yes = |b: bool| if b { "yes" } else { "no" };
-    let mut text = format!(
-        "org {}\n  state          {}{}\n  plan           {} {} MAU{}\n  card on file   {}\n  subscriber     {}\n",
-        o.id,
-        l.status,
-        if l.reasons.is_empty() { String::new() } else { format!(" ({})", l.reasons) },
-        o.plan,
-        o.tier,
-        if o.addons.is_empty() { String::new() } else { format!(", add-ons {}", o.addons.join(", ")) },
-        yes(l.payment_method),
-        yes(l.subscriber),
-    );
-    for (name, at) in deadlines {
-        if let Some(at) = at {
-            text.push_str(&format!("  {name:<14} {}\n", time(at)));
-        }
+    out.write_all(super::render::show(&value).as_bytes())
+        .map_err(io)
+}
+
+/// A DTO as JSON, for the renderers shared with `--url`.
+fn json(dto: &impl serde::Serialize) -> Result<serde_json::Value, Failure> {
+    serde_json::to_value(dto).map_err(|e| Failure::Other(e.into()))
+}
+
+/// Prints `text`, or, when there is nothing to print, says `empty` on stderr (stdout
+/// stays empty for scripts).
+///
+/// # Errors
+/// Writing to `out` failed.
+pub fn print_or_say(
+    out: &mut impl Write,
+    text: Option<String>,
+    empty: &str,
+) -> Result<(), Failure> {
+    if let Some(text) = text {
+        out.write_all(text.as_bytes())
+            .map_err(|e| Failure::Other(e.into()))
+    } else {
+        eprintln!("{empty}");
+        Ok(())
     }
-    text.push_str(&format!(
-        "  entitlements   dashboard={} exports={} ingestion={} campaigns={} upgrade_prompt={}\n",
-        yes(e.dashboard),
-        yes(e.exports),
-        yes(e.ingestion),
-        yes(e.campaigns),
-        yes(view.upgrade_prompt)
-    ));
-    if let Some((period, mau)) = o.usage {
-        text.push_str(&format!(
-            "  usage          {} MAU in {} ({}% of tier)\n",
-            mau,
-            period.label(),
-            crate::domain::usage::percent(mau, o.tier)
-        ));
-    }
-    text.push_str(&format!(
-        "  legal moves    {}\n",
-        if view.legal_moves.is_empty() {
-            "none".to_owned()
-        } else {
-            view.legal_moves.join(", ")
-        }
-    ));
-    text.push_str("  recent transitions:\n");
-    for t in &recent {
-        text.push_str(&format!(
-            "    {} {} -> {}{} ({}, by {}{})\n",
-            time(t.at),
-            t.from.map_or("(new)", Status::as_str),
-            t.to,
-            if t.reasons.is_empty() {
-                String::new()
-            } else {
-                format!(" [{}]", t.reasons)
-            },
-            t.cause,
-            t.actor,
-            t.reason
-                .as_ref()
-                .map_or_else(String::new, |r| format!(": {r}")),
-        ));
-    }
-    out.write_all(text.as_bytes()).map_err(io)
 }
 
 async fn stats(engine: &Engine, json: bool, out: &mut impl Write) -> Result<(), Failure> {

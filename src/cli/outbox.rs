@@ -10,17 +10,25 @@ use crate::storage::outbox;
 
 #[derive(Debug, Subcommand)]
 pub enum OutboxCommand {
-    /// List messages, newest first (status: pending, sent, dead, discarded, skipped).
+    /// List messages, newest first.
     List {
-        #[arg(long)]
+        /// Only messages with this status.
+        #[arg(long, value_parser = ["pending", "sent", "dead", "discarded", "skipped"])]
         status: Option<String>,
+        /// At most this many messages.
         #[arg(long, default_value_t = 50)]
         limit: u64,
     },
     /// Put a dead or pending message back in line now, attempts reset.
-    Retry { id: i64 },
+    Retry {
+        /// The message id (`admin outbox list` shows it).
+        id: i64,
+    },
     /// Give up on a dead or pending message.
-    Discard { id: i64 },
+    Discard {
+        /// The message id (`admin outbox list` shows it).
+        id: i64,
+    },
 }
 
 /// Runs an outbox command.
@@ -36,24 +44,43 @@ pub async fn run(
     let db = engine.db();
     match command {
         OutboxCommand::List { status, limit } => {
-            for m in outbox::list(db, status.as_deref(), limit).await? {
-                writeln!(
-                    out,
-                    "{:>8} {:<9} {:<18} {:<20} attempts={} next={} to={}{}",
+            let messages = outbox::list(db, status.as_deref(), limit).await?;
+            let time = |at: chrono::DateTime<chrono::Utc>| {
+                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            };
+            let mut text = String::new();
+            for m in messages {
+                // When it was sent, or when the next attempt is due; nothing for messages
+                // that will not be sent.
+                let when = match (m.status.as_str(), m.sent_at) {
+                    (_, Some(sent)) => format!("sent {}", time(sent)),
+                    ("pending", None) => format!("next {}", time(m.next_attempt_at)),
+                    _ => "-".to_owned(),
+                };
+                text.push_str(&format!(
+                    "{:>8} {:<9} {:<18} {:<20} {:>8} {:<25} {}{}\n",
                     m.id,
                     m.status,
                     m.template,
                     m.org_id,
                     m.attempts,
-                    m.next_attempt_at
-                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    when,
                     m.recipients.join(","),
                     m.last_error
-                        .map_or_else(String::new, |e| format!(" error={e}")),
-                )
-                .map_err(io)?;
+                        .map_or_else(String::new, |e| format!("  error: {e}")),
+                ));
             }
-            Ok(())
+            let text = (!text.is_empty()).then(|| {
+                format!(
+                    "{:>8} {:<9} {:<18} {:<20} {:>8} {:<25} {}\n{text}",
+                    "ID", "STATUS", "TEMPLATE", "ORG", "ATTEMPTS", "SENT / NEXT ATTEMPT", "TO"
+                )
+            });
+            let empty = match &status {
+                Some(status) => format!("no {status} messages in the outbox"),
+                None => "the outbox is empty".to_owned(),
+            };
+            super::admin::print_or_say(out, text, &empty)
         }
         OutboxCommand::Retry { id } => {
             if outbox::retry(db, id, engine.now()).await? {

@@ -16,7 +16,13 @@ use crate::api::client::Client;
 #[derive(Debug, Clone, Default, Args)]
 pub struct Remote {
     /// Act through the admin API at this URL (http://HOST:PORT) instead of the database.
-    #[arg(long, global = true, value_name = "URL", env = "ACCTD_API_URL")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        env = "ACCTD_API_URL",
+        help_heading = "API client options"
+    )]
     pub url: Option<String>,
     /// Bearer token for --url; prefer the environment variable, which keeps it out of the
     /// shell history.
@@ -25,7 +31,8 @@ pub struct Remote {
         global = true,
         value_name = "TOKEN",
         env = "ACCTD_API_TOKEN",
-        hide_env_values = true
+        hide_env_values = true,
+        help_heading = "API client options"
     )]
     pub token: Option<String>,
 }
@@ -53,8 +60,8 @@ enum Print {
     Orgs,
     /// Invoices with their lines.
     Invoices,
-    /// `show`: the org with its recent transitions, as JSON (with or without `--json`).
-    Show,
+    /// `show`: the org with its recent transitions, as text, or as JSON with `--json`.
+    Show { json: bool },
 }
 
 struct Call {
@@ -108,11 +115,11 @@ fn call(command: AdminCommand) -> Result<Call, Failure> {
             })),
             print: Print::Facts,
         },
-        AdminCommand::Show { org, .. } => Call {
+        AdminCommand::Show { org, json } => Call {
             method: Method::GET,
             path: org_path(&org, ""),
             body: None,
-            print: Print::Show,
+            print: Print::Show { json },
         },
         AdminCommand::Orgs {
             state,
@@ -310,7 +317,7 @@ pub async fn run(
             }
         }
         Print::Json => text.push_str(&format!("{value:#}\n")),
-        Print::Show => {
+        Print::Show { json } => {
             let mut value = value;
             let path = format!(
                 "/v1/orgs/{}/transitions?limit=10",
@@ -318,50 +325,24 @@ pub async fn run(
             );
             let transitions = fetch(&client, Method::GET, &path, None).await?;
             value["transitions"] = transitions["transitions"].clone();
-            text.push_str(&format!("{value:#}\n"));
+            if json {
+                text.push_str(&format!("{value:#}\n"));
+            } else {
+                text.push_str(&super::render::show(&value));
+            }
         }
         Print::Orgs => {
-            for o in value["orgs"].as_array().into_iter().flatten() {
-                let reasons: Vec<&str> = o["lock_reasons"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                    .collect();
-                text.push_str(&format!(
-                    "{:<24} {:<13} {:<28} next due {}\n",
-                    o["id"].as_str().unwrap_or_default(),
-                    o["state"].as_str().unwrap_or_default(),
-                    if reasons.is_empty() {
-                        "-".to_owned()
-                    } else {
-                        reasons.join(",")
-                    },
-                    o["next_due_at"].as_str().unwrap_or("-"),
-                ));
-            }
+            let rows = value["orgs"].as_array().cloned().unwrap_or_default();
+            return super::admin::print_or_say(out, super::render::orgs(&rows), "no orgs match");
         }
         Print::Invoices => {
-            for inv in value["invoices"].as_array().into_iter().flatten() {
-                text.push_str(&format!(
-                    "invoice {} {} {} {} {} {} issued {}\n",
-                    inv["id"],
-                    inv["period"].as_str().unwrap_or_default(),
-                    inv["kind"].as_str().unwrap_or_default(),
-                    inv["status"].as_str().unwrap_or_default(),
-                    inv["currency"].as_str().unwrap_or_default(),
-                    inv["total"].as_str().unwrap_or_default(),
-                    inv["issued_at"].as_str().unwrap_or_default(),
-                ));
-                for line in inv["lines"].as_array().into_iter().flatten() {
-                    text.push_str(&format!(
-                        "  {:<14} {:>12}  {}\n",
-                        line["kind"].as_str().unwrap_or_default(),
-                        line["amount"].as_str().unwrap_or_default(),
-                        line["description"].as_str().unwrap_or_default(),
-                    ));
-                }
-            }
+            let rows = value["invoices"].as_array().cloned().unwrap_or_default();
+            let org = value["org"].as_str().unwrap_or_default();
+            return super::admin::print_or_say(
+                out,
+                super::render::invoices(&rows),
+                &format!("org `{org}` has no invoices yet"),
+            );
         }
     }
     out.write_all(text.as_bytes()).map_err(io)

@@ -15,14 +15,18 @@ use crate::engine::{Actor, Engine};
 pub enum UsageCommand {
     /// Report absolute totals for one project of an org in a period.
     Report {
+        /// The org's id.
         org: String,
+        /// The project the totals are for (an org's usage is the sum over its projects).
         #[arg(long)]
         project: String,
-        /// `YYYY-MM`; default: the current period.
+        /// The period, `YYYY-MM`; default: the current period.
         #[arg(long)]
         period: Option<String>,
+        /// Monthly active users in the period so far (an absolute total).
         #[arg(long)]
         mau: u64,
+        /// Data points in the period so far (an absolute total).
         #[arg(long, default_value_t = 0)]
         data_points: u64,
         /// Allow totals lower than reported before.
@@ -33,6 +37,7 @@ pub enum UsageCommand {
     /// `project`, `period`, `mau`, `data_points`, `correction`) or CSV (`.csv`, header
     /// `org,project,period,mau,data_points[,correction]`).
     Import {
+        /// The file: `.jsonl` or `.csv`.
         file: PathBuf,
         /// Lines per batch.
         #[arg(long, default_value_t = 10_000)]

@@ -109,6 +109,10 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
                 }
             });
     } else {
+        // The pool retries a refused or failed connection until its acquire timeout and
+        // then says only `pool timed out`: one direct attempt first fails fast, with the
+        // cause.
+        postgres_reachable(url).await?;
         options
             .max_connections(pool_size(url, max_connections))
             .acquire_timeout(Duration::from_secs(30));
@@ -137,6 +141,50 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
             }
             other => return Ok(other?),
         }
+    }
+}
+
+/// How long [`postgres_reachable`] waits for the server to answer.
+const POSTGRES_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Opens and closes one `PostgreSQL` connection to `url`, so that a server that is down,
+/// a wrong host or a missing database is reported at once and by its cause (the server's
+/// own message, without the line of its source code that sqlx appends).
+async fn postgres_reachable(url: &str) -> Result<()> {
+    use sea_orm::sqlx::postgres::PgConnectOptions;
+    use sea_orm::sqlx::{ConnectOptions as _, Connection as _};
+    let fail = |cause: String| {
+        let place = url.parse::<PgConnectOptions>().map_or_else(
+            |_| String::from("PostgreSQL"),
+            |o| {
+                format!(
+                    "PostgreSQL database `{}` on {}:{}",
+                    o.get_database().unwrap_or(o.get_username()),
+                    o.get_host(),
+                    o.get_port()
+                )
+            },
+        );
+        Err(Error::Db(DbErr::Custom(format!(
+            "cannot connect to {place}: {cause}"
+        ))))
+    };
+    let options = match url.parse::<PgConnectOptions>() {
+        Ok(options) => options,
+        Err(e) => return fail(format!("bad URL: {e}")),
+    };
+    match tokio::time::timeout(POSTGRES_CONNECT_TIMEOUT, options.connect()).await {
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+            Ok(())
+        }
+        Ok(Err(sea_orm::sqlx::Error::Database(e))) => fail(e.message().to_owned()),
+        Ok(Err(sea_orm::sqlx::Error::Io(e))) => fail(e.to_string()),
+        Ok(Err(e)) => fail(e.to_string()),
+        Err(_) => fail(format!(
+            "no answer within {} s",
+            POSTGRES_CONNECT_TIMEOUT.as_secs()
+        )),
     }
 }
 

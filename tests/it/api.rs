@@ -1429,7 +1429,7 @@ fn acctd(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     for (key, value) in env {
         command.env(key, value);
     }
-    command.output().expect("run acctd")
+    crate::helpers::output_within(&mut command, std::time::Duration::from_mins(2))
 }
 
 /// `acctd admin --url --token …` acts through the API: the token's name is the actor;
@@ -1536,7 +1536,19 @@ async fn admin_cli_acts_through_the_api(backend: Backend) {
     let out = run(admin(VIEWER, &["orgs", "--state", "locked"]), vec![])
         .await
         .unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("acme "));
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listed.starts_with("ORG ") && listed.lines().nth(1).unwrap().starts_with("acme "),
+        "{listed}"
+    );
+    // `show` prints the same text through the API as from the database.
+    let out = run(admin(VIEWER, &["show", "acme"]), vec![]).await.unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.starts_with("org acme\n  state          locked (manual)")
+            && shown.contains("(admin_lock, by admin-bot: via cli)"),
+        "{shown}"
+    );
 
     let out = run(
         vec![
@@ -1563,18 +1575,18 @@ async fn serve_takes_tokens_from_the_environment() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}?mode=rwc", dir.path().join("a.db").display());
     let token = "s3cret-token-from-env-0123456789";
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_acctd"))
-        .args(["--db", &db, "serve", "--listen", "127.0.0.1:0"])
-        .current_dir(dir.path())
-        .env_remove("RUST_LOG")
-        .env("ACCTD_API_TOKENS", format!("ops:admin:{token}"))
-        .env("ACCTD__LOG__FORMAT", "json")
-        .env("ACCTD__LOG__LEVEL", "debug")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = crate::helpers::Spawned::spawn(
+        std::process::Command::new(env!("CARGO_BIN_EXE_acctd"))
+            .args(["--db", &db, "serve", "--listen", "127.0.0.1:0"])
+            .current_dir(dir.path())
+            .env_remove("RUST_LOG")
+            .env("ACCTD_API_TOKENS", format!("ops:admin:{token}"))
+            .env("ACCTD__LOG__FORMAT", "json")
+            .env("ACCTD__LOG__LEVEL", "debug")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped()),
+    );
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

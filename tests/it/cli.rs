@@ -3,14 +3,18 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
+
+use crate::helpers::output_within;
 
 fn acctd(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_acctd"))
-        .args(args)
-        .current_dir(cwd)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run acctd")
+    output_within(
+        Command::new(env!("CARGO_BIN_EXE_acctd"))
+            .args(args)
+            .current_dir(cwd)
+            .env_remove("RUST_LOG"),
+        Duration::from_mins(2),
+    )
 }
 
 fn repo() -> PathBuf {
@@ -326,5 +330,336 @@ fn scenarios_show_the_right_email_at_the_right_instant() {
             .iter()
             .any(|e| e.starts_with("2026-04-01T00:00:00Z downgrade_applied")),
         "{plans:?}"
+    );
+}
+
+/// The commands of README.md's walkthrough: the lines starting with `cargo run -- ` in each
+/// ```` ```sh ```` block that follows a `<!-- walkthrough -->` line, in order, split into
+/// arguments (after `cargo run -- `). A line may use plain words, single or double quotes
+/// and a trailing `# comment`; anything else a shell would interpret (`$`, `|`, `&`, `;`,
+/// `<`, `>`, backquotes) fails the test, since running it here could not mean the same.
+fn readme_walkthrough(readme: &str) -> Vec<Vec<String>> {
+    let mut commands = Vec::new();
+    let mut lines = readme.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() != "<!-- walkthrough -->" {
+            continue;
+        }
+        let fence = lines.next().unwrap_or_default();
+        assert_eq!(
+            fence.trim(),
+            "```sh",
+            "a <!-- walkthrough --> marker must be followed by a ```sh block"
+        );
+        for line in lines.by_ref() {
+            let line = line.trim();
+            if line.starts_with("```") {
+                break;
+            }
+            if let Some(rest) = line.strip_prefix("cargo run -- ") {
+                commands.push(shell_words(rest));
+            }
+        }
+    }
+    commands
+}
+
+/// `line` split as a POSIX shell would split these simple commands.
+fn shell_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word: Option<String> = None;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            ' ' | '\t' => {
+                words.extend(word.take());
+            }
+            '#' if word.is_none() => break,
+            '"' | '\'' => {
+                let text = word.get_or_insert_with(String::new);
+                loop {
+                    match chars.next() {
+                        Some(q) if q == c => break,
+                        Some('$' | '`' | '\\') if c == '"' => {
+                            panic!("README walkthrough: unsupported expansion in {line}")
+                        }
+                        Some(other) => text.push(other),
+                        None => panic!("README walkthrough: unclosed quote in {line}"),
+                    }
+                }
+            }
+            '$' | '|' | '&' | ';' | '<' | '>' | '`' | '\\' | '(' | ')' | '*' | '?' => {
+                panic!("README walkthrough: `{c}` is not supported in {line}")
+            }
+            other => word.get_or_insert_with(String::new).push(other),
+        }
+    }
+    words.extend(word);
+    words
+}
+
+#[test]
+fn shell_words_split_like_a_shell() {
+    assert_eq!(
+        shell_words(r#"admin lock acme --reason "a b" --actor 'c d'   # comment"#),
+        ["admin", "lock", "acme", "--reason", "a b", "--actor", "c d"]
+    );
+    assert_eq!(shell_words("tick --until x#y"), ["tick", "--until", "x#y"]);
+}
+
+/// The README's walkthrough runs as written: every command, in order, on a fresh SQLite
+/// database with the repository's `config.toml`, exits 0. The commands are read from
+/// README.md itself ([`readme_walkthrough`]), so the README cannot drift from the binary.
+#[test]
+fn readme_walkthrough_runs_as_written() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let commands = readme_walkthrough(&readme);
+    // Guards against markers lost in an edit: the walkthrough covers these.
+    let joined: Vec<String> = commands.iter().map(|c| c.join(" ")).collect();
+    for needle in [
+        "simulate ",
+        "admin signup acme",
+        "admin transition acme",
+        "admin add-addon acme --addon journeys",
+        "admin payment ",
+        "tick --until ",
+        "admin outbox retry ",
+    ] {
+        assert!(
+            joined.iter().any(|c| c.starts_with(needle)),
+            "README walkthrough lacks `{needle}`: {joined:#?}"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("acctd.db").display()
+    );
+    let config = repo().join("config.toml");
+    for command in &commands {
+        let mut args = vec!["--config", config.to_str().unwrap(), "--db", db.as_str()];
+        args.extend(command.iter().map(String::as_str));
+        // From the repository, as a reader runs them (scenario paths are relative to it).
+        let out = acctd(&args, &repo());
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "README: cargo run -- {}\nstdout: {}\nstderr: {}",
+            command.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            stderr(&out)
+        );
+    }
+}
+
+/// Bad configuration exits 2 with one line on stderr (no log line, no "Caused by", no
+/// backtrace): a SQLite file that cannot be opened, a PostgreSQL server that is not
+/// listening (at once, naming it and the cause), malformed API tokens, an unreadable
+/// scenario (no line number for a file that was not read).
+#[test]
+fn bad_configuration_exits_2_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_acctd"));
+        command
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("RUST_LOG")
+            .env("RUST_BACKTRACE", "1");
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        output_within(&mut command, Duration::from_mins(1))
+    };
+    let one_line = |out: &Output, needle: &str| {
+        let err = stderr(out);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.starts_with("acctd: ") && err.contains(needle),
+            "{needle}: {err}"
+        );
+    };
+    let out = run(&["--db", "sqlite://new.db", "admin", "orgs"], &[]);
+    one_line(&out, "add `?mode=rwc` to the URL");
+    let started = std::time::Instant::now();
+    let out = run(
+        &["--db", "postgres://postgres@127.0.0.1:1/x", "admin", "orgs"],
+        &[],
+    );
+    one_line(&out, "127.0.0.1:1");
+    assert!(
+        stderr(&out).to_lowercase().contains("refused"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let db = "sqlite://a.db?mode=rwc";
+    for tokens in ["x:boss:0123456789abcdef", "garbage"] {
+        let out = run(
+            &["--db", db, "serve", "--listen", "127.0.0.1:0"],
+            &[("ACCTD_API_TOKENS", tokens)],
+        );
+        one_line(&out, "ACCTD_API_TOKENS");
+    }
+    // A missing PostgreSQL database: the server's message, without the line of its source
+    // code that sqlx appends ("at line 948").
+    if let Ok(admin) = std::env::var("TEST_POSTGRES_URL") {
+        let base = admin
+            .rsplit_once('/')
+            .map_or(admin.as_str(), |(base, _)| base);
+        let url = format!("{base}/acctd_no_such_database");
+        let out = run(&["--db", &url, "admin", "orgs"], &[]);
+        one_line(&out, "\"acctd_no_such_database\" does not exist");
+        assert!(!stderr(&out).contains(" at line "), "{}", stderr(&out));
+    }
+    let out = run(&["simulate", "scenarios/nosuch.toml"], &[]);
+    one_line(
+        &out,
+        "cannot read scenarios/nosuch.toml: No such file or directory",
+    );
+    assert!(!stderr(&out).contains(":1:"), "{}", stderr(&out));
+}
+
+/// `tick --until` later than now is refused on the real clock without --force (exit 2,
+/// naming --force); with it, or at a past instant, it runs and says what it did; with
+/// --json, stdout stays JSON Lines and the summary goes to stderr.
+#[test]
+fn tick_refuses_a_future_until_without_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}?mode=rwc", dir.path().join("a.db").display());
+    let run = |args: &[&str]| {
+        let mut all = vec!["--db", db.as_str()];
+        all.extend_from_slice(args);
+        acctd(&all, dir.path())
+    };
+    let out = run(&["tick", "--until", "2999-01-01T00:00:00Z"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--force"), "{}", stderr(&out));
+    let out = run(&["tick", "--until", "2999-01-01T00:00:00Z", "--force"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = run(&["tick", "--until", "2020-01-01T00:00:00Z", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+    assert!(
+        stderr(&out).contains("0 orgs (nothing was due)"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// Empty results say so (on stderr; stdout stays empty), tables have headers, and
+/// `--help` describes every argument, lists valid values and keeps the global options
+/// under their own heading.
+#[test]
+fn empty_results_say_so_and_help_describes_every_argument() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}?mode=rwc", dir.path().join("a.db").display());
+    let run = |args: &[&str]| {
+        let mut all = vec!["--db", db.as_str()];
+        all.extend_from_slice(args);
+        acctd(&all, dir.path())
+    };
+    for (args, said) in [
+        (&["admin", "orgs"][..], "no orgs match"),
+        (&["admin", "outbox", "list"][..], "the outbox is empty"),
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert!(
+            out.stdout.is_empty() && stderr(&out).contains(said),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    let out = run(&[
+        "admin",
+        "signup",
+        "acme",
+        "--admin",
+        "a@acme.test",
+        "--actor",
+        "ops",
+        "--reason",
+        "x",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run(&["admin", "invoices", "acme"]);
+    assert!(stderr(&out).contains("no invoices yet"), "{}", stderr(&out));
+    let out = run(&["admin", "orgs"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("ORG ") && text.lines().nth(1).unwrap().starts_with("acme "),
+        "{text}"
+    );
+    let out = run(&["admin", "lock", "acme", "--actor", "ops", "--reason", "x"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Logs to a pipe carry no colour codes (the lock logged its transition).
+    assert!(
+        stderr(&out).contains("transition") && !stderr(&out).contains('\u{1b}'),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(&["admin", "outbox", "list"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.trim_start().starts_with("ID ") && text.contains(" account_locked "),
+        "{text}"
+    );
+    assert!(!text.contains("next=") && text.contains(" next "), "{text}");
+    // An add-on while the catalog is empty says how to configure one.
+    let out = run(&[
+        "admin",
+        "add-addon",
+        "acme",
+        "--addon",
+        "journeys",
+        "--actor",
+        "ops",
+        "--reason",
+        "x",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("the add-on catalog is empty"),
+        "{}",
+        stderr(&out)
+    );
+
+    let help = |args: &[&str]| String::from_utf8(acctd(args, dir.path()).stdout).unwrap();
+    let signup = help(&["admin", "signup", "--help"]);
+    for needle in [
+        "<ORG>",
+        "--plan",
+        "--tier",
+        "--billing-email",
+        "--addon",
+        "Global options:",
+    ] {
+        let line = signup
+            .lines()
+            .find(|l| l.trim_start().starts_with(needle) || l.starts_with(needle))
+            .unwrap_or_else(|| panic!("{needle} missing: {signup}"));
+        assert!(
+            needle.ends_with(':') || line.trim().len() > needle.len() + 10,
+            "{needle} undescribed: {line}"
+        );
+    }
+    let global = signup.split("Global options:").nth(1).unwrap();
+    assert!(
+        global.contains("--db") && global.contains("--config"),
+        "{signup}"
+    );
+    let own = signup.split("Global options:").next().unwrap();
+    assert!(!own.contains("--db <URL>"), "{signup}");
+    let transition = help(&["admin", "transition", "--help"]);
+    assert!(
+        transition.contains("grace_period") && transition.contains("canceled"),
+        "{transition}"
+    );
+    let orgs = help(&["admin", "orgs", "--help"]);
+    assert!(
+        orgs.contains("payment_overdue") && orgs.contains("trial_expired"),
+        "{orgs}"
     );
 }

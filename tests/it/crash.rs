@@ -1,7 +1,7 @@
 //! Crash safety with real processes: a daemon killed with SIGKILL mid-sweep loses and
 //! duplicates nothing once restarted (SPEC section 11).
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use acctd::domain::period::Period;
@@ -10,16 +10,17 @@ use acctd::storage;
 use chrono::Utc;
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 
-use crate::helpers::{both, Backend, TestDb};
+use crate::helpers::{both, output_within, Backend, Spawned, TestDb};
 
 const ORGS: usize = 20_000;
 
+/// How long a command a test runs to its end (`acctd tick`) may take before it is killed
+/// and the test fails.
+const CHILD_TIMEOUT: Duration = Duration::from_mins(5);
+
 /// A daemon on `db` sweeping in batches of 50, logging warnings to the test's stderr.
-fn spawn_daemon(db: &TestDb) -> Child {
-    daemon(db)
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn acctd serve")
+fn spawn_daemon(db: &TestDb) -> Spawned {
+    Spawned::spawn(daemon(db).stderr(Stdio::inherit()))
 }
 
 /// The command of [`spawn_daemon`], to spawn.
@@ -54,15 +55,15 @@ fn daemon(db: &TestDb) -> Command {
 }
 
 /// A daemon of [`daemon`] that logs its sweep batches (`acctd::engine` at debug, without
-/// colour codes) to a file of the test's directory, read back by [`batches_logged`].
-fn spawn_logging_daemon(db: &TestDb, name: &str) -> Child {
+/// colour codes) to a file of the test's directory, read back by [`claimed_logged`].
+fn spawn_logging_daemon(db: &TestDb, name: &str) -> Spawned {
     let log = std::fs::File::create(db.dir.path().join(name)).unwrap();
-    daemon(db)
-        .env("ACCTD__LOG__LEVEL", "warn,acctd::engine=debug")
-        .env("NO_COLOR", "1")
-        .stderr(log)
-        .spawn()
-        .expect("spawn acctd serve")
+    Spawned::spawn(
+        daemon(db)
+            .env("ACCTD__LOG__LEVEL", "warn,acctd::engine=debug")
+            .env("NO_COLOR", "1")
+            .stderr(log),
+    )
 }
 
 /// The orgs claimed by the sweep batches of the daemon that logged to file `name`
@@ -339,11 +340,12 @@ async fn uninterrupted(backend: Backend, grace: bool, now: chrono::DateTime<Utc>
         .expect("the same backend is available");
     let db = reference.connect().await;
     seed_at(&db, grace, "org", ORGS, now).await;
-    let out = Command::new(env!("CARGO_BIN_EXE_acctd"))
-        .args(["--db", &reference.url, "tick"])
-        .env("ACCTD__EMAIL__TRANSPORT", "none")
-        .output()
-        .unwrap();
+    let out = output_within(
+        Command::new(env!("CARGO_BIN_EXE_acctd"))
+            .args(["--db", &reference.url, "tick"])
+            .env("ACCTD__EMAIL__TRANSPORT", "none"),
+        CHILD_TIMEOUT,
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -393,10 +395,10 @@ async fn monthly_cycle_killed_halfway_bills_each_org_once(backend: Backend) {
         ORGS as i64
     );
     // Running the cycle again for the same period changes nothing.
-    let again = Command::new(env!("CARGO_BIN_EXE_acctd"))
-        .args(["--db", &test_db.url, "tick"])
-        .output()
-        .unwrap();
+    let again = output_within(
+        Command::new(env!("CARGO_BIN_EXE_acctd")).args(["--db", &test_db.url, "tick"]),
+        CHILD_TIMEOUT,
+    );
     assert!(
         String::from_utf8_lossy(&again.stdout).contains("0 transitions, 0 facts"),
         "{again:?}"
@@ -412,6 +414,10 @@ both!(monthly_cycle_killed_halfway_bills_each_org_once);
 /// every org transitions exactly once, audit rows equal transitions, no outbox
 /// duplicates, and both daemons claimed orgs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(acctd_postgres_tests),
+    ignore = "TEST_POSTGRES_URL was not set when the tests were built"
+)]
 async fn two_daemons_on_one_postgres_process_each_org_once() {
     let Some(test_db) = TestDb::new(Backend::Postgres).await else {
         return;
@@ -479,7 +485,7 @@ async fn a_second_daemon_on_one_sqlite_file_refuses_to_start() {
         async || std::fs::File::open(&lock).is_ok_and(|f| f.try_lock().is_err()),
     )
     .await;
-    let second = daemon(&test_db).output().unwrap();
+    let second = output_within(&mut daemon(&test_db), CHILD_TIMEOUT);
     assert!(!second.status.success());
     let err = String::from_utf8_lossy(&second.stderr);
     assert!(
@@ -497,6 +503,10 @@ async fn a_second_daemon_on_one_sqlite_file_refuses_to_start() {
 /// SPEC 11: the database connections are cut while the daemon runs; it logs, retries on
 /// its next wake-ups and resumes, losing and duplicating nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(acctd_postgres_tests),
+    ignore = "TEST_POSTGRES_URL was not set when the tests were built"
+)]
 async fn connections_cut_while_the_daemon_runs_are_survived() {
     let Some(test_db) = TestDb::new(Backend::Postgres).await else {
         return;
@@ -509,19 +519,19 @@ async fn connections_cut_while_the_daemon_runs_are_survived() {
         "[daemon]\nbatch_size = 50\nmax_batch_size = 50\nsweep_every_seconds = 1\n[log]\nlevel = \"warn\"\n[api]\nlisten = \"127.0.0.1:0\"\n[email]\ntransport = \"none\"\n",
     )
     .unwrap();
-    let mut daemon = Command::new(env!("CARGO_BIN_EXE_acctd"))
-        .args([
-            "--config",
-            config.to_str().unwrap(),
-            "--db",
-            &test_db.url,
-            "serve",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut daemon = Spawned::spawn(
+        Command::new(env!("CARGO_BIN_EXE_acctd"))
+            .args([
+                "--config",
+                config.to_str().unwrap(),
+                "--db",
+                &test_db.url,
+                "serve",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
     let locked = "SELECT COUNT(*) FROM transitions WHERE cause = 'grace_expired'";
     wait_until("the first sweep", Duration::from_mins(1), async || {
         scalar(&db, locked).await == 300

@@ -4,8 +4,10 @@
 //! (a fresh database per test), real child processes for crash tests.
 //!
 //! PostgreSQL cases read `TEST_POSTGRES_URL` (a maintenance database such as
-//! `postgres://postgres@127.0.0.1:5432/postgres`). Without it they are skipped with a
-//! printed notice, unless `REQUIRE_POSTGRES=1` (CI), which makes them fail instead.
+//! `postgres://postgres@127.0.0.1:5432/postgres`), when the tests are built (build.rs
+//! turns on the cfg `acctd_postgres_tests`). Built without it they are `#[ignore]`d and
+//! reported as ignored, with the reason, unless `REQUIRE_POSTGRES=1` (CI), which makes
+//! them run and fail instead.
 
 mod helpers;
 

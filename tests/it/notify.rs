@@ -476,19 +476,19 @@ async fn a_dispatcher_killed_between_send_and_ack_duplicates_only_that_message(b
     )
     .unwrap();
     let spawn = || {
-        Process::new(env!("CARGO_BIN_EXE_acctd"))
-            .args([
-                "--config",
-                config.to_str().unwrap(),
-                "--db",
-                &test_db.url,
-                "serve",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap()
+        crate::helpers::Spawned::spawn(
+            Process::new(env!("CARGO_BIN_EXE_acctd"))
+                .args([
+                    "--config",
+                    config.to_str().unwrap(),
+                    "--db",
+                    &test_db.url,
+                    "serve",
+                ])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit()),
+        )
     };
     let mut daemon = spawn();
     // The server has the third message and has not answered: kill the sender now.
