@@ -15,7 +15,6 @@ use super::orgs::command;
 use super::ApiState;
 use crate::engine::Command;
 use crate::engine::PlanChange;
-use crate::storage;
 
 /// `POST /v1/invoices/{id}/payment`: the provider's outcome for an invoice.
 pub(super) async fn payment(
@@ -24,9 +23,7 @@ pub(super) async fn payment(
     PathParams(id): PathParams<i64>,
     JsonBody(body): JsonBody<PaymentRequest>,
 ) -> Result<Json<CommandResponse>> {
-    let invoice = storage::billing::find(state.engine.db(), id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("unknown invoice {id}")))?;
+    let invoice = state.engine.invoice(id).await?;
     let engine = state.engine.for_org(&invoice.org_id).await?;
     let report = engine
         .payment_outcome(

@@ -11,10 +11,12 @@ use super::dto::{self, AdvanceRequest, ClockDto, CreateClockRequest, DeletedCloc
 use super::error::{ApiError, Result};
 use super::extract::{JsonBody, PathParams};
 use super::ApiState;
-use crate::storage::test_clock::{self, TestClock};
+use crate::storage::test_clock::TestClock;
 
 async fn find(state: &ApiState, id: &str) -> Result<TestClock> {
-    test_clock::find(state.engine.db(), id)
+    state
+        .engine
+        .test_clock_named(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("unknown test clock `{id}`")))
 }
@@ -24,10 +26,7 @@ pub(super) async fn create(
     State(state): State<ApiState>,
     JsonBody(body): JsonBody<CreateClockRequest>,
 ) -> Result<impl IntoResponse> {
-    if test_clock::find(state.engine.db(), &body.id)
-        .await?
-        .is_some()
-    {
+    if state.engine.test_clock_named(&body.id).await?.is_some() {
         return Err(ApiError::Conflict(format!(
             "test clock `{}` exists already",
             body.id

@@ -7,14 +7,12 @@ use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use axum::Json;
-use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, Statement};
 use serde_json::{json, Value};
 
 use super::dto::Health;
 use super::error::{ApiError, Result};
 use super::ApiState;
-use crate::storage::{self, Migrator, MigratorTrait};
+use crate::storage::{Migrator, MigratorTrait};
 
 /// `GET /healthz`: the process answers.
 pub(super) async fn healthz() -> Json<Health> {
@@ -52,10 +50,9 @@ pub(super) async fn readyz(State(state): State<ApiState>) -> Result<Json<Health>
 
 /// `GET /v1/stats` (viewer): the same object as `acctd admin stats --json`.
 pub(super) async fn stats(State(state): State<ApiState>) -> Result<Json<Value>> {
-    let db = state.engine.db();
-    let counts = storage::org::counts(db, state.engine.now()).await?;
-    let transitions = storage::audit::count_transitions(db).await?;
-    let outbox = storage::audit::outbox_backlog(db).await?;
+    let counted = state.engine.stats().await?;
+    let (counts, transitions, outbox) =
+        (counted.counts, counted.transitions, counted.outbox_backlog);
     Ok(Json(json!({
         "orgs": counts.orgs,
         "by_state": counts.by_state.iter().map(|(s, n)| (s.as_str().to_owned(), Value::from(*n))).collect::<serde_json::Map<_, _>>(),
@@ -77,49 +74,13 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
-/// Transitions by cause and the oldest passed deadline on the real clock. Raw,
-/// backend-neutral SQL because `storage` has no grouped count yet.
-// TODO(storage): move both queries into `storage::audit` / `storage::org`.
-async fn scrape_db(
-    db: &impl ConnectionTrait,
-) -> Result<(Vec<(String, i64)>, Option<DateTime<Utc>>)> {
-    let backend = db.get_database_backend();
-    let rows = db
-        .query_all_raw(Statement::from_string(
-            backend,
-            "SELECT cause, COUNT(*) FROM transitions GROUP BY cause ORDER BY cause",
-        ))
-        .await?;
-    let mut by_cause = Vec::with_capacity(rows.len());
-    for row in rows {
-        by_cause.push((
-            row.try_get_by_index::<String>(0)?,
-            row.try_get_by_index::<i64>(1)?,
-        ));
-    }
-    let oldest = db
-        .query_one_raw(Statement::from_string(
-            backend,
-            // The first entry of `idx_orgs_due` for the real clock (`MIN` would make
-            // PostgreSQL scan the table: it does not take `IS NULL` as `=`).
-            "SELECT next_due_at FROM orgs WHERE clock_id IS NULL AND next_due_at IS NOT NULL \
-             ORDER BY clock_id, next_due_at LIMIT 1",
-        ))
-        .await?
-        .map(|row| row.try_get_by_index::<Option<DateTime<Utc>>>(0))
-        .transpose()?
-        .flatten();
-    Ok((by_cause, oldest))
-}
-
 /// `GET /metrics` (viewer): Prometheus text. Sweep latency and batch sizes are not here:
 /// the scheduler does not record them yet (its log line `sweep` has both).
 pub(super) async fn metrics(State(state): State<ApiState>) -> Result<impl IntoResponse> {
-    let db = state.engine.db();
     let now = state.engine.now();
-    let counts = storage::org::counts(db, now).await?;
-    let outbox = storage::audit::outbox_backlog(db).await?;
-    let (by_cause, oldest_due) = scrape_db(db).await?;
+    let counted = state.engine.stats().await?;
+    let (counts, outbox) = (&counted.counts, counted.outbox_backlog);
+    let (by_cause, oldest_due) = (&counted.transitions_by_cause, counted.oldest_due);
     let mut out = String::new();
     family(&mut out, "acctd_orgs", "gauge", "Orgs by lifecycle state.");
     for (status, n) in &counts.by_state {
@@ -144,7 +105,7 @@ pub(super) async fn metrics(State(state): State<ApiState>) -> Result<impl IntoRe
         "counter",
         "Transitions in the audit trail, by cause.",
     );
-    for (cause, n) in &by_cause {
+    for (cause, n) in by_cause {
         let _ = writeln!(
             out,
             "acctd_transitions_total{{cause=\"{}\"}} {n}",

@@ -16,7 +16,6 @@ use super::extract::{JsonBody, OptionalJsonBody, Params, PathParams};
 use super::ApiState;
 use crate::domain::{LockReason, Status};
 use crate::engine::{Actor, Command, Signup, View};
-use crate::storage;
 
 /// Orgs per page of `GET /v1/orgs` unless `limit` says otherwise, and the most it may say.
 const PAGE: u64 = 100;
@@ -113,13 +112,13 @@ pub(super) async fn list(
             format!("{limit} is out of range 1..={MAX_PAGE}"),
         ));
     }
-    let filter = storage::org::Filter {
+    let filter = crate::storage::org::Filter {
         status,
         reason,
         after: query.after,
         limit,
     };
-    let orgs = storage::org::list(state.engine.db(), &filter).await?;
+    let orgs = state.engine.orgs(&filter).await?;
     let next_after = (orgs.len() as u64 == limit)
         .then(|| orgs.last().map(|o| o.id.clone()))
         .flatten();
@@ -178,7 +177,7 @@ pub(super) async fn transitions(
         ));
     }
     known(&state, &id).await?;
-    let rows = storage::audit::recent_transitions(state.engine.db(), &id, limit).await?;
+    let rows = state.engine.transitions(&id, limit).await?;
     Ok(Json(TransitionList {
         transitions: rows.iter().map(TransitionDto::from).collect(),
         org: id,
@@ -191,7 +190,7 @@ pub(super) async fn invoices(
     PathParams(id): PathParams<String>,
 ) -> Result<Json<InvoiceList>> {
     known(&state, &id).await?;
-    let invoices = storage::billing::list(state.engine.db(), &id).await?;
+    let invoices = state.engine.invoices(&id).await?;
     Ok(Json(InvoiceList {
         invoices: invoices.iter().map(InvoiceDto::from).collect(),
         org: id,

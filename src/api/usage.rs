@@ -14,7 +14,6 @@ use super::ApiState;
 use crate::domain::period::Period;
 use crate::engine::usage::{Outcome, UsageReport};
 use crate::engine::Engine;
-use crate::storage;
 
 /// Items per request; larger batches go in several requests.
 pub const MAX_ITEMS: usize = 10_000;
@@ -26,9 +25,7 @@ async fn by_clock(
     body: &UsageRequest,
 ) -> Result<BTreeMap<Option<String>, Vec<usize>>> {
     let mut groups: BTreeMap<Option<String>, Vec<usize>> = BTreeMap::new();
-    let any_clock = !storage::test_clock::list(state.engine.db())
-        .await?
-        .is_empty();
+    let any_clock = state.engine.any_test_clock().await?;
     if !any_clock {
         groups.insert(None, (0..body.reports.len()).collect());
         return Ok(groups);

@@ -8,6 +8,7 @@
 //! late, and the deadlines it chains are computed from that instant.
 
 pub mod gateway;
+mod read;
 pub mod test_clock;
 pub mod usage;
 
@@ -27,6 +28,7 @@ use crate::domain::{self, Lifecycle, Org, Refusal, Status};
 use crate::storage::snapshot::{self, Window};
 use crate::storage::{self, billing, org as orgs};
 pub use gateway::{ExternalGateway, PaymentGateway, ScriptedGateway};
+pub use read::{Access, Stats, View};
 
 /// Why an engine call did nothing.
 #[derive(Debug, thiserror::Error)]
@@ -576,18 +578,6 @@ impl Engine {
         txn.commit().await?;
         Ok(committed(plan))
     }
-
-    /// Loads an org with its entitlements (read-only).
-    ///
-    /// # Errors
-    /// A storage error.
-    pub async fn org(&self, id: &str) -> Result<Option<Org>> {
-        // A plain read: on PostgreSQL, `load`'s row lock would make every view a write.
-        Ok(match &self.reads {
-            Some(reads) => reads.get(id).await?,
-            None => orgs::get(&self.db, id).await?,
-        })
-    }
 }
 
 /// What a committed plan reports to the caller; its transitions are logged.
@@ -628,66 +618,6 @@ fn looks_like_email(s: &str) -> bool {
     s.split_once('@').is_some_and(|(user, host)| {
         !user.is_empty() && host.contains('.') && !s.contains(char::is_whitespace)
     })
-}
-
-/// What `acctd admin show` and the API report about an org.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct View {
-    pub org: Org,
-    pub entitlements: domain::entitlement::Entitlements,
-    /// Usage above 100 % of the tier in the current period.
-    pub upgrade_prompt: bool,
-    pub legal_moves: Vec<String>,
-}
-
-/// What an org may use now: `GET …/entitlements`, one primary-key read.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Access {
-    pub org: Org,
-    pub entitlements: domain::entitlement::Entitlements,
-    /// Usage above 100 % of the tier in the current period.
-    pub upgrade_prompt: bool,
-}
-
-impl Engine {
-    /// The org with its derived entitlements (no legal moves: see [`Engine::view`]).
-    ///
-    /// # Errors
-    /// [`Error::UnknownOrg`]; a storage error.
-    pub async fn access(&self, id: &str) -> Result<Access> {
-        let org = self
-            .org(id)
-            .await?
-            .ok_or_else(|| Error::UnknownOrg(id.to_owned()))?;
-        let l = &org.lifecycle;
-        let now = Period::containing(self.clock.now());
-        Ok(Access {
-            entitlements: self.rules.entitlements.of(l.status, l.reasons),
-            upgrade_prompt: l.status != Status::Canceled
-                && org
-                    .usage
-                    .is_some_and(|(p, mau)| p == now && domain::usage::above(mau, org.tier, 100)),
-            org,
-        })
-    }
-
-    /// The org with its derived entitlements and legal moves.
-    ///
-    /// # Errors
-    /// [`Error::UnknownOrg`]; a storage error.
-    pub async fn view(&self, id: &str) -> Result<View> {
-        let access = self.access(id).await?;
-        Ok(View {
-            legal_moves: domain::legal_moves(
-                &access.org.lifecycle,
-                self.clock.now(),
-                self.rules.timers,
-            ),
-            org: access.org,
-            entitlements: access.entitlements,
-            upgrade_prompt: access.upgrade_prompt,
-        })
-    }
 }
 
 #[cfg(test)]

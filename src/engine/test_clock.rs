@@ -23,6 +23,14 @@ impl Engine {
         Ok(test_clock::create(&self.db, id, truncate(at), self.clock.now()).await?)
     }
 
+    /// The test clock named `id`, if any.
+    ///
+    /// # Errors
+    /// A storage error.
+    pub async fn test_clock_named(&self, id: &str) -> Result<Option<TestClock>> {
+        Ok(test_clock::find(&self.db, id).await?)
+    }
+
     /// One test clock.
     ///
     /// # Errors

@@ -176,6 +176,22 @@ pub async fn count_transitions(conn: &impl ConnectionTrait) -> Result<u64> {
     Ok(transition::Entity::find().count(conn).await?)
 }
 
+/// How many transitions the audit trail holds for each cause, by cause.
+///
+/// # Errors
+/// A database error.
+pub async fn transitions_by_cause(conn: &impl ConnectionTrait) -> Result<Vec<(String, i64)>> {
+    Ok(transition::Entity::find()
+        .select_only()
+        .column(transition::Column::Cause)
+        .column_as(transition::Column::Id.count(), "n")
+        .group_by(transition::Column::Cause)
+        .order_by_asc(transition::Column::Cause)
+        .into_tuple()
+        .all(conn)
+        .await?)
+}
+
 /// Number of outbox rows not yet delivered.
 ///
 /// # Errors

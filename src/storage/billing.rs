@@ -71,19 +71,13 @@ impl NewInvoice<'_> {
 /// Reserves at least `n` new invoice ids, in increasing order, for [`insert_many`].
 ///
 /// On `SQLite` the caller holds the write lock (see [`super::lock_writes`]), so the ids
-/// are those after the highest ever used (the table is `AUTOINCREMENT`) and after
-/// `handed_out`, the last id this transaction reserved but may not have inserted yet; a
-/// block of at least 64 costs nothing when unused. On `PostgreSQL` they come from the id
+/// are those after the highest ever used (the table is `AUTOINCREMENT`). On `PostgreSQL` they come from the id
 /// sequence, so concurrent writers never collide; an unused one is a gap, as any rolled
 /// back insert leaves.
 ///
 /// # Errors
 /// A database error.
-pub async fn reserve_ids(
-    conn: &impl ConnectionTrait,
-    n: usize,
-    handed_out: Option<i64>,
-) -> Result<Vec<i64>> {
+pub async fn reserve_ids(conn: &impl ConnectionTrait, n: usize) -> Result<Vec<i64>> {
     let n = i64::try_from(n.max(1)).unwrap_or(i64::MAX);
     let backend = conn.get_database_backend();
     if backend == DbBackend::Postgres {
@@ -111,8 +105,8 @@ pub async fn reserve_ids(
         Some(row) => row.try_get::<Option<i64>>("", "m")?.unwrap_or(0),
         None => 0,
     };
-    let first = stored.max(handed_out.unwrap_or(0)) + 1;
-    Ok((first..first + n.max(64)).collect())
+    let first = stored + 1;
+    Ok((first..first + n).collect())
 }
 
 /// Inserts invoices with their lines, under ids from [`reserve_ids`] (a multi-row insert
@@ -230,93 +224,33 @@ fn decode(m: invoice::Model, lines: Vec<Line>) -> Result<Invoice> {
     })
 }
 
-/// The failed invoices of these orgs, without their lines (what the planner settles
-/// or charges again).
+/// The invoices of these orgs, without their lines, that a plan from `from` on may
+/// touch: those issued at or after `from`, those with one of `keys`, and the failed ones.
 ///
 /// # Errors
 /// A database error or a corrupt row.
-pub async fn failed_of(conn: &impl ConnectionTrait, org_ids: &[&str]) -> Result<Vec<Invoice>> {
+pub async fn window_of(
+    conn: &impl ConnectionTrait,
+    org_ids: &[&str],
+    from: DateTime<Utc>,
+    keys: &[String],
+) -> Result<Vec<Invoice>> {
+    use sea_orm::Condition;
     let mut found = Vec::new();
     for chunk in org_ids.chunks(1_000) {
         let rows = invoice::Entity::find()
             .filter(invoice::Column::OrgId.is_in(chunk.iter().copied()))
-            .filter(invoice::Column::Status.eq(InvoiceStatus::Failed.as_str()))
+            .filter(
+                Condition::any()
+                    .add(invoice::Column::IssuedAt.gte(from))
+                    .add(invoice::Column::Key.is_in(keys.iter().cloned()))
+                    .add(invoice::Column::Status.eq(InvoiceStatus::Failed.as_str())),
+            )
             .all(conn)
             .await?;
         for m in rows {
             found.push(decode(m, Vec::new())?);
         }
-    }
-    Ok(found)
-}
-
-/// The (org, key) of these orgs' invoices issued at or after `from`, or with one of
-/// `keys`.
-///
-/// # Errors
-/// A database error.
-pub async fn keys_of(
-    conn: &impl ConnectionTrait,
-    org_ids: &[&str],
-    from: DateTime<Utc>,
-    keys: &[String],
-) -> Result<Vec<(String, String)>> {
-    use sea_orm::{Condition, QuerySelect};
-    let mut found = Vec::new();
-    for chunk in org_ids.chunks(1_000) {
-        let rows: Vec<(String, String)> = invoice::Entity::find()
-            .select_only()
-            .column(invoice::Column::OrgId)
-            .column(invoice::Column::Key)
-            .filter(invoice::Column::OrgId.is_in(chunk.iter().copied()))
-            .filter(
-                Condition::any()
-                    .add(invoice::Column::IssuedAt.gte(from))
-                    .add(invoice::Column::Key.is_in(keys.iter().cloned())),
-            )
-            .into_tuple()
-            .all(conn)
-            .await?;
-        found.extend(rows);
-    }
-    Ok(found)
-}
-
-/// Whether the org has an invoice with this key.
-///
-/// # Errors
-/// A database error.
-pub async fn exists(conn: &impl ConnectionTrait, org_id: &str, key: &str) -> Result<bool> {
-    Ok(invoice::Entity::find()
-        .filter(invoice::Column::OrgId.eq(org_id))
-        .filter(invoice::Column::Key.eq(key))
-        .one(conn)
-        .await?
-        .is_some())
-}
-
-/// The (org, key) pairs among these orgs and keys that have an invoice.
-///
-/// # Errors
-/// A database error.
-pub async fn existing_keys(
-    conn: &impl ConnectionTrait,
-    org_ids: &[&str],
-    keys: &[String],
-) -> Result<Vec<(String, String)>> {
-    use sea_orm::QuerySelect;
-    let mut found = Vec::new();
-    for chunk in org_ids.chunks(1_000) {
-        let rows: Vec<(String, String)> = invoice::Entity::find()
-            .select_only()
-            .column(invoice::Column::OrgId)
-            .column(invoice::Column::Key)
-            .filter(invoice::Column::OrgId.is_in(chunk.iter().copied()))
-            .filter(invoice::Column::Key.is_in(keys.iter().cloned()))
-            .into_tuple()
-            .all(conn)
-            .await?;
-        found.extend(rows);
     }
     Ok(found)
 }
@@ -349,24 +283,6 @@ pub async fn list(conn: &impl ConnectionTrait, org_id: &str) -> Result<Vec<Invoi
     Ok(out)
 }
 
-/// An org's overdue (failed) invoices, oldest first.
-///
-/// # Errors
-/// A database error or a corrupt row.
-pub async fn overdue(conn: &impl ConnectionTrait, org_id: &str) -> Result<Vec<Invoice>> {
-    let rows = invoice::Entity::find()
-        .filter(invoice::Column::OrgId.eq(org_id))
-        .filter(invoice::Column::Status.eq(InvoiceStatus::Failed.as_str()))
-        .order_by_asc(invoice::Column::Id)
-        .all(conn)
-        .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for m in rows {
-        out.push(with_lines(conn, m).await?);
-    }
-    Ok(out)
-}
-
 /// Sets an invoice's status (and `paid_at` when paid).
 ///
 /// # Errors
@@ -385,25 +301,6 @@ pub async fn set_status(
         .exec(conn)
         .await?;
     Ok(())
-}
-
-/// Marks every overdue invoice of the org paid.
-///
-/// # Errors
-/// A database error.
-pub async fn settle_overdue(
-    conn: &impl ConnectionTrait,
-    org_id: &str,
-    at: DateTime<Utc>,
-) -> Result<u64> {
-    let result = invoice::Entity::update_many()
-        .col_expr(invoice::Column::Status, InvoiceStatus::Paid.as_str().into())
-        .col_expr(invoice::Column::PaidAt, Some(at).into())
-        .filter(invoice::Column::OrgId.eq(org_id))
-        .filter(invoice::Column::Status.eq(InvoiceStatus::Failed.as_str()))
-        .exec(conn)
-        .await?;
-    Ok(result.rows_affected)
 }
 
 /// Records payment outcomes (a multi-row insert per 1,000).

@@ -411,6 +411,26 @@ pub struct Counts {
     pub due: u64,
 }
 
+/// The oldest passed deadline of the real clock's orgs: the first entry of
+/// `idx_orgs_due` for the real clock (`MIN` would make `PostgreSQL` scan the table: it does
+/// not take `IS NULL` as `=`).
+///
+/// # Errors
+/// A database error.
+pub async fn oldest_due(conn: &impl ConnectionTrait) -> Result<Option<DateTime<Utc>>> {
+    let first: Option<Option<DateTime<Utc>>> = org::Entity::find()
+        .select_only()
+        .column(org::Column::NextDueAt)
+        .filter(org::Column::ClockId.is_null())
+        .filter(org::Column::NextDueAt.is_not_null())
+        .order_by_asc(org::Column::ClockId)
+        .order_by_asc(org::Column::NextDueAt)
+        .into_tuple()
+        .one(conn)
+        .await?;
+    Ok(first.flatten())
+}
+
 /// Counts orgs; `due` counts those whose next deadline is at or before `now`.
 ///
 /// # Errors

@@ -39,11 +39,10 @@ pub async fn read(conn: &impl sea_orm::ConnectionTrait, window: &Window<'_>) -> 
     periods.sort_unstable();
     periods.dedup();
     let closing: Vec<String> = periods.iter().map(|p| cycle_key(p.next())).collect();
-    snapshot.keys = billing::keys_of(conn, window.orgs, window.from, &closing)
-        .await?
-        .into_iter()
-        .collect();
-    for invoice in billing::failed_of(conn, window.orgs).await? {
+    for invoice in billing::window_of(conn, window.orgs, window.from, &closing).await? {
+        snapshot
+            .keys
+            .insert((invoice.org_id.clone(), invoice.key.clone()));
         snapshot.invoices.insert(invoice.id, invoice);
     }
     if let Some(id) = window.invoice {
@@ -56,7 +55,7 @@ pub async fn read(conn: &impl sea_orm::ConnectionTrait, window: &Window<'_>) -> 
         snapshot.alerted = usage::alerted_of(conn, window.orgs, &periods).await?;
     }
     if window.ids > 0 {
-        snapshot.invoice_ids = billing::reserve_ids(conn, window.ids, None).await?.into();
+        snapshot.invoice_ids = billing::reserve_ids(conn, window.ids).await?.into();
     }
     Ok(snapshot)
 }

@@ -365,6 +365,9 @@ impl<'r> Planner<'r> {
 
     /// The plan, with one webhook message per lifecycle event and endpoint.
     pub fn finish(mut self) -> Plan {
+        if self.rules.webhooks.is_empty() {
+            return self.plan;
+        }
         for fact in &self.plan.facts {
             for (event, key, payload) in webhook_events(fact) {
                 for endpoint in &self.rules.webhooks {
