@@ -105,20 +105,20 @@ fn snapshot_with_usage(label: &str, mau: u64, data_points: u64) -> Snapshot {
     }
 }
 
-/// A stored invoice of acme.
+/// A stored invoice of acme for the period `label`, one base line.
 fn stored_invoice(
     id: i64,
     key: &str,
+    label: &str,
     kind: InvoiceKind,
     total: &str,
     status: InvoiceStatus,
 ) -> Invoice {
-    let label = key.rsplit(':').next().unwrap_or_default().to_owned();
     Invoice {
         id,
         org_id: "acme".to_owned(),
         key: key.to_owned(),
-        period: label.clone(),
+        period: label.to_owned(),
         kind,
         currency: "USD".to_owned(),
         lines: vec![crate::domain::price::Line {
@@ -128,7 +128,7 @@ fn stored_invoice(
         }],
         total: dec(total),
         status,
-        issued_at: period(&label).start(),
+        issued_at: period(label).start(),
         paid_at: None,
     }
 }
@@ -426,6 +426,7 @@ fn snapshot_with_failed_may_invoice() -> Snapshot {
         stored_invoice(
             3,
             "cycle:2026-05",
+            "2026-05",
             InvoiceKind::Cycle,
             "220.00",
             InvoiceStatus::Failed,
@@ -967,8 +968,9 @@ fn a_pending_cycle_charge_leaves_the_invoice_open_and_the_org_active() {
 }
 
 /// SPEC 5, "whatever its state": a subscriber locked for overage is billed like any other
-/// (April's 60,001 MAU are 401 started blocks over 20,000: $481.20 and $48.12), and a failed charge sets `grace_ends_at` without leaving `locked` (SPEC 3, `locked
-/// without payment_overdue | invoice payment failed`).
+/// (April's 60,001 MAU are 401 started blocks over 20,000: $481.20 and $48.12), and a
+/// failed charge sets `grace_ends_at` without leaving `locked` (SPEC 3, `locked without
+/// payment_overdue | invoice payment failed`).
 #[test]
 fn a_locked_subscriber_is_billed_on_the_first_and_a_failed_charge_sets_grace_ends_at() {
     let mut org = Org {
@@ -2088,6 +2090,7 @@ fn snapshot_with_two_failed_invoices() -> Snapshot {
         stored_invoice(
             2,
             "cycle:2026-04",
+            "2026-04",
             InvoiceKind::Cycle,
             "220.00",
             InvoiceStatus::Failed,
@@ -2209,6 +2212,7 @@ fn a_failed_outcome_for_a_pending_cycle_invoice_starts_grace_from_the_outcome() 
         stored_invoice(
             7,
             "cycle:2026-05",
+            "2026-05",
             InvoiceKind::Cycle,
             "220.00",
             InvoiceStatus::Open,
@@ -2583,4 +2587,165 @@ fn a_declined_card_after_trial_expired_leaves_nothing_owed_once_a_second_card_pa
         t("2026-04-13T00:00:00Z"),
     );
     assert_eq!(retry, Ok(Step::Done), "the retry charges April again");
+}
+
+/// SPEC 5, "In production the outcome arrives later": an upgrade whose charge is pending
+/// is made when its payment succeeds, and a declined one voids its invoice.
+#[test]
+fn a_pending_upgrade_is_made_when_its_payment_arrives_and_voided_when_declined() {
+    let pending = || {
+        let mut snapshot = snapshot();
+        let key = "upgrade:25000:2026-05-20T15:45:30Z";
+        snapshot.keys.insert(("acme".to_owned(), key.to_owned()));
+        snapshot.invoices.insert(
+            7,
+            Invoice {
+                issued_at: t("2026-05-20T15:45:30Z"),
+                ..stored_invoice(
+                    7,
+                    key,
+                    "2026-05",
+                    InvoiceKind::Proration,
+                    "20.13",
+                    InvoiceStatus::Open,
+                )
+            },
+        );
+        snapshot
+    };
+    let mut org = billed_for_may();
+    let plan = run(
+        &rules(),
+        pending(),
+        &mut org,
+        &[(
+            Input::Payment {
+                invoice: 7,
+                succeeded: true,
+            },
+            "2026-05-20T16:00:00Z",
+        )],
+        &[],
+    );
+    assert_eq!(
+        plan,
+        [
+            "2026-05-20T16:00:00Z payment #7 succeeded",
+            "2026-05-20T16:00:00Z plan upgrade: 25000 MAU [journeys]",
+            "invoice #7 becomes paid at 2026-05-20T16:00:00Z",
+        ]
+    );
+    assert_eq!(
+        org,
+        Org {
+            tier: 25_000,
+            ..billed_for_may()
+        }
+    );
+
+    let mut org = billed_for_may();
+    let plan = run(
+        &rules(),
+        pending(),
+        &mut org,
+        &[(
+            Input::Payment {
+                invoice: 7,
+                succeeded: false,
+            },
+            "2026-05-20T16:00:00Z",
+        )],
+        &[],
+    );
+    assert_eq!(
+        plan,
+        [
+            "2026-05-20T16:00:00Z payment #7 failed",
+            "2026-05-20T16:00:00Z plan upgrade_declined: 20000 MAU [journeys]",
+            "invoice #7 becomes void at 2026-05-20T16:00:00Z",
+        ]
+    );
+    assert_eq!(org, billed_for_may());
+}
+
+/// SPEC 1 and 4: an org's usage is the sum over its projects; each report replaces its
+/// project's earlier one: `web` at 17,000 (replacing 12,000) is 85 %; with 8,000 on `app`
+/// the org is at 25,000 (125 %).
+#[test]
+fn usage_is_the_sum_of_the_latest_totals_of_each_project() {
+    let mut org = billed_for_may();
+    let app = UsageReport {
+        project: "app".to_owned(),
+        ..report("2026-05", 8_000, 0)
+    };
+    let plan = run(
+        &rules(),
+        snapshot_with_usage("2026-05", 12_000, 0),
+        &mut org,
+        &[
+            (
+                Input::Usage(&report("2026-05", 17_000, 0)),
+                "2026-05-10T00:00:00Z",
+            ),
+            (Input::Usage(&app), "2026-05-11T00:00:00Z"),
+        ],
+        &[],
+    );
+    assert_eq!(
+        plan,
+        [
+            "2026-05-10T00:00:00Z alert 80 at 85.00 %",
+            "2026-05-10T00:00:00Z email overage_alert to admin@acme.test",
+            "2026-05-11T00:00:00Z alert 100 at 125.00 %",
+            "2026-05-11T00:00:00Z alert 125 at 125.00 %",
+            "2026-05-11T00:00:00Z email overage_alert to admin@acme.test",
+            "totals acme 2026-05 app: 8000 MAU, 0 data points",
+            "totals acme 2026-05 web: 17000 MAU, 0 data points",
+        ]
+    );
+    assert_eq!(org.usage, Some((period("2026-05"), 25_000)));
+}
+
+/// SPEC 2 and 5: a free add-on (0 per 100 MAU) is included at once without a charge, and
+/// has no line on the invoice nor any overage.
+#[test]
+fn a_free_addon_is_included_at_once_without_a_charge_or_invoice_line() {
+    let mut settings = settings();
+    settings.addons.insert(
+        "segments".to_owned(),
+        Addon {
+            name: "Segments".to_owned(),
+            price_per_100_mau: Decimal::ZERO,
+        },
+    );
+    let rules = settings.rules();
+    let mut org = billed_for_may();
+    let plan = run(
+        &rules,
+        snapshot_with_usage("2026-05", 22_000, 0),
+        &mut org,
+        &[
+            (
+                plan_change(PlanChange::AddAddon {
+                    addon: "segments".to_owned(),
+                }),
+                "2026-05-20T15:45:30Z",
+            ),
+            (Input::Advance, "2026-06-01T00:00:00Z"),
+        ],
+        &[Charge::Succeeded],
+    );
+    assert_eq!(
+        plan,
+        [
+            "2026-05-20T15:45:30Z plan addon_added: 20000 MAU [journeys,segments]",
+            "2026-05-20T15:45:30Z email addon_changed to admin@acme.test",
+            "2026-06-01T00:00:00Z invoice #7 2026-06: base 200.00 + addon 20.00 + mau_overage 24.00 + addon_overage 2.40 = 246.40",
+            "2026-06-01T00:00:00Z email invoice to billing@acme.test",
+            "2026-06-01T00:00:00Z charge #7 246.40: Succeeded",
+            "2026-06-01T00:00:00Z payment #7 succeeded",
+            "invoice #7 is paid",
+        ]
+    );
+    assert_eq!(org.addons, ["journeys", "segments"]);
 }
