@@ -435,8 +435,8 @@ fn snapshot_with_failed_may_invoice() -> Snapshot {
     snapshot
 }
 
-/// [`billed_for_may`] locked for overage by a report of 60,001 MAU (300.005 %) on
-/// 2026-05-10 12:00.
+/// [`billed_for_may`] locked for overage in May: `usage_at_lock` is the highest usage MAU
+/// reported above 300 % since the lock began, `usage_now` the latest May usage.
 fn overage_locked(usage_now: u64, usage_at_lock: u64) -> Org {
     Org {
         lifecycle: Lifecycle {
@@ -2748,4 +2748,49 @@ fn a_free_addon_is_included_at_once_without_a_charge_or_invoice_line() {
         ]
     );
     assert_eq!(org.addons, ["journeys", "segments"]);
+}
+
+/// SPEC 4, "The lock persists past the end of the period until lifted": the cycle of
+/// 2026-06-01 bills the locked org, and June's low usage does not unlock it.
+#[test]
+fn the_overage_lock_persists_past_the_end_of_the_period() {
+    let mut org = overage_locked(60_001, 60_001);
+    let plan = run(
+        &rules(),
+        Snapshot {
+            alerted: alerted_in_may_up_to(300),
+            ..snapshot_with_usage("2026-05", 60_001, 0)
+        },
+        &mut org,
+        &[
+            (Input::Advance, "2026-06-01T00:00:00Z"),
+            (
+                Input::Usage(&report("2026-06", 1_000, 0)),
+                "2026-06-02T00:00:00Z",
+            ),
+        ],
+        &[Charge::Succeeded],
+    );
+    assert_eq!(
+        plan,
+        [
+            "2026-06-01T00:00:00Z invoice #7 2026-06: base 200.00 + addon 20.00 + mau_overage 481.20 + addon_overage 48.12 = 749.32",
+            "2026-06-01T00:00:00Z email invoice to billing@acme.test",
+            "2026-06-01T00:00:00Z charge #7 749.32: Succeeded",
+            "2026-06-01T00:00:00Z payment #7 succeeded",
+            "invoice #7 is paid",
+            "totals acme 2026-06 web: 1000 MAU, 0 data points",
+        ]
+    );
+    assert_eq!(
+        org,
+        Org {
+            lifecycle: Lifecycle {
+                next_cycle_at: Some(t("2026-07-01T00:00:00Z")),
+                ..overage_locked(60_001, 60_001).lifecycle
+            },
+            usage: Some((period("2026-06"), 1_000)),
+            ..overage_locked(60_001, 60_001)
+        }
+    );
 }
