@@ -29,6 +29,9 @@ mod command;
 mod deadline;
 mod usage;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, SecondsFormat, Utc};
