@@ -518,7 +518,7 @@ impl Api {
         }
         let mut names = std::collections::BTreeSet::new();
         for token in &self.tokens {
-            if !crate::api::auth::valid_name(&token.name) {
+            if !valid_name(&token.name) {
                 return Err((
                     "api.tokens".into(),
                     format!(
@@ -533,7 +533,7 @@ impl Api {
                     format!("token name `{}` is used twice", token.name),
                 ));
             }
-            if crate::api::auth::parse_sha256(&token.token_sha256).is_none() {
+            if parse_sha256(&token.token_sha256).is_none() {
                 return Err((
                     "api.tokens".into(),
                     format!("token `{}`: token_sha256 must be 64 hex digits", token.name),
@@ -1078,6 +1078,25 @@ impl fmt::Display for LogFormat {
             LogFormat::Json => "json",
         })
     }
+}
+
+/// Parses 64 hex digits (either case) into a hash.
+pub fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
+    if hex.len() != 64 || !hex.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+/// A token name: 1 to 64 characters, none of them `:`, `,` or whitespace.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.chars().count() <= 64
+        && !name.contains(|c: char| c == ':' || c == ',' || c.is_whitespace())
 }
 
 #[cfg(test)]

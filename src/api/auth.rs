@@ -16,7 +16,7 @@ use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
 use super::ApiState;
-use crate::config::{ApiToken, Role};
+use crate::config::{parse_sha256, valid_name, ApiToken, Role};
 use crate::engine::Actor;
 
 /// Plain-text tokens from the environment: `name:role:token,...`.
@@ -83,25 +83,6 @@ pub fn sha256_hex(token: &str) -> String {
         let _ = write!(out, "{byte:02x}");
     }
     out
-}
-
-/// Parses 64 hex digits (either case) into a hash.
-pub fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
-    if hex.len() != 64 || !hex.is_ascii() {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(out)
-}
-
-/// A token name: 1 to 64 characters, none of them `:`, `,` or whitespace.
-pub fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.chars().count() <= 64
-        && !name.contains(|c: char| c == ':' || c == ',' || c.is_whitespace())
 }
 
 fn parse_role(s: &str) -> Option<Role> {
