@@ -209,16 +209,7 @@ impl Engine {
 
     /// Refuses to act on an org that lives on another clock.
     fn check_scope(&self, org: &Org) -> Result<()> {
-        if org.clock == self.scope {
-            return Ok(());
-        }
-        Err(invalid(
-            "org",
-            match &org.clock {
-                Some(clock) => format!("org `{}` lives on test clock `{clock}`", org.id),
-                None => format!("org `{}` lives on the real clock", org.id),
-            },
-        ))
+        Ok(domain::plan::check_clock(org, self.scope.as_deref())?)
     }
 
     pub fn db(&self) -> &DatabaseConnection {

@@ -147,6 +147,24 @@ impl Snapshot {
     }
 }
 
+/// Refuses an org that lives on another clock than `clock` (a test clock's id, or `None`
+/// for the real clock).
+///
+/// # Errors
+/// The org's clock is not `clock`.
+pub fn check_clock(org: &Org, clock: Option<&str>) -> Result<()> {
+    if org.clock.as_deref() == clock {
+        return Ok(());
+    }
+    Err(invalid(
+        "org",
+        match &org.clock {
+            Some(clock) => format!("org `{}` lives on test clock `{clock}`", org.id),
+            None => format!("org `{}` lives on the real clock", org.id),
+        },
+    ))
+}
+
 /// The key of the monthly cycle's invoice for `period`, unique per org.
 pub fn cycle_key(period: Period) -> String {
     format!("cycle:{}", period.label())
@@ -291,16 +309,7 @@ impl<'r> Planner<'r> {
     /// # Errors
     /// The org's clock is not the planner's.
     pub fn check_scope(&self, org: &Org) -> Result<()> {
-        if org.clock == self.scope {
-            return Ok(());
-        }
-        Err(invalid(
-            "org",
-            match &org.clock {
-                Some(clock) => format!("org `{}` lives on test clock `{clock}`", org.id),
-                None => format!("org `{}` lives on the real clock", org.id),
-            },
-        ))
+        check_clock(org, self.scope.as_deref())
     }
 
     pub fn rules(&self) -> &Rules {
