@@ -178,7 +178,18 @@ impl Planner<'_> {
             lines,
             at,
         };
-        Ok(self.issue(org, new)?.map(|invoice| ChargeRequest {
+        let Some(invoice) = self.issue(org, new)? else {
+            return Ok(None);
+        };
+        if !org.lifecycle.payment_method {
+            // SPEC 5: a charge with no payment method fails at once (there is nothing
+            // to wait for), so a subscriber without a card enters grace like any other
+            // failed payment.
+            self.settle_charge(org, invoice.id, Charge::Failed, NO_PAYMENT_METHOD, at)?;
+            self.apply_charge(org, invoice.id, Charge::Failed, &Actor::system(), at)?;
+            return Ok(None);
+        }
+        Ok(Some(ChargeRequest {
             org: org.id.clone(),
             invoice: invoice.id,
             amount: invoice.total,
@@ -250,6 +261,9 @@ impl Planner<'_> {
         }
     }
 }
+
+/// The source of a payment that failed because no payment method is on file.
+pub const NO_PAYMENT_METHOD: &str = "no_payment_method";
 
 /// A conversion's charge: asked of the gateway, or known at once.
 pub(super) enum Conversion {

@@ -967,6 +967,48 @@ fn a_pending_cycle_charge_leaves_the_invoice_open_and_the_org_active() {
     assert_eq!(org, billed_for_may());
 }
 
+/// SPEC 5, Payments: "A charge for an org with no payment method on file fails at once
+/// (in production too: there is nothing to wait for), with the reason `no_payment_method`":
+/// the cycle asks the gateway nothing, records the failed payment with that source, and
+/// the org enters grace like any failed payment (SPEC 3, `active | invoice payment
+/// failed | grace_period`).
+#[test]
+fn a_subscriber_without_a_card_fails_at_once_with_no_payment_method_and_enters_grace() {
+    let mut org = Org {
+        lifecycle: Lifecycle {
+            payment_method: false,
+            ..subscriber().lifecycle
+        },
+        ..subscriber()
+    };
+    let rules = rules();
+    let (plan, charges) = plan_inputs(
+        &rules,
+        snapshot(),
+        &mut org,
+        &[(Input::Advance, "2026-05-01T00:00:00Z")],
+        &[],
+    )
+    .unwrap_or_else(|e| panic!("refused: {e}"));
+    assert!(charges.is_empty(), "no charge is asked: {charges:?}");
+    assert_eq!(
+        render(&plan, &charges),
+        [
+            "2026-05-01T00:00:00Z invoice #7 2026-05: base 200.00 + addon 20.00 = 220.00",
+            "2026-05-01T00:00:00Z email invoice to billing@acme.test",
+            "2026-05-01T00:00:00Z payment #7 failed",
+            "2026-05-01T00:00:00Z transition active -> grace_period [] (payment_failed)",
+            "2026-05-01T00:00:00Z email payment_failed to billing@acme.test",
+            "invoice #7 is failed",
+        ]
+    );
+    assert_eq!(plan.payments.len(), 1);
+    assert_eq!(plan.payments[0].source, "no_payment_method");
+    assert!(!plan.payments[0].succeeded);
+    assert_eq!(org.lifecycle.status, GracePeriod);
+    assert_eq!(org.lifecycle.grace_ends_at, Some(t("2026-05-11T00:00:00Z")));
+}
+
 /// SPEC 5, "whatever its state": a subscriber locked for overage is billed like any other
 /// (April's 60,001 MAU are 401 started blocks over 20,000: $481.20 and $48.12), and a
 /// failed charge sets `grace_ends_at` without leaving `locked` (SPEC 3, `locked without
