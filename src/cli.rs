@@ -58,6 +58,11 @@ pub enum Command {
         /// Print every fact as JSON Lines on stdout (the summary goes to stderr).
         #[arg(long)]
         json: bool,
+        /// For a large backlog on SQLite (after long downtime): sweep the table in storage
+        /// order with the due index dropped for the pass and built again at its end. Stop
+        /// `acctd serve` first; rerun it if it is interrupted.
+        #[arg(long)]
+        catch_up: bool,
     },
     /// Validate the settings and print them.
     CheckConfig,

@@ -86,7 +86,12 @@ async fn dispatch(command: Command, settings: Settings) -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Simulate { scenario } => simulate_file(&scenario, &settings).await,
-        Command::Tick { until, json, force } => report(tick(&settings, until, json, force).await),
+        Command::Tick {
+            until,
+            json,
+            force,
+            catch_up,
+        } => report(tick(&settings, until, json, force, catch_up).await),
         Command::Admin { remote, command } => {
             if let Some(url) = remote.url {
                 let mut out = std::io::stdout().lock();
@@ -231,6 +236,7 @@ async fn tick(
     until: Option<chrono::DateTime<chrono::Utc>>,
     json: bool,
     force: bool,
+    catch_up: bool,
 ) -> anyhow::Result<()> {
     let engine = engine(settings).await?;
     let now = engine.now();
@@ -249,23 +255,26 @@ async fn tick(
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let (mut transitions, mut facts, mut written) = (0, 0, Ok(()));
     // Each due org is claimed by exactly one batch of a tick.
-    let orgs = engine
-        .sweep(until, |_, batch| {
-            if json {
-                written = batch
-                    .facts
-                    .iter()
-                    .try_for_each(|fact| simulate::output::fact(&mut out, fact));
-            }
-            transitions += batch.transitions();
-            facts += batch.facts.len();
-            if written.is_err() {
-                std::ops::ControlFlow::Break(())
-            } else {
-                std::ops::ControlFlow::Continue(())
-            }
-        })
-        .await?;
+    let each = |_, batch: acctd::engine::Report| {
+        if json {
+            written = batch
+                .facts
+                .iter()
+                .try_for_each(|fact| simulate::output::fact(&mut out, fact));
+        }
+        transitions += batch.transitions();
+        facts += batch.facts.len();
+        if written.is_err() {
+            std::ops::ControlFlow::Break(())
+        } else {
+            std::ops::ControlFlow::Continue(())
+        }
+    };
+    let orgs = if catch_up {
+        engine.catch_up(until, each).await?
+    } else {
+        engine.sweep(until, each).await?
+    };
     written?;
     let summary = format!(
         "tick until {}: {transitions} transitions, {facts} facts, {orgs} orgs{}",

@@ -155,6 +155,8 @@ pub struct Swept {
     pub claimed: u64,
     /// The batch was full: more may be due.
     pub more: bool,
+    /// In a catch-up pass, the rowid of the last org claimed.
+    pub last_rowid: Option<i64>,
 }
 
 impl Engine {
@@ -270,12 +272,75 @@ impl Engine {
     /// # Errors
     /// A storage error; the batch is rolled back.
     pub async fn sweep_batch(&self, until: DateTime<Utc>, report: &mut Report) -> Result<Swept> {
+        self.batch(until, report, None).await
+    }
+
+    /// `acctd tick --catch-up`: sweeps a large backlog at `until` in table order. On
+    /// `SQLite` it drops `idx_orgs_due`, claims the real clock's due orgs by ranges of rowids
+    /// (each table page is then written about once, where earliest-deadline-first batches
+    /// write pages all over a large backlog), builds the index again, and sweeps whatever
+    /// is left as [`Engine::sweep`] does. An operator's repair tool, never run by `serve`:
+    /// a pass cut short leaves the index dropped (a daemon then claims by table scans)
+    /// until the next catch-up builds it again. On `PostgreSQL` and test clocks it is
+    /// [`Engine::sweep`].
+    ///
+    /// # Errors
+    /// A storage error from the batch that failed (the batches before it stay committed).
+    pub async fn catch_up(
+        &self,
+        until: DateTime<Utc>,
+        mut each: impl FnMut(Swept, Report) -> std::ops::ControlFlow<()>,
+    ) -> Result<u64> {
+        if self.db.get_database_backend() != sea_orm::DbBackend::Sqlite || self.scope.is_some() {
+            return self.sweep(until, each).await;
+        }
+        orgs::drop_due_index(&self.db).await?;
+        let mut claimed = 0;
+        let mut after = Some(0);
+        while let Some(from) = after {
+            let mut batch = Report::default();
+            let swept = match self.batch(until, &mut batch, Some(from)).await {
+                Ok(swept) => swept,
+                Err(e) => {
+                    orgs::ensure_due_index(&self.db).await?;
+                    return Err(e);
+                }
+            };
+            claimed += swept.claimed;
+            after = swept.last_rowid.filter(|_| swept.more);
+            if each(swept, batch).is_break() {
+                orgs::ensure_due_index(&self.db).await?;
+                return Ok(claimed);
+            }
+        }
+        orgs::ensure_due_index(&self.db).await?;
+        Ok(claimed + self.sweep(until, each).await?)
+    }
+
+    /// One batch of a sweep ([`Engine::sweep_batch`]) or, with `after`, of a catch-up pass
+    /// ([`Engine::catch_up`]: the due orgs after that rowid, in rowid order).
+    async fn batch(
+        &self,
+        until: DateTime<Utc>,
+        report: &mut Report,
+        after: Option<i64>,
+    ) -> Result<Swept> {
         let limit = self.sizer.next();
         // Where a batch's time goes, for `log.level = "acctd=debug"`.
         let t0 = std::time::Instant::now();
         let txn = self.db.begin().await?;
         storage::lock_writes(&txn).await?;
-        let mut due = orgs::claim_due(&txn, until, limit, self.scope.as_deref()).await?;
+        let (mut due, last_rowid) = match after {
+            None => (
+                orgs::claim_due(&txn, until, limit, self.scope.as_deref()).await?,
+                None,
+            ),
+            Some(after) => {
+                let found = orgs::claim_due_by_rowid(&txn, until, after, limit).await?;
+                let last = found.last().map(|(rowid, _)| *rowid);
+                (found.into_iter().map(|(_, org)| org).collect(), last)
+            }
+        };
         let claimed = due.len() as u64;
         let read: Vec<orgs::Written> = due.iter().map(orgs::Written::of).collect();
         let mut planner = self.planner(&txn, &due, until, 0, None, Vec::new()).await?;
@@ -295,6 +360,7 @@ impl Engine {
         tracing::debug!(
             claimed,
             limit,
+            catch_up = after.is_some(),
             read_ms = t1.as_secs_f64() * 1e3,
             plan_ms = t2.saturating_sub(t1).as_secs_f64() * 1e3,
             write_ms = t3.saturating_sub(t2).as_secs_f64() * 1e3,
@@ -305,6 +371,7 @@ impl Engine {
         Ok(Swept {
             claimed,
             more: claimed >= limit,
+            last_rowid,
         })
     }
 

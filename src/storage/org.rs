@@ -5,8 +5,9 @@ use entity::org;
 use sea_orm::sea_query::{LockBehavior, LockType};
 use sea_orm::sqlx;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QueryResult, QuerySelect, QueryTrait, Select, StreamTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, Iterable,
+    PaginatorTrait, QueryFilter, QueryOrder, QueryResult, QuerySelect, QueryTrait, Select,
+    StreamTrait,
 };
 
 use super::{Error, Result};
@@ -302,6 +303,71 @@ pub async fn claim_due(
     let mut found = Vec::with_capacity(usize::try_from(limit).unwrap_or(0).min(100_000));
     fetch_streaming(conn, claim_due_query(backend, until, limit, clock), |row| {
         push_org(&mut found, row)
+    })
+    .await?;
+    Ok(found)
+}
+
+/// The SQL definition of `idx_orgs_due`, as migration 7 creates it.
+const DUE_INDEX: &str =
+    r#"CREATE INDEX IF NOT EXISTS "idx_orgs_due" ON "orgs" ("clock_id", "next_due_at", "id")"#;
+
+/// `acctd tick --catch-up` on `SQLite`: drops `idx_orgs_due` for a pass over the table in
+/// rowid order ([`claim_due_by_rowid`]), so that the pass writes each table page about
+/// once instead of the index's entries scattered over a large backlog.
+///
+/// # Errors
+/// A database error.
+pub async fn drop_due_index(conn: &impl ConnectionTrait) -> Result<()> {
+    conn.execute_unprepared(r#"DROP INDEX IF EXISTS "idx_orgs_due""#)
+        .await?;
+    Ok(())
+}
+
+/// Builds `idx_orgs_due` again if it is missing (the end of a catch-up pass, or a pass
+/// that was cut short). Returns whether it was missing.
+///
+/// # Errors
+/// A database error.
+pub async fn ensure_due_index(conn: &impl ConnectionTrait) -> Result<bool> {
+    if conn.get_database_backend() != DbBackend::Sqlite {
+        return Ok(false);
+    }
+    let missing = conn
+        .query_one_raw(sea_orm::Statement::from_string(
+            DbBackend::Sqlite,
+            "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'idx_orgs_due'",
+        ))
+        .await?
+        .is_none();
+    if missing {
+        conn.execute_unprepared(DUE_INDEX).await?;
+    }
+    Ok(missing)
+}
+
+/// Claims up to `limit` real-clock orgs due at `until` after rowid `after`, in rowid order
+/// (`SQLite` only; see [`drop_due_index`]), with each org's rowid.
+///
+/// # Errors
+/// A database error or a corrupt row.
+pub async fn claim_due_by_rowid(
+    conn: &(impl ConnectionTrait + StreamTrait),
+    until: DateTime<Utc>,
+    after: i64,
+    limit: u64,
+) -> Result<Vec<(i64, Org)>> {
+    use sea_orm::sea_query::Expr;
+    let query = due(until, None)
+        .column_as(Expr::cust("rowid"), "row_id")
+        .filter(Expr::cust_with_values("rowid > ?", [after]))
+        .order_by(Expr::cust("rowid"), sea_orm::Order::Asc)
+        .limit(limit);
+    let mut found = Vec::new();
+    fetch_streaming(conn, query, |row| {
+        let rowid: i64 = row.try_get_by_index(org::Column::iter().count())?;
+        found.push((rowid, to_domain(model_at(row)?)?));
+        Ok(())
     })
     .await?;
     Ok(found)
