@@ -472,7 +472,27 @@ impl Engine {
         }
         orgs::insert_many(&txn, &new, at)
             .await
-            .map_err(|e| storage_error(e.into()))?;
+            .map_err(|e| match &e {
+                // A concurrent signup of one of these ids committed first (PostgreSQL; SQLite
+                // serializes writers, so the read above saw it).
+                storage::Error::Db(db)
+                    if matches!(
+                        db.sql_err(),
+                        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+                    ) =>
+                {
+                    let id = if new.len() == 1 {
+                        new[0].id.clone()
+                    } else {
+                        new.iter()
+                            .map(|o| o.id.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    };
+                    (0, Error::Exists(id))
+                }
+                _ => storage_error(e.into()),
+            })?;
         let mut planner = Planner::new(&self.rules, domain::plan::Snapshot::default(), at);
         for org in &new {
             planner.signed_up(org, actor, at);

@@ -600,3 +600,42 @@ async fn stored_versions(h: &Harness, n: usize) -> Vec<i64> {
     }
     versions
 }
+
+/// Issue 29 (3): signups of one id racing each other: exactly one wins and every other
+/// is told the org exists (`Error::Exists`, 409 over HTTP), never a storage error. On
+/// PostgreSQL the losers' check runs before the winner commits, so the unique index
+/// decides.
+async fn racing_signups_of_one_id_leave_one_winner_and_refuse_the_rest(backend: Backend) {
+    let Some(h) = Harness::start(backend, "2026-03-01T00:00:00Z").await else {
+        return;
+    };
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let engine = h.engine.clone();
+            tokio::spawn(async move {
+                let signup = acctd::engine::Signup {
+                    id: "race".to_owned(),
+                    plan: "basic".to_owned(),
+                    tier: 20_000,
+                    admins: vec!["admin@race.test".to_owned()],
+                    billing_email: None,
+                    payment_method: true,
+                    addons: Vec::new(),
+                    active: false,
+                };
+                engine.signup(signup, &acctd::engine::Actor::system()).await
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => won += 1,
+            Err(acctd::engine::Error::Exists(id)) => assert_eq!(id, "race"),
+            Err(other) => panic!("a losing signup must be refused as existing, got {other}"),
+        }
+    }
+    assert_eq!(won, 1);
+    assert_eq!(moves(&h.transitions("race").await).len(), 1);
+}
+both!(racing_signups_of_one_id_leave_one_winner_and_refuse_the_rest);
