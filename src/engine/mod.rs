@@ -387,6 +387,8 @@ impl Engine {
         invoice: Option<i64>,
         mut periods: Vec<Period>,
     ) -> Result<Planner<'_>> {
+        // Periods given by the caller are a usage batch's: its alerts are read too.
+        let alerts = !periods.is_empty();
         let mut from = until;
         let mut ids = ids;
         for org in orgs {
@@ -402,6 +404,7 @@ impl Engine {
             orgs: &ids_of,
             from,
             periods,
+            alerts,
             invoice,
             ids,
         };

@@ -15,9 +15,12 @@ pub struct Window<'a> {
     /// The earliest instant the plan covers: every invoice issued since is read by key
     /// (a deadline or command at an instant only issues invoices keyed at or after it).
     pub from: DateTime<Utc>,
-    /// Periods whose project totals and alerts are read, with the keys of the cycle
-    /// invoices that close them.
+    /// Periods whose project totals are read, with the keys of the cycle invoices that
+    /// close them.
     pub periods: Vec<Period>,
+    /// Whether the alerts recorded in `periods` are read too (usage reports raise them;
+    /// deadlines and commands do not).
+    pub alerts: bool,
     /// An invoice read whatever its status (a payment outcome's).
     pub invoice: Option<i64>,
     /// How many invoice ids to reserve (an upper bound of what the plan issues).
@@ -52,7 +55,9 @@ pub async fn read(conn: &impl sea_orm::ConnectionTrait, window: &Window<'_>) -> 
     }
     if !periods.is_empty() {
         snapshot.projects = usage::projects_of(conn, window.orgs, &periods).await?;
-        snapshot.alerted = usage::alerted_of(conn, window.orgs, &periods).await?;
+        if window.alerts {
+            snapshot.alerted = usage::alerted_of(conn, window.orgs, &periods).await?;
+        }
     }
     if window.ids > 0 {
         snapshot.invoice_ids = billing::reserve_ids(conn, window.ids).await?.into();
