@@ -104,6 +104,14 @@ async fn dispatch(command: Command, settings: Settings) -> ExitCode {
             let mut out = std::io::stdout().lock();
             failure(cli::admin::run(&engine, command, &mut out).await)
         }
+        Command::Forecast(args) => {
+            let engine = match engine(&settings).await {
+                Ok(engine) => engine,
+                Err(e) => return report(Err(e)),
+            };
+            let mut out = std::io::stdout().lock();
+            failure(cli::forecast::run(&engine, args, &mut out).await)
+        }
         Command::Bench(command) => report(cli::bench::run(&settings.database.url, command).await),
         Command::Usage(usage) => {
             let engine = match engine(&settings).await {

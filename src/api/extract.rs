@@ -120,3 +120,32 @@ where
             .map_err(|e| ApiError::BadRequest(format!("invalid path: {}", e.body_text())))
     }
 }
+
+/// `?dry_run=true` on a route that changes orgs: preview the call (see
+/// [`crate::engine::Engine::preview`]). Other query keys are left to the handler.
+pub struct DryRun(pub bool);
+
+impl<S: Send + Sync> FromRequestParts<S> for DryRun {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or("");
+        let mut dry_run = false;
+        for pair in query.split('&') {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            if key == "dry_run" {
+                dry_run = match value {
+                    "true" | "1" | "" => true,
+                    "false" | "0" => false,
+                    other => {
+                        return Err(ApiError::invalid(
+                            "dry_run",
+                            format!("`{other}` is not a boolean (true or false)"),
+                        ))
+                    }
+                };
+            }
+        }
+        Ok(DryRun(dry_run))
+    }
+}

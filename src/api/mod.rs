@@ -190,6 +190,7 @@ fn table(test_clocks: bool) -> Vec<Route> {
         route(GET, "/v1/orgs", viewer, "List orgs by id, optionally by state and lock reason (keyset paging)", orgs::list)
             .query(&["state", "reason", "after", "limit"]),
         route(POST, "/v1/orgs", operator, "Sign an org up (a trial, or an imported subscriber)", orgs::signup)
+            .query(&["dry_run"])
             .created()
             .example(|| example(&SignupRequest {
                 id: "acme".into(),
@@ -205,7 +206,10 @@ fn table(test_clocks: bool) -> Vec<Route> {
         route(GET, "/v1/orgs/{id}/transitions", viewer, "The org's audit trail, oldest first", orgs::transitions)
             .query(&["limit"]),
         route(GET, "/v1/orgs/{id}/invoices", viewer, "The org's invoices with their lines", orgs::invoices),
+        route(GET, "/v1/orgs/{id}/forecast", viewer, "What happens to the org up to a horizon (default 60 days) if nothing else does; writes nothing", orgs::forecast)
+            .query(&["days", "until", "payments"]),
         route(POST, "/v1/usage", operator, "Report usage totals; a result per item", usage::report)
+            .query(&["dry_run"])
             .example(|| example(&UsageRequest {
                 reports: vec![UsageItem {
                     org: "acme".into(),
@@ -217,18 +221,27 @@ fn table(test_clocks: bool) -> Vec<Route> {
                 }],
             })),
         route(POST, "/v1/invoices/{id}/payment", operator, "Record the payment provider's outcome for an invoice", billing::payment)
+            .query(&["dry_run"])
             .example(|| example(&PaymentRequest { outcome: PaymentOutcome::Failed, reason: Some("provider webhook".into()) })),
-        route(POST, "/v1/orgs/{id}/payment-method", operator, "A card was added", orgs::payment_method),
+        route(POST, "/v1/orgs/{id}/payment-method", operator, "A card was added", orgs::payment_method)
+            .query(&["dry_run"]),
         route(POST, "/v1/orgs/{id}/plan", operator, "Change the tier: upgrade if higher, downgrade if lower", billing::plan)
+            .query(&["dry_run"])
             .example(|| example(&PlanRequest { tier: 30_000, reason: None })),
-        route(DELETE, "/v1/orgs/{id}/plan/scheduled", operator, "Cancel a scheduled downgrade", billing::cancel_downgrade),
+        route(DELETE, "/v1/orgs/{id}/plan/scheduled", operator, "Cancel a scheduled downgrade", billing::cancel_downgrade)
+            .query(&["dry_run"]),
         route(POST, "/v1/orgs/{id}/addons", operator, "Include an add-on", billing::add_addon)
+            .query(&["dry_run"])
             .example(|| example(&AddonRequest { addon: "journeys".into(), reason: None })),
-        route(DELETE, "/v1/orgs/{id}/addons/{addon}", operator, "Remove an add-on (at the next 1st unless in trial)", billing::remove_addon),
-        route(POST, "/v1/orgs/{id}/addons/{addon}/keep", operator, "Cancel a scheduled add-on removal", billing::keep_addon),
+        route(DELETE, "/v1/orgs/{id}/addons/{addon}", operator, "Remove an add-on (at the next 1st unless in trial)", billing::remove_addon)
+            .query(&["dry_run"]),
+        route(POST, "/v1/orgs/{id}/addons/{addon}/keep", operator, "Cancel a scheduled add-on removal", billing::keep_addon)
+            .query(&["dry_run"]),
         route(POST, "/v1/orgs/{id}/cancel", admin, "Cancel an org: confirm with exactly DELETE and give a reason", admin::cancel)
+            .query(&["dry_run"])
             .example(|| example(&CancelRequest { confirm: Some("DELETE".into()), reason: Some("customer asked".into()) })),
         route(POST, "/v1/orgs/{id}/admin/{op}", admin, "A manual operation: lock, unlock, extend_trial, extend_grace, postpone_cancel, end_trial, mark_paid, transition", admin::operation)
+            .query(&["dry_run"])
             .example(|| example(&AdminRequest { reason: Some("chargeback".into()), ..AdminRequest::default() })),
     ];
     if test_clocks {

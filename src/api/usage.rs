@@ -9,7 +9,7 @@ use axum::{Extension, Json};
 use super::auth::Principal;
 use super::dto::{self, ItemStatus, UsageRequest, UsageResponse, UsageResult};
 use super::error::{ApiError, Result};
-use super::extract::JsonBody;
+use super::extract::{DryRun, JsonBody};
 use super::ApiState;
 use crate::domain::period::Period;
 use crate::engine::usage::{Outcome, UsageReport};
@@ -48,6 +48,7 @@ async fn by_clock(
 pub(super) async fn report(
     State(state): State<ApiState>,
     Extension(who): Extension<Principal>,
+    DryRun(dry_run): DryRun,
     JsonBody(body): JsonBody<UsageRequest>,
 ) -> Result<Json<UsageResponse>> {
     if body.reports.is_empty() {
@@ -73,6 +74,7 @@ pub(super) async fn report(
             Some(clock) => state.engine.for_test_clock(&clock).await?,
             None => state.engine.clone(),
         };
+        let engine = super::orgs::previewing(engine, dry_run);
         let current = Period::containing(engine.now()).label();
         let reports: Vec<UsageReport> = indices
             .iter()
@@ -120,6 +122,7 @@ pub(super) async fn report(
         .filter(|r| r.status == ItemStatus::Accepted)
         .count();
     Ok(Json(UsageResponse {
+        dry_run,
         accepted,
         refused: results.len() - accepted,
         results,

@@ -32,6 +32,10 @@ pub enum UsageCommand {
         /// Allow totals lower than reported before.
         #[arg(long)]
         correction: bool,
+        /// Preview: print the facts this would produce (alerts, an overage lock, emails)
+        /// or the refusal, and store nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Import reports from a file: JSON Lines (`.jsonl`, one object per line with `org`,
     /// `project`, `period`, `mau`, `data_points`, `correction`) or CSV (`.csv`, header
@@ -77,7 +81,14 @@ pub async fn run(
             mau,
             data_points,
             correction,
+            dry_run,
         } => {
+            let engine = if dry_run {
+                eprintln!("dry run: nothing is written");
+                engine.preview()
+            } else {
+                engine.clone()
+            };
             let report = UsageReport {
                 org,
                 project,

@@ -7,6 +7,7 @@
 //! the injected [`Clock`]. A deadline takes effect at its own instant even when processed
 //! late, and the deadlines it chains are computed from that instant.
 
+pub mod forecast;
 pub mod gateway;
 mod read;
 pub mod test_clock;
@@ -27,6 +28,7 @@ pub use crate::domain::record::Actor;
 use crate::domain::{self, Lifecycle, Org, Refusal, Status};
 use crate::storage::snapshot::{self, Window};
 use crate::storage::{self, billing, org as orgs};
+pub use forecast::{Forecast, Payments};
 pub use gateway::{ExternalGateway, PaymentGateway, ScriptedGateway};
 pub use read::{Access, Stats, View};
 
@@ -102,6 +104,8 @@ pub struct Engine {
     sizer: Arc<BatchSizer>,
     /// Coalesced point reads of orgs ([`Engine::with_batched_reads`]); `None`: direct.
     reads: Option<Arc<storage::reads::OrgReads>>,
+    /// Plans and writes as usual, then rolls back ([`Engine::preview`]).
+    preview: bool,
 }
 
 /// Sizes sweep batches to a time budget (`daemon.batch_target_ms`): a full batch that
@@ -178,6 +182,34 @@ impl Engine {
             clock,
             scope: None,
             reads: None,
+            preview: false,
+        }
+    }
+
+    /// The same engine in preview mode (`--dry-run`, `?dry_run=true`): each call reads,
+    /// plans and writes exactly as it would, reports the same facts (or the same refusal),
+    /// and then rolls its transaction back. Nothing stays: no row, no version, no outbox
+    /// message; invoice ids are read ahead instead of reserved, so a preview followed by
+    /// the call (with no other writer between) reports the same ids.
+    #[must_use]
+    pub fn preview(&self) -> Self {
+        Self {
+            preview: true,
+            ..self.clone()
+        }
+    }
+
+    /// Whether this engine previews ([`Engine::preview`]).
+    pub fn is_preview(&self) -> bool {
+        self.preview
+    }
+
+    /// Commits a call's transaction, or rolls it back in preview mode.
+    async fn settle(&self, txn: DatabaseTransaction) -> std::result::Result<(), sea_orm::DbErr> {
+        if self.preview {
+            txn.rollback().await
+        } else {
+            txn.commit().await
         }
     }
 
@@ -354,7 +386,7 @@ impl Engine {
         orgs::update_many(&txn, &mut due, &read, self.clock.now()).await?;
         storage::write(&txn, &plan, self.clock.now()).await?;
         let t3 = t0.elapsed();
-        txn.commit().await?;
+        self.settle(txn).await?;
         let t4 = t0.elapsed();
         self.sizer.record(limit, claimed, t4);
         tracing::debug!(
@@ -367,7 +399,7 @@ impl Engine {
             commit_ms = t4.saturating_sub(t3).as_secs_f64() * 1e3,
             "sweep batch"
         );
-        report.extend(committed(plan));
+        report.extend(self.committed(plan, None));
         Ok(Swept {
             claimed,
             more: claimed >= limit,
@@ -407,6 +439,7 @@ impl Engine {
             alerts,
             invoice,
             ids,
+            peek: self.preview,
         };
         let snapshot = snapshot::read(txn, &window).await?;
         Ok(Planner::new(&self.rules, snapshot, self.clock.now()).on_clock(self.scope.clone()))
@@ -504,8 +537,11 @@ impl Engine {
         storage::write(&txn, &plan, at)
             .await
             .map_err(|e| storage_error(e.into()))?;
-        txn.commit().await.map_err(|e| storage_error(e.into()))?;
-        Ok(committed(plan))
+        self.settle(txn)
+            .await
+            .map_err(|e| storage_error(e.into()))?;
+        let org = if new.len() == 1 { new.pop() } else { None };
+        Ok(self.committed(plan, org))
     }
 
     /// Checks a signup and builds its org at `at`.
@@ -615,8 +651,8 @@ impl Engine {
         let plan = planner.finish();
         orgs::update(&txn, &mut org, at).await?;
         storage::write(&txn, &plan, at).await?;
-        txn.commit().await?;
-        Ok(committed(plan))
+        self.settle(txn).await?;
+        Ok(self.committed(plan, Some(org)))
     }
 
     /// Records a payment outcome reported by the gateway for an invoice.
@@ -656,8 +692,22 @@ impl Engine {
         let plan = planner.finish();
         orgs::update(&txn, &mut org, at).await?;
         storage::write(&txn, &plan, at).await?;
-        txn.commit().await?;
-        Ok(committed(plan))
+        self.settle(txn).await?;
+        Ok(self.committed(plan, Some(org)))
+    }
+
+    /// What a settled plan reports to the caller: its facts and the org a call acted on
+    /// (as it is afterwards). Committed transitions are logged.
+    fn committed(&self, plan: Plan, org: Option<Org>) -> Report {
+        if self.preview {
+            return Report {
+                facts: plan.facts,
+                org,
+            };
+        }
+        let mut report = committed(plan);
+        report.org = org;
+        report
     }
 }
 
@@ -669,7 +719,10 @@ fn committed(plan: Plan) -> Report {
             at = %domain::plan::rfc3339(t.at), "transition"
         );
     }
-    Report { facts: plan.facts }
+    Report {
+        facts: plan.facts,
+        org: None,
+    }
 }
 
 fn invalid(field: &'static str, message: impl Into<String>) -> Error {

@@ -109,6 +109,31 @@ pub async fn reserve_ids(conn: &impl ConnectionTrait, n: usize) -> Result<Vec<i6
     Ok((first..first + n).collect())
 }
 
+/// The `n` invoice ids [`reserve_ids`] would give now, without reserving them (for a
+/// preview, whose transaction rolls back): on `PostgreSQL` the ids after the sequence's
+/// last value, on `SQLite` the same read as [`reserve_ids`].
+///
+/// # Errors
+/// A database error.
+pub async fn next_ids(conn: &impl ConnectionTrait, n: usize) -> Result<Vec<i64>> {
+    let backend = conn.get_database_backend();
+    if backend != DbBackend::Postgres {
+        return reserve_ids(conn, n).await;
+    }
+    let n = i64::try_from(n.max(1)).unwrap_or(i64::MAX);
+    let row = conn
+        .query_one_raw(Statement::from_string(
+            backend,
+            "SELECT COALESCE(pg_sequence_last_value(pg_get_serial_sequence('invoices', 'id')::regclass), 0) AS id",
+        ))
+        .await?;
+    let last = match row {
+        Some(row) => row.try_get::<i64>("", "id")?,
+        None => 0,
+    };
+    Ok((last + 1..=last + n).collect())
+}
+
 /// Inserts invoices with their lines, under ids from [`reserve_ids`] (a multi-row insert
 /// per 1,000 rows). The `(org, key)`
 /// unique index refuses a duplicate.
