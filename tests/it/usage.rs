@@ -407,3 +407,61 @@ async fn items_of_one_batch_apply_in_order(backend: Backend) {
     assert!(err.to_string().contains("1 actors for 5 reports"), "{err}");
 }
 both!(items_of_one_batch_apply_in_order);
+
+/// The org row as stored: its version and when it was last written.
+async fn stamp(h: &Harness, id: &str) -> (i64, chrono::DateTime<chrono::Utc>) {
+    use sea_orm::EntityTrait;
+    let row = entity::org::Entity::find_by_id(id.to_owned())
+        .one(h.engine.db())
+        .await
+        .unwrap()
+        .expect("org row");
+    (row.version, row.updated_at)
+}
+
+/// SPEC 11 (refused input changes nothing; issue 29 item 9): a refused usage item writes
+/// nothing, not even the org's `version` or `updated_at`, and neither does a report that
+/// repeats the stored totals; an accepted change still bumps both.
+async fn a_refused_usage_item_writes_nothing(backend: Backend) {
+    let Some(h) = Harness::start(backend, "2026-03-02T00:00:00Z").await else {
+        return;
+    };
+    h.signup("acme", true, true).await;
+    h.engine
+        .report_usage(
+            &[report("acme", "web", "2026-03", 1_000, 50)],
+            &Actor::system(),
+        )
+        .await
+        .unwrap();
+    let before = stamp(&h, "acme").await;
+    h.set("2026-03-03T00:00:00Z");
+    let out = h
+        .engine
+        .report_usage(
+            &[
+                report("acme", "web", "2026-03", 900, 50), // lower, not a correction
+                report("acme", "web", "2026-04", 1, 0),    // future period
+                report("acme", "web", "2026-03", 1_000, 50), // the same totals again
+            ],
+            &Actor::system(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.accepted(), 1, "{:?}", out.outcomes);
+    assert_eq!(stamp(&h, "acme").await, before, "nothing was written");
+
+    let out = h
+        .engine
+        .report_usage(
+            &[report("acme", "web", "2026-03", 2_000, 50)],
+            &Actor::system(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.outcomes, [Outcome::Accepted]);
+    let after = stamp(&h, "acme").await;
+    assert_eq!(after.0, before.0 + 1);
+    assert_eq!(after.1, t("2026-03-03T00:00:00Z"));
+}
+both!(a_refused_usage_item_writes_nothing);
