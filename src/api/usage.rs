@@ -12,6 +12,7 @@ use super::error::{ApiError, Result};
 use super::extract::JsonBody;
 use super::ApiState;
 use crate::domain::period::Period;
+use crate::domain::usage;
 use crate::engine::usage::{Outcome, UsageReport};
 use crate::engine::Engine;
 
@@ -64,6 +65,16 @@ pub(super) async fn report(
                 body.reports.len()
             ),
         ));
+    }
+    for (i, item) in body.reports.iter().enumerate() {
+        for (name, value) in [("mau", item.mau), ("data_points", item.data_points)] {
+            if value > usage::LIMIT {
+                return Err(ApiError::invalid(
+                    format!("reports[{i}].{name}"),
+                    format!("{value} is above the limit of {}", usage::LIMIT),
+                ));
+            }
+        }
     }
     let actor = who.actor(Some("usage report".to_owned()));
     let mut outcomes: Vec<Option<Outcome>> = vec![None; body.reports.len()];

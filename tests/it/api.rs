@@ -831,6 +831,33 @@ async fn usage_batches_answer_per_item(backend: Backend) {
 }
 both!(usage_batches_answer_per_item);
 
+/// Issue 29 item 4: a usage value above the limit is a 400 naming the item, the field and
+/// the limit, and nothing of the request is stored.
+async fn absurd_usage_is_a_400_naming_the_limit(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    app.signup("acme", false, json!({})).await;
+    for (field, item) in [
+        (
+            "reports[1].mau",
+            json!({"org": "acme", "project": "web", "mau": 9_223_372_036_854_775_808_u64}),
+        ),
+        (
+            "reports[1].data_points",
+            json!({"org": "acme", "project": "web", "mau": 1, "data_points": 1_000_000_000_000_001_u64}),
+        ),
+    ] {
+        let body = json!({"reports": [{"org": "acme", "project": "ok", "mau": 10}, item]});
+        let answer = app.post(OPERATOR, "/v1/usage", body).await;
+        assert_error(&answer, StatusCode::BAD_REQUEST, "invalid", Some(field));
+        let message = answer.1["error"]["message"].as_str().unwrap();
+        assert!(message.contains("limit of 1000000000000000"), "{message}");
+    }
+    assert!(app.ok("/v1/orgs/acme").await["usage"].is_null());
+}
+both!(absurd_usage_is_a_400_naming_the_limit);
+
 /// SPEC 5: tier changes (up or down by the tier given), scheduled downgrades, add-ons;
 /// a paid change waits for its payment outcome.
 async fn plan_changes_and_addons(backend: Backend) {

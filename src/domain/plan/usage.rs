@@ -55,6 +55,14 @@ impl Planner<'_> {
         if item.project.trim().is_empty() {
             return refuse("project must not be empty".to_owned());
         }
+        for (name, value) in [("mau", item.mau), ("data_points", item.data_points)] {
+            if value > usage::LIMIT {
+                return refuse(format!(
+                    "{name} {value} is above the limit of {}",
+                    usage::LIMIT
+                ));
+            }
+        }
         let Some(org) = orgs.get_mut(&item.org) else {
             return refuse(format!("unknown org `{}`", item.org));
         };
@@ -99,11 +107,19 @@ impl Planner<'_> {
                 ));
             }
         }
+        // The org's total with this report in place of the project's earlier one.
+        let total = projects
+            .iter()
+            .filter(|(project, _)| **project != item.project)
+            .try_fold(new, |acc, (_, u)| acc.checked_add(*u));
+        let Some(total) = total else {
+            return refuse(format!(
+                "the org's total mau or data_points in {} would be above the limit of {}",
+                period.label(),
+                usage::LIMIT
+            ));
+        };
         projects.insert(item.project.clone(), new);
-        let total = projects.values().fold(Usage::default(), |acc, u| Usage {
-            mau: acc.mau + u.mau,
-            data_points: acc.data_points + u.data_points,
-        });
         self.plan.totals.insert(
             (org.id.clone(), period, item.project.clone()),
             ProjectTotals {
