@@ -301,10 +301,20 @@ pub fn router(state: ApiState) -> Router {
     router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(check_uri))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(limit))
         .layer(Extension(BodyLimit(limit)))
         .with_state(state)
+}
+
+/// Refuses a URI no handler should see, before routing and authentication: one with a
+/// NUL character in its path or query.
+async fn check_uri(request: Request, next: Next) -> Response {
+    if let Err(e) = extract::refuse_nul_in_uri(request.uri()) {
+        return e.into_response();
+    }
+    next.run(request).await
 }
 
 async fn not_found() -> ApiError {

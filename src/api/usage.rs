@@ -9,7 +9,7 @@ use axum::{Extension, Json};
 use super::auth::Principal;
 use super::dto::{self, ItemStatus, UsageRequest, UsageResponse, UsageResult};
 use super::error::{ApiError, Result};
-use super::extract::JsonBody;
+use super::extract::JsonBatch;
 use super::ApiState;
 use crate::domain::period::Period;
 use crate::domain::usage;
@@ -49,7 +49,7 @@ async fn by_clock(
 pub(super) async fn report(
     State(state): State<ApiState>,
     Extension(who): Extension<Principal>,
-    JsonBody(body): JsonBody<UsageRequest>,
+    JsonBatch(body): JsonBatch<UsageRequest>,
 ) -> Result<Json<UsageResponse>> {
     if body.reports.is_empty() {
         return Err(ApiError::invalid(

@@ -697,7 +697,9 @@ fn validate_id(id: &str) -> Result<()> {
 
 fn looks_like_email(s: &str) -> bool {
     s.split_once('@').is_some_and(|(user, host)| {
-        !user.is_empty() && host.contains('.') && !s.contains(char::is_whitespace)
+        !user.is_empty()
+            && host.contains('.')
+            && !s.contains(|c: char| c.is_whitespace() || c.is_control())
     })
 }
 

@@ -762,6 +762,7 @@ pub async fn load_many(
     conn: &(impl ConnectionTrait + StreamTrait),
     ids: &[&str],
 ) -> Result<Vec<Org>> {
+    let ids: Vec<&str> = ids.iter().copied().filter(|id| !cannot_exist(id)).collect();
     let mut found = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(1_000) {
         let mut query = org::Entity::find()

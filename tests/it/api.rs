@@ -1666,3 +1666,84 @@ async fn serve_takes_tokens_from_the_environment() {
         "token in the log: {log:?}"
     );
 }
+
+/// Issue 29 item 6: a NUL byte (which PostgreSQL refuses in any text) in an org id, an
+/// admin address, a reason or `?after=` is a 400 naming the field on both databases, and
+/// changes nothing; in a usage batch it refuses its own item only.
+async fn nul_bytes_are_refused_as_400_and_per_usage_item(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    app.signup("acme", false, json!({})).await;
+    let signup = |patch: Value| {
+        let mut body = json!({"id": "new", "plan": "basic", "tier": 20_000,
+                              "admins": ["a@new.test"], "reason": "new customer"});
+        body.as_object_mut()
+            .unwrap()
+            .extend(patch.as_object().unwrap().clone());
+        body
+    };
+    for (patch, field) in [
+        (json!({"id": "n\u{0}ew"}), "id"),
+        (json!({"admins": ["a\u{0}@new.test"]}), "admins[0]"),
+        (json!({"billing_email": "b\u{0}@new.test"}), "billing_email"),
+        (json!({"reason": "new\u{0}customer"}), "reason"),
+    ] {
+        let answer = app.post(OPERATOR, "/v1/orgs", signup(patch)).await;
+        assert_error(&answer, StatusCode::BAD_REQUEST, "invalid", Some(field));
+    }
+    assert_eq!(app.get("/v1/orgs/new").await.0, StatusCode::NOT_FOUND);
+    assert_error(
+        &app.post(
+            ADMIN,
+            "/v1/orgs/acme/admin/lock",
+            json!({"reason": "x\u{0}y"}),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid",
+        Some("reason"),
+    );
+    assert_eq!(app.ok("/v1/orgs/acme").await["state"], "trial");
+    for path in [
+        "/v1/orgs?after=a%00b",
+        "/v1/orgs/ac%00me",
+        "/v1/orgs/ac%00me/entitlements",
+    ] {
+        assert_error(
+            &app.get(path).await,
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            None,
+        );
+    }
+
+    let (status, answer) = app
+        .post(
+            OPERATOR,
+            "/v1/usage",
+            json!({"reports": [
+                {"org": "ac\u{0}me", "project": "web", "mau": 1},
+                {"org": "acme", "project": "w\u{0}eb", "mau": 1},
+                {"org": "acme", "project": "web", "period": "2026-0\u{0}3", "mau": 1},
+                {"org": "acme", "project": "web", "mau": 1_000},
+            ]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let results = answer["results"].as_array().unwrap();
+    for result in &results[..3] {
+        assert_eq!(result["status"], "refused", "{answer}");
+    }
+    assert!(
+        results[0]["error"].as_str().unwrap().contains("NUL"),
+        "{answer}"
+    );
+    assert!(
+        results[1]["error"].as_str().unwrap().contains("NUL"),
+        "{answer}"
+    );
+    assert_eq!(results[3]["status"], "accepted", "{answer}");
+    assert_eq!(app.ok("/v1/orgs/acme").await["usage"]["usage_mau"], 1_000);
+}
+both!(nul_bytes_are_refused_as_400_and_per_usage_item);

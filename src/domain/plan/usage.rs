@@ -55,6 +55,13 @@ impl Planner<'_> {
         if item.project.trim().is_empty() {
             return refuse("project must not be empty".to_owned());
         }
+        // No stored text may hold a NUL (PostgreSQL refuses it): this item only is refused.
+        if item.org.contains('\0') {
+            return refuse("org must not contain a NUL character".to_owned());
+        }
+        if item.project.contains('\0') {
+            return refuse("project must not contain a NUL character".to_owned());
+        }
         for (name, value) in [("mau", item.mau), ("data_points", item.data_points)] {
             if value > usage::LIMIT {
                 return refuse(format!(
