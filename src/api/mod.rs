@@ -308,10 +308,22 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-/// Refuses a URI no handler should see, before routing and authentication: one with a
-/// NUL character in its path or query.
+/// The longest URI (path and query) served: a longer one is a 414 with the usual JSON
+/// error. hyper itself answers URIs over 64 KiB with a bare 414 before any of this runs.
+pub const MAX_URI_BYTES: usize = 8_192;
+
+/// Refuses a URI no handler should see, before routing and authentication: one longer
+/// than [`MAX_URI_BYTES`], or with a NUL character in its path or query.
 async fn check_uri(request: Request, next: Next) -> Response {
-    if let Err(e) = extract::refuse_nul_in_uri(request.uri()) {
+    let uri = request.uri();
+    let length = uri.path_and_query().map_or(0, |pq| pq.as_str().len());
+    if length > MAX_URI_BYTES {
+        return ApiError::UriTooLong {
+            limit: MAX_URI_BYTES,
+        }
+        .into_response();
+    }
+    if let Err(e) = extract::refuse_nul_in_uri(uri) {
         return e.into_response();
     }
     next.run(request).await

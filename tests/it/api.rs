@@ -1747,3 +1747,16 @@ async fn nul_bytes_are_refused_as_400_and_per_usage_item(backend: Backend) {
     assert_eq!(app.ok("/v1/orgs/acme").await["usage"]["usage_mau"], 1_000);
 }
 both!(nul_bytes_are_refused_as_400_and_per_usage_item);
+
+/// Issue 29 item 14: a URL over the limit is a 414 with the usual JSON error body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overlong_url_is_a_414_with_a_json_body() {
+    let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let path = format!("/v1/orgs/{}", "a".repeat(20_000));
+    let answer = app.get(&path).await;
+    assert_error(&answer, StatusCode::URI_TOO_LONG, "uri_too_long", None);
+    let message = answer.1["error"]["message"].as_str().unwrap();
+    assert!(message.contains("8192"), "{message}");
+}

@@ -663,3 +663,25 @@ fn empty_results_say_so_and_help_describes_every_argument() {
         "{orgs}"
     );
 }
+
+/// Issue 29 item 14: `acctd check-config | head -1` (stdout closed before anything is
+/// written) exits quietly instead of panicking on the broken pipe.
+#[test]
+fn check_config_exits_quietly_on_a_closed_pipe() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut child = crate::helpers::Spawned::spawn(
+        Command::new(env!("CARGO_BIN_EXE_acctd"))
+            .arg("check-config")
+            .current_dir(repo())
+            .env_remove("RUST_LOG")
+            .stdin(std::process::Stdio::null())
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped()),
+    );
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(err.is_empty(), "{err}");
+}
