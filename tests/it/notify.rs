@@ -539,3 +539,62 @@ async fn a_dispatcher_killed_between_send_and_ack_duplicates_only_that_message(b
     );
 }
 both!(a_dispatcher_killed_between_send_and_ack_duplicates_only_that_message);
+
+/// Issue 29 item 15: emails are deduplicated per transition, not per second: locking and
+/// unlocking an org several times within one second queues one email per transition, so
+/// the last one queued agrees with the final state.
+async fn quick_lock_unlock_sequences_email_every_transition(backend: Backend) {
+    use sea_orm::ConnectionTrait;
+    let Some(h) = Harness::start(backend, "2026-03-02T00:00:00Z").await else {
+        return;
+    };
+    h.signup("acme", true, true).await;
+    let ops = Actor::new("ops", "flapping");
+    for _ in 0..3 {
+        h.engine
+            .command("acme", &Command::Lock, &ops)
+            .await
+            .unwrap();
+        h.engine
+            .command(
+                "acme",
+                &Command::Unlock {
+                    reason: acctd::domain::LockReason::Manual,
+                },
+                &ops,
+            )
+            .await
+            .unwrap();
+    }
+    h.engine
+        .command("acme", &Command::Lock, &ops)
+        .await
+        .unwrap();
+    let db = h.engine.db();
+    let rows = db
+        .query_all_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            "SELECT template FROM outbox WHERE template IN ('account_locked', 'account_unlocked') \
+             ORDER BY id"
+                .to_owned(),
+        ))
+        .await
+        .unwrap();
+    let templates: Vec<String> = rows
+        .iter()
+        .map(|r| r.try_get_by_index::<String>(0).unwrap())
+        .collect();
+    assert_eq!(
+        templates,
+        [
+            "account_locked",
+            "account_unlocked",
+            "account_locked",
+            "account_unlocked",
+            "account_locked",
+            "account_unlocked",
+            "account_locked",
+        ]
+    );
+}
+both!(quick_lock_unlock_sequences_email_every_transition);

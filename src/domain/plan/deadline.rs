@@ -91,12 +91,16 @@ impl Planner<'_> {
         for effect in decision.effects {
             match effect {
                 Effect::Notify(template) => {
+                    // Keyed on the transition, not its second: quick lock/unlock
+                    // sequences email every change, and the last email agrees with the
+                    // final state.
                     let key = format!(
-                        "{}:{}:{}:{}",
+                        "{}:{}:{}:{}:{}",
                         org.id,
                         template.as_str(),
                         event.cause(),
-                        rfc3339(at)
+                        rfc3339(at),
+                        self.transition_key(org)
                     );
                     self.email(org, template.as_str(), at, key, lifecycle_payload(org, at));
                 }

@@ -284,6 +284,9 @@ pub struct Planner<'r> {
     recorded_at: DateTime<Utc>,
     /// The test clock whose orgs are planned for (`None`: the real clock's).
     scope: Option<String>,
+    /// How many transitions this plan has recorded per org: with the org's version as
+    /// read, it names a transition uniquely (see [`Planner::transition_key`]).
+    recorded: BTreeMap<String, u32>,
 }
 
 impl<'r> Planner<'r> {
@@ -295,7 +298,18 @@ impl<'r> Planner<'r> {
             plan: Plan::default(),
             recorded_at,
             scope: None,
+            recorded: BTreeMap::new(),
         }
+    }
+
+    /// Names the transition just recorded for `org`: its version as read and the count of
+    /// its transitions in this plan. A replay of the same cause (a crash before commit, a
+    /// retried batch) plans from the same version and names it alike, so its emails are
+    /// deduplicated; a later transition in the same second has another name, so its email
+    /// is not mistaken for a duplicate.
+    fn transition_key(&self, org: &Org) -> String {
+        let n = self.recorded.get(&org.id).copied().unwrap_or(0);
+        format!("v{}.{n}", org.version)
     }
 
     /// The same planner for the orgs of a test clock: usage for other orgs is refused.
@@ -569,6 +583,7 @@ impl<'r> Planner<'r> {
         actor: &Actor,
         at: DateTime<Utc>,
     ) {
+        *self.recorded.entry(org.id.clone()).or_default() += 1;
         let l = &org.lifecycle;
         self.plan.transitions.push(TransitionRecord {
             org_id: org.id.clone(),

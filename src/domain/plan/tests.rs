@@ -2335,7 +2335,7 @@ fn grace_ending_and_cancel_warning_reminders_are_sent_once_three_days_ahead() {
         keys,
         [
             "acme:grace_ending:2026-05-11T00:00:00Z",
-            "acme:account_locked:grace_expired:2026-05-11T00:00:00Z",
+            "acme:account_locked:grace_expired:2026-05-11T00:00:00Z:v3.1",
             "acme:cancel_warning:2026-05-25T00:00:00Z",
         ]
     );
@@ -2910,4 +2910,37 @@ fn a_pending_upgrade_overtaken_by_a_paid_higher_one_is_not_charged_for_nothing()
             "the overtaken upgrade's invoice #7 is still payable"
         );
     }
+}
+
+/// Issue 29 item 15: a lock, unlock and lock again in the same second are three
+/// transitions, and each one's email has its own dedupe key.
+#[test]
+fn emails_of_transitions_in_one_second_have_their_own_keys() {
+    let rules = rules();
+    let mut org = billed_for_may();
+    let mut planner = Planner::new(&rules, snapshot(), t("2026-05-10T12:00:00Z"));
+    let at = t("2026-05-10T12:00:00Z");
+    let ops = Actor::new("ops", "flapping");
+    for command in [
+        Command::Lock,
+        Command::Unlock {
+            reason: LockReason::Manual,
+        },
+        Command::Lock,
+    ] {
+        assert_eq!(
+            planner.command(&mut org, &command, &ops, at),
+            Ok(Step::Done)
+        );
+    }
+    let plan = planner.finish();
+    let keys: Vec<_> = plan.outbox.iter().map(|m| m.dedupe_key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "acme:account_locked:admin_lock:2026-05-10T12:00:00Z:v3.1",
+            "acme:account_unlocked:admin_unlock:2026-05-10T12:00:00Z:v3.2",
+            "acme:account_locked:admin_lock:2026-05-10T12:00:00Z:v3.3",
+        ]
+    );
 }
