@@ -161,6 +161,7 @@ impl From<engine::Error> for ApiError {
                 ApiError::NotFound(format!("unknown invoice {id}"))
             }
             engine::Error::Exists(id) => ApiError::Conflict(format!("org `{id}` exists already")),
+            engine::Error::Settled(message) => ApiError::Conflict(message),
             engine::Error::Invalid { field, message } => ApiError::invalid(field, message),
             engine::Error::Refused(refusal) => ApiError::Refused(refusal),
             engine::Error::Price(e) => {

@@ -39,6 +39,9 @@ pub enum Error {
     UnknownInvoice(i64),
     #[error("org `{0}` exists already")]
     Exists(String),
+    /// A payment outcome for an invoice that is paid or voided already.
+    #[error("{0}")]
+    Settled(String),
     #[error("{field}: {message}")]
     Invalid {
         field: &'static str,
@@ -59,6 +62,7 @@ impl From<Rejection> for Error {
             Rejection::Refused(refusal) => Error::Refused(refusal),
             Rejection::Price(e) => Error::Price(e),
             Rejection::UnknownInvoice(id) => Error::UnknownInvoice(id),
+            settled @ Rejection::Settled { .. } => Error::Settled(settled.to_string()),
             Rejection::Incomplete(what) => Error::Storage(storage::Error::Db(
                 sea_orm::DbErr::Custom(format!("the planner's snapshot lacks {what}")),
             )),
@@ -632,6 +636,9 @@ impl Engine {
         let at = self.clock.now();
         let txn = self.db.begin().await?;
         storage::lock_writes(&txn).await?;
+        // This read only finds the org. The invoice is checked in the snapshot, read once
+        // the org is locked: concurrent outcomes for one invoice wait for each other there
+        // (on PostgreSQL; SQLite has one writer), and each sees what the one before did.
         let invoice = billing::find(&txn, invoice_id)
             .await?
             .ok_or(Error::UnknownInvoice(invoice_id))?;

@@ -1128,13 +1128,15 @@ async fn payment_outcomes_drive_grace_and_recovery(backend: Backend) {
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["org"]["state"], "active");
     assert_eq!(answer["org"]["deadlines"]["grace_ends_at"], Value::Null);
-    assert_error(
-        &app.post(OPERATOR, &path, json!({"outcome": "succeeded"}))
-            .await,
-        StatusCode::BAD_REQUEST,
-        "invalid",
-        Some("invoice"),
-    );
+    // Issue 29 item 1: any outcome for a settled invoice is a conflict with the one that
+    // settled it, and changes nothing.
+    for outcome in ["succeeded", "failed"] {
+        let answer = app.post(OPERATOR, &path, json!({"outcome": outcome})).await;
+        assert_error(&answer, StatusCode::CONFLICT, "conflict", None);
+        let message = answer.1["error"]["message"].as_str().unwrap();
+        assert!(message.contains("is paid already"), "{message}");
+    }
+    assert_eq!(app.ok("/v1/orgs/acme").await["state"], "active");
 
     app.signup("nocard", false, json!({})).await;
     let (status, answer) = app

@@ -84,6 +84,10 @@ pub enum Rejection {
     Price(#[from] PriceError),
     #[error("unknown invoice {0}")]
     UnknownInvoice(i64),
+    /// A payment outcome for an invoice that is settled (paid, or voided): refused, as a
+    /// conflict with the outcome that settled it.
+    #[error("invoice {invoice} is {state}; no further payment outcome applies")]
+    Settled { invoice: i64, state: &'static str },
     /// The snapshot lacks what the decision needs (a caller's bug, not bad input).
     #[error("the snapshot lacks {0}")]
     Incomplete(String),
