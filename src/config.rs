@@ -575,11 +575,19 @@ impl Layer {
     pub fn parse(file: &Path, text: String) -> Result<Self> {
         let located = |e: toml::de::Error| {
             let (line, column) = e.span().map_or((1, 1), |span| line_col(&text, span.start));
+            let message = e.message().trim();
+            // A wrong value says which value, not which key: name the key too.
+            let message = match e.span().and_then(|span| key_at(&text, span.start)) {
+                Some(key) if !message.contains(&format!("`{key}`")) => {
+                    format!("key `{key}`: {message}")
+                }
+                _ => message.to_owned(),
+            };
             Error::Parse {
                 file: file.to_owned(),
                 line,
                 column,
-                message: e.message().trim().to_owned(),
+                message,
             }
         };
         let table: toml::Table = toml::from_str(&text).map_err(located)?;
@@ -641,6 +649,36 @@ pub fn line_of_key(text: &str, key: &str) -> Option<usize> {
     None
 }
 
+/// The dotted key set on the line holding byte `offset` (the table header's key on a
+/// header line), found by walking the table headers above it.
+pub fn key_at(text: &str, offset: usize) -> Option<String> {
+    let (target, _) = line_col(text, offset);
+    let mut table = String::new();
+    for (index, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if let Some(header) = line.strip_prefix('[') {
+            table = header
+                .trim_matches(|c| c == '[' || c == ']')
+                .trim()
+                .replace('"', "");
+            if index + 1 == target {
+                return Some(table);
+            }
+            continue;
+        }
+        if index + 1 == target {
+            let (name, _) = line.split_once('=')?;
+            let name = name.trim().replace('"', "");
+            return Some(if table.is_empty() {
+                name
+            } else {
+                format!("{table}.{name}")
+            });
+        }
+    }
+    None
+}
+
 /// Merges `overlay` into `base`, key by key (tables recursively, other values replaced).
 pub fn merge(base: &mut toml::Table, overlay: toml::Table) {
     for (key, value) in overlay {
@@ -669,8 +707,21 @@ impl Settings {
             key: String::new(),
             message: e.to_string(),
         })?;
-        merge(&mut table, overrides);
         let sources = [(file.to_owned(), text.to_owned())];
+        // The overrides alone first, as TOML text, so that a wrong type or value is
+        // reported with its key (and so its line in `text`), not with the value only.
+        if let Ok(alone) = toml::to_string(&overrides) {
+            if let Err(e) = toml::from_str::<Settings>(&alone) {
+                if !e.message().starts_with("missing field") {
+                    let key = e
+                        .span()
+                        .and_then(|span| key_at(&alone, span.start))
+                        .unwrap_or_default();
+                    return Err(invalid_at(&sources, &key, e.message().trim()));
+                }
+            }
+        }
+        merge(&mut table, overrides);
         let settings: Settings = toml::Value::Table(table)
             .try_into()
             .map_err(|e: toml::de::Error| invalid_at(&sources, "", e.message().trim()))?;
@@ -1115,6 +1166,28 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.starts_with("c.toml:3:"), "{msg}");
         assert!(msg.contains("grace_dayz"), "{msg}");
+    }
+
+    #[test]
+    fn a_wrong_value_names_its_key_and_line() {
+        let err = layer("# defaults\n\n[lifecycle]\ngrace_days = -3\n")
+            .err()
+            .unwrap();
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("c.toml:4:") && msg.contains("key `lifecycle.grace_days`"),
+            "{msg}"
+        );
+        let scenario = "start = \"2026-03-01T00:00:00Z\"\n[config.lifecycle]\ngrace_days = -5\n";
+        let overrides: toml::Table = toml::from_str("[lifecycle]\ngrace_days = -5\n").unwrap();
+        let err = Settings::default()
+            .with_overrides(Path::new("s.toml"), scenario, overrides)
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("s.toml:3: key `lifecycle.grace_days`:"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -78,7 +78,7 @@ fn bad_scenarios_exit_2_naming_file_line_and_key() {
         ),
         ("[[step]]\nat = \"2026-03-05T00:00:00Z\"\norg = \"a\"\naction = \"end_trial\"\ntier = 5\n", ":12: key `step.tier`"),
         ("[[step]]\nat = \"2026-03-05T00:00:00Z\"\norg = \"a\"\naction = \"admin\"\nop = \"lock\"\n", "needs `actor`"),
-        ("[config.lifecycle]\ngrace_dayz = 3\n", ":9: key `grace_dayz`"),
+        ("[config.lifecycle]\ngrace_dayz = 3\n", ":9: key `lifecycle.grace_dayz`"),
         ("[[step]]\nat = \"2026-03-05T00:00:00Z\"\norg = \"a\"\naction = \"upgrade\"\n", "key `step.tier`: action `upgrade` needs `tier`"),
     ];
     for (body, expected) in cases {
@@ -684,4 +684,51 @@ fn check_config_exits_quietly_on_a_closed_pipe() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0), "{err}");
     assert!(err.is_empty(), "{err}");
+}
+
+/// Issue 29 item 13 (SPEC 8): a day count the rules refuse in an admin step is a bad
+/// scenario (exit 2 naming `step.days` and its line), not a `rejected` step; a wrong value
+/// in `[config]` names its key and line, not the value.
+#[test]
+fn bad_days_and_config_values_exit_2_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = "[[step]]\nat = \"2026-03-05T00:00:00Z\"\norg = \"a\"\naction = \"admin\"\nop = \"extend_trial\"\nactor = \"ops\"\nreason = \"x\"\n";
+    for days in ["0", "4000000000"] {
+        let path = scenario(dir.path(), &format!("{admin}days = {days}\n"));
+        let out = acctd(&["simulate", path.to_str().unwrap()], dir.path());
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "days = {days}: {err}");
+        assert!(
+            err.contains("s.toml:15: key `step.days`") && err.contains("1..=3650"),
+            "days = {days}: {err}"
+        );
+        assert!(out.stdout.is_empty());
+    }
+    let path = scenario(dir.path(), "[config.lifecycle]\ngrace_days = -3\n");
+    let out = acctd(&["simulate", path.to_str().unwrap()], dir.path());
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("s.toml:9: key `lifecycle.grace_days`"),
+        "{err}"
+    );
+}
+
+/// Issue 29 item 13 (README: 2 for bad configuration): a malformed entry in
+/// `ACCTD_API_TOKENS` stops `acctd serve` with exit 2, naming the variable and the entry.
+#[test]
+fn a_bad_token_in_the_environment_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}?mode=rwc", dir.path().join("a.db").display());
+    let out = output_within(
+        Command::new(env!("CARGO_BIN_EXE_acctd"))
+            .args(["--db", &db, "serve", "--listen", "127.0.0.1:0"])
+            .current_dir(dir.path())
+            .env_remove("RUST_LOG")
+            .env("ACCTD_API_TOKENS", "ops:admin"),
+        Duration::from_mins(2),
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("ACCTD_API_TOKENS: entry 1"), "{err}");
 }

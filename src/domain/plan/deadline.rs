@@ -258,13 +258,17 @@ impl Planner<'_> {
 
     /// Positive day counts of manual extensions.
     pub(super) fn positive(days: u32) -> Result<u32> {
-        if (1..=3650).contains(&days) {
+        if EXTENSION_DAYS.contains(&days) {
             Ok(days)
         } else {
             Err(invalid("days", format!("{days} is out of range 1..=3650")))
         }
     }
 }
+
+/// The day counts a manual extension (`extend_trial`, `extend_grace`, `postpone_cancel`)
+/// accepts: at least a day, at most ten years.
+pub const EXTENSION_DAYS: std::ops::RangeInclusive<u32> = 1..=3650;
 
 /// The source of a payment that failed because no payment method is on file.
 pub const NO_PAYMENT_METHOD: &str = "no_payment_method";

@@ -39,6 +39,7 @@ use rust_decimal::Decimal;
 
 pub use change::PlanChange;
 pub use command::Command;
+pub use deadline::EXTENSION_DAYS;
 pub use usage::{Outcome, UsageReport};
 
 use super::entitlement::Matrix;
