@@ -229,7 +229,8 @@ fn decode(m: invoice::Model, lines: Vec<Line>) -> Result<Invoice> {
 }
 
 /// The invoices of these orgs, without their lines, that a plan from `from` on may
-/// touch: those issued at or after `from`, those with one of `keys`, and the failed ones.
+/// touch: those issued at or after `from`, those with one of `keys`, the failed ones, and
+/// the open prorations (a pending plan change, which a newer one voids).
 ///
 /// # Errors
 /// A database error or a corrupt row.
@@ -248,7 +249,12 @@ pub async fn window_of(
                 Condition::any()
                     .add(invoice::Column::IssuedAt.gte(from))
                     .add(invoice::Column::Key.is_in(keys.iter().cloned()))
-                    .add(invoice::Column::Status.eq(InvoiceStatus::Failed.as_str())),
+                    .add(invoice::Column::Status.eq(InvoiceStatus::Failed.as_str()))
+                    .add(
+                        Condition::all()
+                            .add(invoice::Column::Kind.eq(InvoiceKind::Proration.as_str()))
+                            .add(invoice::Column::Status.eq(InvoiceStatus::Open.as_str())),
+                    ),
             )
             .all(conn)
             .await?;

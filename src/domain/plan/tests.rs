@@ -2877,8 +2877,6 @@ fn a_second_request_for_an_addon_whose_charge_is_pending_charges_nothing_more() 
 /// 30,000, must not stay payable: its later payment would charge $20.13 for an upgrade
 /// that is never made.
 #[test]
-#[ignore = "bug: a pending upgrade overtaken by a paid higher upgrade stays open and \
-            payable; its later payment is taken while nothing is applied"]
 fn a_pending_upgrade_overtaken_by_a_paid_higher_one_is_not_charged_for_nothing() {
     let rules = rules();
     let mut org = billed_for_may();
