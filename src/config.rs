@@ -204,6 +204,9 @@ pub struct Notify {
     pub lease_seconds: u64,
     /// Reminders (trial_ending, grace_ending, cancel_warning) go this many days before.
     pub reminder_days: u32,
+    /// The most account admins an org may have: alerts and lock notices go to all of
+    /// them in one message, which must stay small.
+    pub max_admins_per_org: u32,
 }
 
 impl Default for Notify {
@@ -216,6 +219,7 @@ impl Default for Notify {
             backoff_max_seconds: 6 * 3600,
             lease_seconds: 120,
             reminder_days: 3,
+            max_admins_per_org: 100,
         }
     }
 }
@@ -902,6 +906,9 @@ impl Settings {
                 "max_attempts, batch_size and poll_seconds must be at least 1".into(),
             );
         }
+        if self.notify.max_admins_per_org == 0 {
+            return fail("notify.max_admins_per_org", "must be at least 1".into());
+        }
         if self.notify.backoff_base_seconds == 0
             || self.notify.backoff_max_seconds < self.notify.backoff_base_seconds
         {
@@ -992,6 +999,7 @@ impl Settings {
             alert_thresholds: self.usage.alert_thresholds.clone(),
             lock_above_percent: self.usage.lock_above_percent,
             reminder_days: self.notify.reminder_days,
+            max_admins: usize::try_from(self.notify.max_admins_per_org).unwrap_or(usize::MAX),
             webhooks: self
                 .webhooks
                 .endpoints

@@ -454,6 +454,7 @@ impl Engine {
         signups: Vec<Signup>,
         actor: &Actor,
     ) -> std::result::Result<Report, (usize, Error)> {
+        check_reason(actor).map_err(|e| (0, e))?;
         let at = self.clock.now();
         let mut new = Vec::with_capacity(signups.len());
         let mut seen = std::collections::HashSet::new();
@@ -518,10 +519,20 @@ impl Engine {
         if signup.admins.is_empty() {
             return Err(invalid("admins", "at least one account admin is required"));
         }
+        if signup.admins.len() > self.rules.max_admins {
+            return Err(invalid(
+                "admins",
+                format!(
+                    "{} account admins; at most {} (notify.max_admins_per_org)",
+                    signup.admins.len(),
+                    self.rules.max_admins
+                ),
+            ));
+        }
         if let Some(bad) = signup.admins.iter().find(|a| !looks_like_email(a)) {
             return Err(invalid(
                 "admins",
-                format!("`{bad}` is not an email address"),
+                format!("`{bad}` is not one email address"),
             ));
         }
         if let Some(bad) = signup
@@ -531,7 +542,7 @@ impl Engine {
         {
             return Err(invalid(
                 "billing_email",
-                format!("`{bad}` is not an email address"),
+                format!("`{bad}` is not one email address"),
             ));
         }
         self.rules.prices.plan(&signup.plan)?;
@@ -578,6 +589,7 @@ impl Engine {
     /// [`Error::Refused`] with the legal moves, [`Error::UnknownOrg`], [`Error::Invalid`];
     /// nothing changes then.
     pub async fn command(&self, org_id: &str, command: &Command, actor: &Actor) -> Result<Report> {
+        check_reason(actor)?;
         let mut attempt = 0;
         loop {
             match self.try_command(org_id, command, actor).await {
@@ -633,6 +645,7 @@ impl Engine {
         succeeded: bool,
         actor: &Actor,
     ) -> Result<Report> {
+        check_reason(actor)?;
         let at = self.clock.now();
         let txn = self.db.begin().await?;
         storage::lock_writes(&txn).await?;
@@ -692,22 +705,51 @@ fn validate_id(id: &str) -> Result<()> {
         && id
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(invalid(
+    if !ok {
+        return Err(invalid(
             "id",
             format!("`{id}` must be 1 to 64 letters, digits, `-`, `_` or `.`"),
-        ))
+        ));
     }
+    // `.` and `..` are path segments: `/v1/orgs/..` would never reach the org.
+    if id == "." || id == ".." {
+        return Err(invalid("id", format!("`{id}` is not a usable id")));
+    }
+    Ok(())
 }
 
+/// The longest email address accepted (RFC 5321's limit on a forward path).
+pub const MAX_EMAIL_BYTES: usize = 254;
+
+/// One plain address `user@host.tld`: a list (`a@b.co,evil@x.co`), a display name or
+/// angle brackets, spaces and control characters are refused, since the address is put
+/// into a message's recipients as it is.
 fn looks_like_email(s: &str) -> bool {
-    s.split_once('@').is_some_and(|(user, host)| {
-        !user.is_empty()
-            && host.contains('.')
-            && !s.contains(|c: char| c.is_whitespace() || c.is_control())
-    })
+    let single = s.len() <= MAX_EMAIL_BYTES
+        && !s.contains(|c: char| {
+            c.is_whitespace() || c.is_control() || matches!(c, ',' | ';' | '<' | '>' | '"')
+        });
+    single
+        && s.split_once('@').is_some_and(|(user, host)| {
+            !user.is_empty() && !host.contains('@') && host.contains('.')
+        })
+}
+
+/// The longest reason accepted for the audit trail, in characters.
+pub const MAX_REASON_CHARS: usize = 1_000;
+
+/// Refuses a reason longer than [`MAX_REASON_CHARS`].
+fn check_reason(actor: &Actor) -> Result<()> {
+    match &actor.reason {
+        Some(reason) if reason.chars().count() > MAX_REASON_CHARS => Err(invalid(
+            "reason",
+            format!(
+                "{} characters; at most {MAX_REASON_CHARS}",
+                reason.chars().count()
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]

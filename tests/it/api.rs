@@ -1762,3 +1762,89 @@ async fn an_overlong_url_is_a_414_with_a_json_body() {
     let message = answer.1["error"]["message"].as_str().unwrap();
     assert!(message.contains("8192"), "{message}");
 }
+
+/// Issue 29 item 7: documented limits on what a signup, a reason and a usage item may
+/// carry; each refusal is a 400 (or a refused usage item) naming what is wrong, and
+/// nothing is stored.
+async fn oversized_and_ambiguous_input_is_refused_naming_the_limit(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    app.signup("acme", false, json!({})).await;
+    let signup = |patch: Value| {
+        let mut body = json!({"id": "new", "plan": "basic", "tier": 20_000,
+                              "admins": ["a@new.test"], "reason": "new customer"});
+        body.as_object_mut()
+            .unwrap()
+            .extend(patch.as_object().unwrap().clone());
+        body
+    };
+    let many: Vec<String> = (0..101).map(|i| format!("a{i}@new.test")).collect();
+    for (patch, field, needle) in [
+        (json!({"admins": many}), "admins", "at most 100"),
+        (
+            json!({"admins": ["a@b.co,evil@x.co"]}),
+            "admins",
+            "one email address",
+        ),
+        (
+            json!({"admins": ["Eve <evil@x.co>"]}),
+            "admins",
+            "one email address",
+        ),
+        (
+            json!({"billing_email": "a@b.co;evil@x.co"}),
+            "billing_email",
+            "one email address",
+        ),
+        (json!({"id": "."}), "id", "not a usable id"),
+        (json!({"id": ".."}), "id", "not a usable id"),
+        (
+            json!({"reason": "x".repeat(1_001)}),
+            "reason",
+            "at most 1000",
+        ),
+    ] {
+        let answer = app.post(OPERATOR, "/v1/orgs", signup(patch)).await;
+        assert_error(&answer, StatusCode::BAD_REQUEST, "invalid", Some(field));
+        let message = answer.1["error"]["message"].as_str().unwrap();
+        assert!(message.contains(needle), "{message}");
+    }
+    assert_eq!(app.get("/v1/orgs/new").await.0, StatusCode::NOT_FOUND);
+    assert_error(
+        &app.post(
+            ADMIN,
+            "/v1/orgs/acme/admin/lock",
+            json!({"reason": "y".repeat(1_001)}),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid",
+        Some("reason"),
+    );
+    assert_eq!(app.ok("/v1/orgs/acme").await["state"], "trial");
+
+    let (status, answer) = app
+        .post(
+            OPERATOR,
+            "/v1/usage",
+            json!({"reports": [
+                {"org": "acme", "project": "p".repeat(201), "mau": 1},
+                {"org": "acme", "project": "web", "period": "1999-12", "mau": 1},
+                {"org": "acme", "project": "web", "period": "0001-01", "mau": 1},
+            ]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let errors: Vec<&str> = answer["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["error"].as_str().unwrap_or("accepted"))
+        .collect();
+    assert!(errors[0].contains("at most 200"), "{errors:?}");
+    assert!(errors[1].contains("before 2000-01"), "{errors:?}");
+    assert!(errors[2].contains("before 2000-01"), "{errors:?}");
+    assert!(app.ok("/v1/orgs/acme").await["usage"].is_null());
+}
+both!(oversized_and_ambiguous_input_is_refused_naming_the_limit);

@@ -67,6 +67,8 @@ pub struct Rules {
     pub alert_thresholds: Vec<u32>,
     pub lock_above_percent: u32,
     pub reminder_days: u32,
+    /// The most account admins an org may have (`notify.max_admins_per_org`).
+    pub max_admins: usize,
     /// Names of the webhook endpoints every lifecycle event is published to.
     pub webhooks: Vec<String>,
 }

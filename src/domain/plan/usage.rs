@@ -25,6 +25,9 @@ pub struct UsageReport {
     pub correction: bool,
 }
 
+/// The longest project name accepted, in characters.
+pub const MAX_PROJECT_CHARS: usize = 200;
+
 /// What became of one report of a batch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -54,6 +57,19 @@ impl Planner<'_> {
         };
         if item.project.trim().is_empty() {
             return refuse("project must not be empty".to_owned());
+        }
+        if item.project.chars().count() > MAX_PROJECT_CHARS {
+            return refuse(format!(
+                "project name of {} characters; at most {MAX_PROJECT_CHARS}",
+                item.project.chars().count()
+            ));
+        }
+        if period < Period::FIRST {
+            return refuse(format!(
+                "period {} is before {}",
+                period.label(),
+                Period::FIRST.label()
+            ));
         }
         // No stored text may hold a NUL (PostgreSQL refuses it): this item only is refused.
         if item.org.contains('\0') {
