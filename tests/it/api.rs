@@ -1763,6 +1763,47 @@ async fn an_overlong_url_is_a_414_with_a_json_body() {
     assert!(message.contains("8192"), "{message}");
 }
 
+/// Issue 29 item 10: `/metrics` labels stay bounded: methods outside HTTP's standard set
+/// and paths that match no route are each counted under `other`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_fold_unknown_methods_and_unmatched_routes_into_other() {
+    let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let client = app.client(Some(VIEWER));
+    for i in 0..20 {
+        let method = Method::from_bytes(format!("FOO{i}").as_bytes()).unwrap();
+        client.send(method, "/v1/orgs", None, &[]).await.unwrap();
+        client
+            .send(Method::GET, &format!("/nope/{i}"), None, &[])
+            .await
+            .unwrap();
+    }
+    let text = client
+        .send(Method::GET, "/metrics", None, &[])
+        .await
+        .unwrap()
+        .text();
+    let series: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("acctd_http_requests_total{"))
+        .collect();
+    assert!(!text.contains("FOO"), "{text}");
+    assert!(!text.contains("/nope"), "{text}");
+    assert!(
+        series.contains(
+            &"acctd_http_requests_total{method=\"other\",route=\"/v1/orgs\",status=\"405\"} 20"
+        ),
+        "{text}"
+    );
+    assert!(
+        series.contains(
+            &"acctd_http_requests_total{method=\"GET\",route=\"other\",status=\"404\"} 20"
+        ),
+        "{text}"
+    );
+}
+
 /// Issue 29 item 7: documented limits on what a signup, a reason and a usage item may
 /// carry; each refusal is a 400 (or a refused usage item) naming what is wrong, and
 /// nothing is stored.
