@@ -598,3 +598,51 @@ async fn quick_lock_unlock_sequences_email_every_transition(backend: Backend) {
     );
 }
 both!(quick_lock_unlock_sequences_email_every_transition);
+
+/// Issue 29 item 2 (SPEC 6: never sent twice for the same cause): a dispatcher whose
+/// batch outlives its lease (here its first send hangs) does not send the rest of the
+/// batch, which another dispatcher claimed and delivered meanwhile; nor does it
+/// acknowledge what it no longer holds. Only the message in flight can go out twice.
+async fn a_batch_that_outlives_its_lease_is_not_sent_twice(backend: Backend) {
+    let Some(h) = Harness::start(backend, "2026-03-01T00:00:00Z").await else {
+        return;
+    };
+    two_messages(&h).await;
+    let pending = outbox::list(h.engine.db(), Some("pending"), 100)
+        .await
+        .unwrap()
+        .len();
+    assert!(pending >= 2, "{pending}");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (sink, held, release) = holding_sink(1);
+    let received = smtp_server(listener, sink);
+
+    let slow = dispatcher(&h, port);
+    let slow = tokio::spawn(async move { slow.round().await });
+    tokio::task::spawn_blocking(move || held.recv_timeout(std::time::Duration::from_mins(1)))
+        .await
+        .unwrap()
+        .expect("the first message reached the server");
+    // The lease (120 s) runs out while the first send hangs: another dispatcher claims
+    // the whole batch again and delivers it.
+    h.set("2026-04-01T00:02:01Z");
+    let other = dispatcher(&h, port).round().await.unwrap();
+    assert_eq!(other.sent, pending);
+    drop(release);
+    let slow = slow.await.unwrap().unwrap();
+    assert_eq!(slow.sent, 0, "it held nothing when it finished: {slow:?}");
+    assert_eq!(
+        received.lock().unwrap().len(),
+        pending + 1,
+        "only the message in flight went out twice"
+    );
+    assert_eq!(
+        outbox::list(h.engine.db(), Some("sent"), 100)
+            .await
+            .unwrap()
+            .len(),
+        pending
+    );
+}
+both!(a_batch_that_outlives_its_lease_is_not_sent_twice);
