@@ -79,6 +79,27 @@ pub struct Settings {
     pub plans: BTreeMap<String, Plan>,
     pub addons: BTreeMap<String, Addon>,
     pub api: Api,
+    pub simulation: Simulation,
+}
+
+/// Bounds of `acctd simulate`: a scenario beyond them is refused (exit 2) before it
+/// runs, rather than running for hours or exhausting memory.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Simulation {
+    /// The most `[[org]]`s a scenario may declare.
+    pub max_orgs: u32,
+    /// The longest span from `start` to `until`, in years.
+    pub max_years: u32,
+}
+
+impl Default for Simulation {
+    fn default() -> Self {
+        Self {
+            max_orgs: 100_000,
+            max_years: 100,
+        }
+    }
 }
 
 /// How emails leave: SMTP in production, `.eml` files or stdout for development and QA.
@@ -391,6 +412,7 @@ impl Default for Settings {
             ]),
             addons: BTreeMap::new(),
             api: Api::default(),
+            simulation: Simulation::default(),
         }
     }
 }
@@ -904,6 +926,12 @@ impl Settings {
             return fail(
                 "notify",
                 "max_attempts, batch_size and poll_seconds must be at least 1".into(),
+            );
+        }
+        if self.simulation.max_orgs == 0 || self.simulation.max_years == 0 {
+            return fail(
+                "simulation",
+                "max_orgs and max_years must be at least 1".into(),
             );
         }
         if self.notify.max_admins_per_org == 0 {

@@ -732,3 +732,52 @@ fn a_bad_token_in_the_environment_exits_2() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("ACCTD_API_TOKENS: entry 1"), "{err}");
 }
+
+/// Issue 29 item 11: a scenario beyond `[simulation]`'s bounds (orgs, years) is refused
+/// with exit 2 naming the key and its line before anything runs; a scenario's own
+/// `[config]` cannot raise them.
+#[test]
+fn a_scenario_beyond_the_simulation_bounds_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("long.toml");
+    std::fs::write(
+        &path,
+        "start = \"2026-03-01T00:00:00Z\"\nuntil = \"9999-01-01T00:00:00Z\"\n\
+         [config.simulation]\nmax_years = 10000\n\
+         [[org]]\nid = \"a\"\nplan = \"basic\"\ntier = 5000\nadmins = [\"a@a.test\"]\n",
+    )
+    .unwrap();
+    let out = acctd(&["simulate", path.to_str().unwrap()], dir.path());
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("long.toml:2: key `until`") && err.contains("simulation.max_years"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+
+    std::fs::write(
+        dir.path().join("bounds.toml"),
+        "[simulation]\nmax_orgs = 1\n",
+    )
+    .unwrap();
+    let path = scenario(
+        dir.path(),
+        "[[org]]\nid = \"b\"\nplan = \"basic\"\ntier = 5000\nadmins = [\"b@b.test\"]\n",
+    );
+    let out = acctd(
+        &[
+            "--config",
+            "bounds.toml",
+            "simulate",
+            path.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("s.toml:9: key `org`") && err.contains("simulation.max_orgs"),
+        "{err}"
+    );
+}
