@@ -733,6 +733,47 @@ fn a_bad_token_in_the_environment_exits_2() {
     assert!(err.contains("ACCTD_API_TOKENS: entry 1"), "{err}");
 }
 
+/// Issue 29 item 8: a CSV line that is not UTF-8 (or carries a NUL) is refused with its
+/// line number like any other bad line; the good lines are stored and the exit is 2.
+#[test]
+fn a_bad_line_in_a_usage_import_refuses_only_that_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}?mode=rwc", dir.path().join("a.db").display());
+    let run = |args: &[&str]| {
+        let mut all = vec!["--db", db.as_str()];
+        all.extend_from_slice(args);
+        acctd(&all, dir.path())
+    };
+    let out = run(&[
+        "admin",
+        "signup",
+        "acme",
+        "--admin",
+        "a@acme.test",
+        "--actor",
+        "ops",
+        "--reason",
+        "demo",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut csv = b"org,project,period,mau\n".to_vec();
+    csv.extend_from_slice(b"acme,web,2026-01,10\n");
+    csv.extend_from_slice(b"acme,w\xffb,2026-01,10\n");
+    csv.extend_from_slice(b"acme,a\x00b,2026-01,10\n");
+    csv.extend_from_slice(b"acme,ios,2026-01,20\n");
+    let file = dir.path().join("u.csv");
+    std::fs::write(&file, csv).unwrap();
+    let out = run(&["usage", "import", file.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{text}{}", stderr(&out));
+    assert!(text.contains("2 accepted, 2 refused"), "{text}");
+    assert!(text.contains("u.csv:3: not valid UTF-8"), "{text}");
+    assert!(
+        text.contains("u.csv:4: project must not contain a NUL"),
+        "{text}"
+    );
+}
+
 /// Issue 29 item 11: a scenario beyond `[simulation]`'s bounds (orgs, years) is refused
 /// with exit 2 naming the key and its line before anything runs; a scenario's own
 /// `[config]` cannot raise them.
