@@ -937,6 +937,18 @@ impl Settings {
         if self.notify.max_admins_per_org == 0 {
             return fail("notify.max_admins_per_org", "must be at least 1".into());
         }
+        // A send (cut at three times the SMTP timeout, see `Mailer::send`) must end within
+        // the lease renewed right before it, or another dispatcher may send it too.
+        let longest_send = self.email.smtp.timeout_seconds.max(1).saturating_mul(3);
+        if self.notify.lease_seconds <= longest_send {
+            return fail(
+                "notify.lease_seconds",
+                format!(
+                    "{} must be more than 3 × email.smtp.timeout_seconds ({longest_send}), the longest a send may take",
+                    self.notify.lease_seconds
+                ),
+            );
+        }
         if self.notify.backoff_base_seconds == 0
             || self.notify.backoff_max_seconds < self.notify.backoff_base_seconds
         {
@@ -1252,6 +1264,21 @@ mod tests {
                 .read_lanes,
             3
         );
+    }
+
+    #[test]
+    fn a_lease_shorter_than_a_send_is_refused() {
+        let l =
+            layer("[email.smtp]\ntimeout_seconds = 10\n[notify]\nlease_seconds = 30\n").unwrap();
+        let err = Settings::from_layers(vec![l], std::iter::empty()).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("c.toml:4: key `notify.lease_seconds`: 30 must be more than"),
+            "{err}"
+        );
+        let l =
+            layer("[email.smtp]\ntimeout_seconds = 10\n[notify]\nlease_seconds = 31\n").unwrap();
+        assert!(Settings::from_layers(vec![l], std::iter::empty()).is_ok());
     }
 
     #[test]

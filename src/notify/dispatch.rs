@@ -114,12 +114,17 @@ impl Dispatcher {
         .await?;
         txn.commit().await?;
         for m in claimed {
+            // The batch is bounded by its lease: what is left once the lease ran out is
+            // left to the next claim (another dispatcher's, or this one's next round).
+            if self.clock.now() >= lease {
+                break;
+            }
             // Each message's lease is renewed right before its send, and only if this
             // dispatcher still holds it: a message another dispatcher claimed after this
             // lease ran out is theirs to send.
-            let lease = self.clock.now()
+            let renewed = self.clock.now()
                 + Duration::seconds(i64::try_from(self.settings.lease_seconds).unwrap_or(120));
-            if !outbox::renew(&self.db, m.id, m.attempts, lease).await? {
+            if !outbox::renew(&self.db, m.id, m.attempts, renewed).await? {
                 continue;
             }
             let outcome = match m.channel.as_str() {

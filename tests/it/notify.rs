@@ -469,9 +469,9 @@ async fn a_dispatcher_killed_between_send_and_ack_duplicates_only_that_message(b
         &config,
         format!(
             "[api]\nlisten = \"127.0.0.1:0\"\n[log]\nlevel = \"warn\"\n[daemon]\nsweep_every_seconds = 3600\n\
-             [notify]\npoll_seconds = 3600\nlease_seconds = 0\n\
+             [notify]\npoll_seconds = 1\nlease_seconds = 4\n\
              [email]\ntransport = \"smtp\"\nfrom = \"billing@vendor.test\"\n\
-             [email.smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\n"
+             [email.smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\ntimeout_seconds = 1\n"
         ),
     )
     .unwrap();
