@@ -2942,3 +2942,42 @@ fn emails_of_transitions_in_one_second_have_their_own_keys() {
         ]
     );
 }
+
+/// Issue 29 item 15, for webhooks: the `org.transition` events of a lock, an unlock and a
+/// lock again in the same second have their own dedupe keys too.
+#[test]
+fn webhooks_of_transitions_in_one_second_have_their_own_keys() {
+    let mut rules = rules();
+    rules.webhooks = vec!["hook".to_owned()];
+    let mut org = billed_for_may();
+    let mut planner = Planner::new(&rules, snapshot(), t("2026-05-10T12:00:00Z"));
+    let at = t("2026-05-10T12:00:00Z");
+    let ops = Actor::new("ops", "flapping");
+    for command in [
+        Command::Lock,
+        Command::Unlock {
+            reason: LockReason::Manual,
+        },
+        Command::Lock,
+    ] {
+        assert_eq!(
+            planner.command(&mut org, &command, &ops, at),
+            Ok(Step::Done)
+        );
+    }
+    let plan = planner.finish();
+    let keys: Vec<_> = plan
+        .outbox
+        .iter()
+        .filter(|m| m.channel == "webhook")
+        .map(|m| m.dedupe_key.as_str())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "webhook:hook:acme:transition:admin_lock:2026-05-10T12:00:00Z:locked:manual:v3.1",
+            "webhook:hook:acme:transition:admin_unlock:2026-05-10T12:00:00Z:active::v3.2",
+            "webhook:hook:acme:transition:admin_lock:2026-05-10T12:00:00Z:locked:manual:v3.3",
+        ]
+    );
+}
