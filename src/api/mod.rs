@@ -66,21 +66,48 @@ impl ApiState {
     }
 }
 
-/// Requests served, by method, route and status, for `/metrics`.
+/// Requests served, by method, route and status, for `/metrics`. Every label has a
+/// bounded set of values: the standard methods and the routes of the table, and `other`
+/// for any other method (a client may send any token as a method) or a path that matches
+/// no route.
 #[derive(Default)]
-struct HttpMetrics(Mutex<BTreeMap<(String, String, u16), u64>>);
+struct HttpMetrics(Mutex<BTreeMap<(&'static str, String, u16), u64>>);
+
+/// The method as a metrics label: one of HTTP's standard methods, or `other`.
+fn method_label(method: &Method) -> &'static str {
+    const STANDARD: [Method; 9] = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    STANDARD
+        .iter()
+        .find(|m| *m == method)
+        .map_or("other", Method::as_str)
+}
 
 impl HttpMetrics {
-    fn record(&self, method: &Method, route: &str, status: u16) {
+    /// Counts a response; `route` is the matched route, `None` when none matched.
+    fn record(&self, method: &Method, route: Option<&str>, status: u16) {
         let mut map = self
             .0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *map.entry((method.as_str().to_owned(), route.to_owned(), status))
-            .or_default() += 1;
+        let key = (
+            method_label(method),
+            route.unwrap_or("other").to_owned(),
+            status,
+        );
+        *map.entry(key).or_default() += 1;
     }
 
-    fn snapshot(&self) -> Vec<((String, String, u16), u64)> {
+    fn snapshot(&self) -> Vec<((&'static str, String, u16), u64)> {
         let map = self
             .0
             .lock()
@@ -314,10 +341,32 @@ pub fn router(state: ApiState) -> Router {
     router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(check_uri))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(limit))
         .layer(Extension(BodyLimit(limit)))
         .with_state(state)
+}
+
+/// The longest URI (path and query) served: a longer one is a 414 with the usual JSON
+/// error. hyper itself answers URIs over 64 KiB with a bare 414 before any of this runs.
+pub const MAX_URI_BYTES: usize = 8_192;
+
+/// Refuses a URI no handler should see, before routing and authentication: one longer
+/// than [`MAX_URI_BYTES`], or with a NUL character in its path or query.
+async fn check_uri(request: Request, next: Next) -> Response {
+    let uri = request.uri();
+    let length = uri.path_and_query().map_or(0, |pq| pq.as_str().len());
+    if length > MAX_URI_BYTES {
+        return ApiError::UriTooLong {
+            limit: MAX_URI_BYTES,
+        }
+        .into_response();
+    }
+    if let Err(e) = extract::refuse_nul_in_uri(uri) {
+        return e.into_response();
+    }
+    next.run(request).await
 }
 
 async fn not_found() -> ApiError {
@@ -335,9 +384,12 @@ async fn observe(State(state): State<ApiState>, request: Request, next: Next) ->
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str)
-        .to_owned();
-    let span = tracing::info_span!("request", method = %method, route = %route);
+        .map(|p| p.as_str().to_owned());
+    let span = tracing::info_span!(
+        "request",
+        method = %method,
+        route = route.as_deref().unwrap_or("unmatched")
+    );
     let started = Instant::now();
     let response = match tokio::spawn(next.run(request).instrument(span.clone())).await {
         Ok(response) => response,
@@ -347,7 +399,7 @@ async fn observe(State(state): State<ApiState>, request: Request, next: Next) ->
         }
     };
     let status = response.status().as_u16();
-    state.metrics.record(&method, &route, status);
+    state.metrics.record(&method, route.as_deref(), status);
     let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     if method == Method::GET && status < 400 {
         tracing::debug!(parent: &span, status, elapsed_ms, "request");

@@ -9,9 +9,10 @@ use axum::{Extension, Json};
 use super::auth::Principal;
 use super::dto::{self, ItemStatus, UsageRequest, UsageResponse, UsageResult};
 use super::error::{ApiError, Result};
-use super::extract::{DryRun, JsonBody};
+use super::extract::{DryRun, JsonBatch};
 use super::ApiState;
 use crate::domain::period::Period;
+use crate::domain::usage;
 use crate::engine::usage::{Outcome, UsageReport};
 use crate::engine::Engine;
 
@@ -49,7 +50,7 @@ pub(super) async fn report(
     State(state): State<ApiState>,
     Extension(who): Extension<Principal>,
     DryRun(dry_run): DryRun,
-    JsonBody(body): JsonBody<UsageRequest>,
+    JsonBatch(body): JsonBatch<UsageRequest>,
 ) -> Result<Json<UsageResponse>> {
     if body.reports.is_empty() {
         return Err(ApiError::invalid(
@@ -65,6 +66,16 @@ pub(super) async fn report(
                 body.reports.len()
             ),
         ));
+    }
+    for (i, item) in body.reports.iter().enumerate() {
+        for (name, value) in [("mau", item.mau), ("data_points", item.data_points)] {
+            if value > usage::LIMIT {
+                return Err(ApiError::invalid(
+                    format!("reports[{i}].{name}"),
+                    format!("{value} is above the limit of {}", usage::LIMIT),
+                ));
+            }
+        }
     }
     let actor = who.actor(Some("usage report".to_owned()));
     let mut outcomes: Vec<Option<Outcome>> = vec![None; body.reports.len()];

@@ -41,6 +41,9 @@ pub enum Error {
     UnknownInvoice(i64),
     #[error("org `{0}` exists already")]
     Exists(String),
+    /// A payment outcome for an invoice that is paid or voided already.
+    #[error("{0}")]
+    Settled(String),
     #[error("{field}: {message}")]
     Invalid {
         field: &'static str,
@@ -61,6 +64,7 @@ impl From<Rejection> for Error {
             Rejection::Refused(refusal) => Error::Refused(refusal),
             Rejection::Price(e) => Error::Price(e),
             Rejection::UnknownInvoice(id) => Error::UnknownInvoice(id),
+            settled @ Rejection::Settled { .. } => Error::Settled(settled.to_string()),
             Rejection::Incomplete(what) => Error::Storage(storage::Error::Db(
                 sea_orm::DbErr::Custom(format!("the planner's snapshot lacks {what}")),
             )),
@@ -483,6 +487,7 @@ impl Engine {
         signups: Vec<Signup>,
         actor: &Actor,
     ) -> std::result::Result<Report, (usize, Error)> {
+        check_reason(actor).map_err(|e| (0, e))?;
         let at = self.clock.now();
         let mut new = Vec::with_capacity(signups.len());
         let mut seen = std::collections::HashSet::new();
@@ -550,10 +555,20 @@ impl Engine {
         if signup.admins.is_empty() {
             return Err(invalid("admins", "at least one account admin is required"));
         }
+        if signup.admins.len() > self.rules.max_admins {
+            return Err(invalid(
+                "admins",
+                format!(
+                    "{} account admins; at most {} (notify.max_admins_per_org)",
+                    signup.admins.len(),
+                    self.rules.max_admins
+                ),
+            ));
+        }
         if let Some(bad) = signup.admins.iter().find(|a| !looks_like_email(a)) {
             return Err(invalid(
                 "admins",
-                format!("`{bad}` is not an email address"),
+                format!("`{bad}` is not one email address"),
             ));
         }
         if let Some(bad) = signup
@@ -563,7 +578,7 @@ impl Engine {
         {
             return Err(invalid(
                 "billing_email",
-                format!("`{bad}` is not an email address"),
+                format!("`{bad}` is not one email address"),
             ));
         }
         self.rules.prices.plan(&signup.plan)?;
@@ -610,6 +625,7 @@ impl Engine {
     /// [`Error::Refused`] with the legal moves, [`Error::UnknownOrg`], [`Error::Invalid`];
     /// nothing changes then.
     pub async fn command(&self, org_id: &str, command: &Command, actor: &Actor) -> Result<Report> {
+        check_reason(actor)?;
         let mut attempt = 0;
         loop {
             match self.try_command(org_id, command, actor).await {
@@ -665,9 +681,13 @@ impl Engine {
         succeeded: bool,
         actor: &Actor,
     ) -> Result<Report> {
+        check_reason(actor)?;
         let at = self.clock.now();
         let txn = self.db.begin().await?;
         storage::lock_writes(&txn).await?;
+        // This read only finds the org. The invoice is checked in the snapshot, read once
+        // the org is locked: concurrent outcomes for one invoice wait for each other there
+        // (on PostgreSQL; SQLite has one writer), and each sees what the one before did.
         let invoice = billing::find(&txn, invoice_id)
             .await?
             .ok_or(Error::UnknownInvoice(invoice_id))?;
@@ -738,20 +758,51 @@ fn validate_id(id: &str) -> Result<()> {
         && id
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(invalid(
+    if !ok {
+        return Err(invalid(
             "id",
             format!("`{id}` must be 1 to 64 letters, digits, `-`, `_` or `.`"),
-        ))
+        ));
     }
+    // `.` and `..` are path segments: `/v1/orgs/..` would never reach the org.
+    if id == "." || id == ".." {
+        return Err(invalid("id", format!("`{id}` is not a usable id")));
+    }
+    Ok(())
 }
 
+/// The longest email address accepted (RFC 5321's limit on a forward path).
+pub const MAX_EMAIL_BYTES: usize = 254;
+
+/// One plain address `user@host.tld`: a list (`a@b.co,evil@x.co`), a display name or
+/// angle brackets, spaces and control characters are refused, since the address is put
+/// into a message's recipients as it is.
 fn looks_like_email(s: &str) -> bool {
-    s.split_once('@').is_some_and(|(user, host)| {
-        !user.is_empty() && host.contains('.') && !s.contains(char::is_whitespace)
-    })
+    let single = s.len() <= MAX_EMAIL_BYTES
+        && !s.contains(|c: char| {
+            c.is_whitespace() || c.is_control() || matches!(c, ',' | ';' | '<' | '>' | '"')
+        });
+    single
+        && s.split_once('@').is_some_and(|(user, host)| {
+            !user.is_empty() && !host.contains('@') && host.contains('.')
+        })
+}
+
+/// The longest reason accepted for the audit trail, in characters.
+pub const MAX_REASON_CHARS: usize = 1_000;
+
+/// Refuses a reason longer than [`MAX_REASON_CHARS`].
+fn check_reason(actor: &Actor) -> Result<()> {
+    match &actor.reason {
+        Some(reason) if reason.chars().count() > MAX_REASON_CHARS => Err(invalid(
+            "reason",
+            format!(
+                "{} characters; at most {MAX_REASON_CHARS}",
+                reason.chars().count()
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]

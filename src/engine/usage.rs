@@ -119,8 +119,14 @@ impl Engine {
                 ingested.outcomes.push(outcome);
             }
             let plan = planner.finish();
-            let mut loaded: Vec<crate::domain::Org> = loaded.into_values().collect();
-            orgs::update_many(&txn, &mut loaded, &read, at).await?;
+            // Only the orgs that changed are written: a refused item (or a report that
+            // changes no column of its org) bumps neither `version` nor `updated_at`.
+            let (mut changed, read): (Vec<crate::domain::Org>, Vec<orgs::Written>) = loaded
+                .into_values()
+                .zip(read)
+                .filter(|(o, w)| w.changed(o))
+                .unzip();
+            orgs::update_many(&txn, &mut changed, &read, at).await?;
             storage::write(&txn, &plan, at).await?;
             self.settle(txn).await?;
             ingested.report.extend(self.committed(plan, None));

@@ -25,12 +25,16 @@ pub struct NewInvoice<'a> {
     pub issued_at: DateTime<Utc>,
 }
 
-fn cents(amount: Decimal) -> i64 {
-    // Amounts are rounded to cents and far below i64::MAX cents.
-    (amount * Decimal::ONE_HUNDRED)
-        .trunc()
-        .to_i64()
-        .unwrap_or(i64::MAX)
+/// An amount (already rounded to cents) as integer cents, checked: an amount that does
+/// not fit fails the write instead of storing a different total than the plan reports.
+fn cents(amount: Decimal) -> Result<i64> {
+    amount
+        .checked_mul(Decimal::ONE_HUNDRED)
+        .and_then(|c| c.trunc().to_i64())
+        .ok_or_else(|| super::Error::OutOfRange {
+            field: "amount",
+            value: amount.to_string(),
+        })
 }
 
 fn from_cents(cents: i64) -> Decimal {
@@ -173,7 +177,7 @@ pub async fn insert_many<C: ConnectionTrait>(conn: &C, invoices: &[Invoice]) -> 
                 i.period.clone().into(),
                 i.kind.as_str().into(),
                 i.currency.clone().into(),
-                cents(i.total).into(),
+                cents(i.total)?.into(),
                 i.status.as_str().into(),
                 i.issued_at.into(),
                 i.paid_at.into(),
@@ -195,7 +199,7 @@ pub async fn insert_many<C: ConnectionTrait>(conn: &C, invoices: &[Invoice]) -> 
                 position.into(),
                 l.kind.as_str().into(),
                 l.description.clone().into(),
-                cents(l.amount).into(),
+                cents(l.amount)?.into(),
             ]);
         }
         super::execute(conn, insert.build("")).await?;
@@ -250,7 +254,8 @@ fn decode(m: invoice::Model, lines: Vec<Line>) -> Result<Invoice> {
 }
 
 /// The invoices of these orgs, without their lines, that a plan from `from` on may
-/// touch: those issued at or after `from`, those with one of `keys`, and the failed ones.
+/// touch: those issued at or after `from`, those with one of `keys`, the failed ones, and
+/// the open prorations (a pending plan change, which a newer one voids).
 ///
 /// # Errors
 /// A database error or a corrupt row.
@@ -269,7 +274,12 @@ pub async fn window_of(
                 Condition::any()
                     .add(invoice::Column::IssuedAt.gte(from))
                     .add(invoice::Column::Key.is_in(keys.iter().cloned()))
-                    .add(invoice::Column::Status.eq(InvoiceStatus::Failed.as_str())),
+                    .add(invoice::Column::Status.eq(InvoiceStatus::Failed.as_str()))
+                    .add(
+                        Condition::all()
+                            .add(invoice::Column::Kind.eq(InvoiceKind::Proration.as_str()))
+                            .add(invoice::Column::Status.eq(InvoiceStatus::Open.as_str())),
+                    ),
             )
             .all(conn)
             .await?;
