@@ -644,6 +644,123 @@ async fn bench_http(place: &mut Place, orgs: usize, runs: usize) {
     );
 }
 
+/// Forecasts and previews over HTTP: `GET /v1/orgs/{id}/forecast?days=60` of random orgs
+/// (one connection, back to back), and each manual lock and unlock made twice, first
+/// with `?dry_run=true`, the latencies of previews against those of the calls.
+async fn bench_foresight(place: &mut Place, orgs: usize, runs: usize) {
+    println!(
+        "\n## Forecasts and previews over HTTP, {}: `acctd serve` over {orgs} mixed orgs, {runs} runs",
+        place.name()
+    );
+    let at = now();
+    let (db, url) = place.fresh().await;
+    bench::seed(&db, orgs, Scenario::Mixed, at)
+        .await
+        .expect("seed");
+    place.analyze(&db).await;
+    db.close().await.ok();
+    let (mut child, listen) = serve(&place.dir, &url);
+    let started = Instant::now();
+    while get(&listen, "/readyz")
+        .await
+        .is_none_or(|(status, _)| status != 200)
+    {
+        assert!(
+            started.elapsed() < Duration::from_mins(10),
+            "acctd serve did not become ready"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut p50s = Vec::new();
+    let mut p99s = Vec::new();
+    let mut ratios = Vec::new();
+    let mut rng = 0x9E37_79B9_7F4A_7C15_u64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng as usize % orgs
+    };
+    for run in 0..runs {
+        let mut forecasts = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(HTTP_SECONDS);
+        while Instant::now() < deadline {
+            let path = format!("/v1/orgs/org{:07}/forecast?days=60", next());
+            let asked = Instant::now();
+            let (status, body) = get(&listen, &path).await.expect("forecast");
+            forecasts.push(asked.elapsed());
+            assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));
+        }
+        forecasts.sort_unstable();
+        let pct = |v: &[Duration], p: f64| v[((v.len() as f64 * p) as usize).min(v.len() - 1)];
+        let (mut previews, mut calls) = (Vec::new(), Vec::new());
+        let mut tried = 0;
+        while previews.len() < 400 && tried < 4_000 {
+            tried += 1;
+            let org = format!("org{:07}", next());
+            for op in ["lock", "unlock"] {
+                let path = format!("/v1/orgs/{org}/admin/{op}");
+                let asked = Instant::now();
+                let preview = post(&listen, &format!("{path}?dry_run=true")).await;
+                let preview_took = asked.elapsed();
+                let asked = Instant::now();
+                let call = post(&listen, &path).await;
+                let call_took = asked.elapsed();
+                assert_eq!(preview, call, "{path}: the preview and the call differ");
+                if call == 200 {
+                    previews.push(preview_took);
+                    calls.push(call_took);
+                }
+            }
+        }
+        let ratio = median(&previews).as_secs_f64() / median(&calls).as_secs_f64();
+        println!(
+            "  run {}: forecast p50 {:.2} ms, p99 {:.2} ms ({} requests); preview {:.2} ms vs call {:.2} ms (medians of {} each) = {ratio:.2}x",
+            run + 1,
+            pct(&forecasts, 0.50).as_secs_f64() * 1e3,
+            pct(&forecasts, 0.99).as_secs_f64() * 1e3,
+            forecasts.len(),
+            median(&previews).as_secs_f64() * 1e3,
+            median(&calls).as_secs_f64() * 1e3,
+            previews.len(),
+        );
+        p50s.push(pct(&forecasts, 0.50));
+        p99s.push(pct(&forecasts, 0.99));
+        ratios.push(ratio);
+    }
+    child.kill().ok();
+    child.wait().ok();
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "  median: forecast p50 {:.2} ms, p99 {:.2} ms; preview / call {:.2}x",
+        median(&p50s).as_secs_f64() * 1e3,
+        median(&p99s).as_secs_f64() * 1e3,
+        ratios[ratios.len() / 2],
+    );
+}
+
+/// One HTTP/1.1 POST of a manual operation's body with the admin token; the status.
+async fn post(addr: &str, path: &str) -> u16 {
+    use http_body_util::BodyExt;
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let (mut send, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .expect("handshake");
+    tokio::spawn(conn);
+    let body = r#"{"reason": "bench"}"#;
+    let request = hyper::Request::post(path)
+        .header("host", addr)
+        .header("authorization", "Bearer admin-token-0123456789")
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(hyper::body::Bytes::from(body)))
+        .unwrap();
+    let response = send.send_request(request).await.expect("request");
+    let status = response.status().as_u16();
+    response.into_body().collect().await.expect("body");
+    status
+}
+
 /// `acctd serve` (release binary) on `url`, its API on a free loopback port (returned),
 /// log level warn, emails discarded, a viewer token for the load.
 fn serve(dir: &Path, url: &str) -> (std::process::Child, String) {
@@ -658,7 +775,10 @@ fn serve(dir: &Path, url: &str) -> (std::process::Child, String) {
         .current_dir(dir)
         .env("ACCTD__LOG__LEVEL", "warn")
         .env("ACCTD__EMAIL__TRANSPORT", "none")
-        .env("ACCTD_API_TOKENS", "bench:viewer:bench-token-0123456789")
+        .env(
+            "ACCTD_API_TOKENS",
+            "bench:viewer:bench-token-0123456789,ops:admin:admin-token-0123456789",
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -986,6 +1106,9 @@ fn main() {
             }
             if wants("http") {
                 bench_http(&mut place, args.orgs, args.runs).await;
+            }
+            if wants("foresight") {
+                bench_foresight(&mut place, args.orgs, args.runs).await;
             }
             place.drop_all().await;
         }

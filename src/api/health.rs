@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use super::dto::Health;
 use super::error::{ApiError, Result};
 use super::ApiState;
-use crate::storage::{Migrator, MigratorTrait};
+use crate::engine::Readiness;
 
 /// `GET /healthz`: the process answers.
 pub(super) async fn healthz() -> Json<Health> {
@@ -21,31 +21,21 @@ pub(super) async fn healthz() -> Json<Health> {
 
 /// `GET /readyz`: the database answers and every migration is applied; 503 otherwise.
 pub(super) async fn readyz(State(state): State<ApiState>) -> Result<Json<Health>> {
-    let db = state.engine.db();
-    if let Err(e) = db.ping().await {
-        tracing::warn!(error = %e, "readiness: database unreachable");
-        return Err(ApiError::Unavailable {
+    match state.engine.readiness().await {
+        Readiness::Ready => Ok(Json(Health { status: "ready" })),
+        Readiness::Unreachable => Err(ApiError::Unavailable {
             message: "database unreachable".to_owned(),
             details: json!({}),
-        });
-    }
-    let pending = Migrator::get_pending_migrations_read_only(db)
-        .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, "readiness: cannot read the migration table");
-            ApiError::Unavailable {
-                message: "cannot read the migration table".to_owned(),
-                details: json!({}),
-            }
-        })?;
-    if !pending.is_empty() {
-        let names: Vec<String> = pending.iter().map(|m| m.name().to_owned()).collect();
-        return Err(ApiError::Unavailable {
+        }),
+        Readiness::NoMigrationTable => Err(ApiError::Unavailable {
+            message: "cannot read the migration table".to_owned(),
+            details: json!({}),
+        }),
+        Readiness::Pending(names) => Err(ApiError::Unavailable {
             message: format!("{} migrations are pending", names.len()),
             details: json!({ "pending_migrations": names }),
-        });
+        }),
     }
-    Ok(Json(Health { status: "ready" }))
 }
 
 /// `GET /v1/stats` (viewer): the same object as `acctd admin stats --json`.

@@ -30,7 +30,7 @@ use crate::storage::snapshot::{self, Window};
 use crate::storage::{self, billing, org as orgs};
 pub use forecast::{Forecast, Payments};
 pub use gateway::{ExternalGateway, PaymentGateway, ScriptedGateway};
-pub use read::{Access, Stats, View};
+pub use read::{Access, Readiness, Stats, View};
 
 /// Why an engine call did nothing.
 #[derive(Debug, thiserror::Error)]

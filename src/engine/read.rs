@@ -160,3 +160,36 @@ impl Engine {
         })
     }
 }
+
+/// Whether the engine can serve: `/readyz`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Readiness {
+    Ready,
+    /// The database does not answer.
+    Unreachable,
+    /// The migration table cannot be read.
+    NoMigrationTable,
+    /// These migrations are not applied yet.
+    Pending(Vec<String>),
+}
+
+impl Engine {
+    /// Pings the database and checks that every migration is applied (reads only).
+    pub async fn readiness(&self) -> Readiness {
+        use crate::storage::{Migrator, MigratorTrait};
+        if let Err(e) = self.db.ping().await {
+            tracing::warn!(error = %e, "readiness: database unreachable");
+            return Readiness::Unreachable;
+        }
+        match Migrator::get_pending_migrations_read_only(&self.db).await {
+            Ok(pending) if pending.is_empty() => Readiness::Ready,
+            Ok(pending) => {
+                Readiness::Pending(pending.iter().map(|m| m.name().to_owned()).collect())
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "readiness: cannot read the migration table");
+                Readiness::NoMigrationTable
+            }
+        }
+    }
+}
