@@ -335,6 +335,7 @@ pub async fn run(
                 reason,
                 after: None,
                 limit,
+                ..Filter::default()
             };
             let rows = storage::org::list(engine.db(), &filter)
                 .await?

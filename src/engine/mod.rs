@@ -8,6 +8,7 @@
 //! late, and the deadlines it chains are computed from that instant.
 
 pub mod gateway;
+mod ops;
 mod read;
 pub mod test_clock;
 pub mod usage;

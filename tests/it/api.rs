@@ -16,9 +16,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::helpers::{both, t, Backend, TestDb};
 
-const VIEWER: &str = "viewer-token-0123456789abcdef";
-const OPERATOR: &str = "operator-token-0123456789abcdef";
-const ADMIN: &str = "admin-token-0123456789abcdef";
+pub const VIEWER: &str = "viewer-token-0123456789abcdef";
+pub const OPERATOR: &str = "operator-token-0123456789abcdef";
+pub const ADMIN: &str = "admin-token-0123456789abcdef";
 const START: &str = "2026-03-01T00:00:00Z";
 
 /// The daemon (`App::run`: scheduler and API) on a fresh database. Dropping it cancels it.
