@@ -54,9 +54,8 @@ pub struct ConsoleState {
     sessions: Arc<Sessions>,
     throttle: Arc<Throttle>,
     templates: Arc<Environment<'static>>,
-    /// The org list's counts and when they were read (see `page::counts`).
-    counts:
-        Arc<std::sync::Mutex<Option<(std::time::Instant, crate::storage::org::Counts, String)>>>,
+    /// The org list's counts, refreshed in the background.
+    counts: Arc<page::CountsCache>,
 }
 
 impl ConsoleState {

@@ -78,29 +78,55 @@ fn summary(org: &Org, now: DateTime<Utc>) -> Value {
     })
 }
 
-/// The counts at the top of the org list, read at most every [`COUNTS_FOR`]: counting a
-/// million orgs by state takes longer than a page should.
+/// How old the org list's counts may be before they are read again.
 const COUNTS_FOR: std::time::Duration = std::time::Duration::from_secs(10);
 
-async fn counts(state: &ConsoleState) -> Result<(Counts, String), Failure> {
-    {
-        let cached = state
-            .counts
+/// The counts at the top of the org list. Counting a million orgs by state takes far
+/// longer than a page should, so a page shows the last counts and, when they are older
+/// than [`COUNTS_FOR`], one task counts again in the background; only the first page
+/// after a start waits for them.
+#[derive(Default)]
+pub(super) struct CountsCache {
+    value: std::sync::Mutex<Option<(std::time::Instant, Counts, String)>>,
+    refreshing: std::sync::atomic::AtomicBool,
+}
+
+impl CountsCache {
+    fn get(&self) -> Option<(std::time::Instant, Counts, String)> {
+        self.value
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((when, counts, label)) = cached.as_ref() {
-            if when.elapsed() < COUNTS_FOR {
-                return Ok((counts.clone(), label.clone()));
-            }
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set(&self, counts: Counts, label: String) {
+        *self
+            .value
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((std::time::Instant::now(), counts, label));
+    }
+}
+
+async fn counts(state: &ConsoleState) -> Result<(Counts, String), Failure> {
+    use std::sync::atomic::Ordering;
+    let cache = &state.counts;
+    if let Some((when, counts, label)) = cache.get() {
+        if when.elapsed() >= COUNTS_FOR && !cache.refreshing.swap(true, Ordering::AcqRel) {
+            let (cache, engine) = (state.counts.clone(), state.engine().clone());
+            tokio::spawn(async move {
+                match engine.counts().await {
+                    Ok(counts) => cache.set(counts, at(engine.now())),
+                    Err(e) => tracing::warn!(error = %e, "console: counting orgs failed"),
+                }
+                cache.refreshing.store(false, Ordering::Release);
+            });
         }
+        return Ok((counts, label));
     }
     let counts = state.engine().counts().await?;
     let label = at(state.engine().now());
-    *state
-        .counts
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner) =
-        Some((std::time::Instant::now(), counts.clone(), label.clone()));
+    cache.set(counts.clone(), label.clone());
     Ok((counts, label))
 }
 

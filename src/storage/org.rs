@@ -472,6 +472,15 @@ pub enum ClockFilter {
 /// # Errors
 /// A database error or a corrupt row.
 pub async fn list(conn: &impl ConnectionTrait, filter: &Filter) -> Result<Vec<Org>> {
+    fetch(conn, list_query(filter)).await
+}
+
+/// The statement of [`list`] (its plan is tested).
+pub fn list_statement(backend: DbBackend, filter: &Filter) -> sea_orm::Statement {
+    list_query(filter).build(backend)
+}
+
+fn list_query(filter: &Filter) -> Select<org::Entity> {
     let mut query = org::Entity::find().order_by_asc(org::Column::Id);
     // Only a locked org has lock reasons: the state's index narrows a reason's scan.
     let status = filter.status.or(filter.reason.map(|_| Status::Locked));
@@ -504,7 +513,7 @@ pub async fn list(conn: &impl ConnectionTrait, filter: &Filter) -> Result<Vec<Or
     if let Some(after) = &filter.after {
         query = query.filter(org::Column::Id.gt(after.clone()));
     }
-    fetch(conn, query.limit(filter.limit)).await
+    query.limit(filter.limit)
 }
 
 /// Counts of orgs by state and by lock reason, and the due backlog.
