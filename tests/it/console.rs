@@ -321,10 +321,58 @@ async fn console_refuses_what_it_must(backend: Backend) {
     );
     assert_eq!(list("?clock=qa").await, Vec::<&str>::new());
 
-    // The outbox and the test clocks: a clock made through the console lists its orgs.
+    // The org's page lists its messages; a dead letter shows on the outbox page, where an
+    // operator puts it back in line (a viewer sees no buttons).
+    let page = http(
+        base,
+        "GET",
+        "/console/orgs/acme-1",
+        &[("Cookie", &admin)],
+        "",
+    )
+    .await;
+    assert!(page.body.contains("account_locked"), "{}", page.body);
+    {
+        use sea_orm::ConnectionTrait;
+        let conn = app.db.connect().await;
+        conn.execute_unprepared(
+            "UPDATE outbox SET status = 'dead', attempts = 5, last_error = 'smtp said no' \
+             WHERE org_id = 'acme-1' AND template = 'account_locked'",
+        )
+        .await
+        .unwrap();
+    }
     let page = http(base, "GET", "/console/outbox", &[("Cookie", &viewer)], "").await;
     assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("smtp said no"), "{}", page.body);
     assert!(!page.body.contains("/retry"), "a viewer may not retry");
+    let page = http(base, "GET", "/console/outbox", &[("Cookie", &admin)], "").await;
+    let at = page
+        .body
+        .find("action=\"/console/outbox/")
+        .expect("a retry form")
+        + "action=\"/console/outbox/".len();
+    let id: String = page.body[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    let retried = http(
+        base,
+        "POST",
+        &format!("/console/outbox/{id}/retry"),
+        &[("Cookie", &admin)],
+        &format!("csrf={admin_csrf}"),
+    )
+    .await;
+    assert_eq!(retried.status, 303, "{}", retried.body);
+    let page = http(base, "GET", "/console/outbox", &[("Cookie", &admin)], "").await;
+    assert!(
+        !page.body.contains("smtp said no"),
+        "still dead: {}",
+        page.body
+    );
+
+    // Test clocks: a clock made through the console lists its orgs.
     let made = http(
         base,
         "POST",
