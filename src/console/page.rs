@@ -372,10 +372,24 @@ async fn org_page(
     .collect();
     let e = &view.entitlements;
     let role = signed.role();
-    let actions: Vec<action::Op> = if l.status == Status::Canceled {
+    // Each lifecycle action says whether the rules allow it now (the engine decides on
+    // execute either way; a refusal lists the legal moves).
+    let actions: Vec<Value> = if l.status == Status::Canceled {
         Vec::new()
     } else {
         action::allowed(role)
+            .into_iter()
+            .map(|op| {
+                // `transition` depends on its target: the engine checks the edge.
+                let legal = !op.lifecycle
+                    || op.name == "transition"
+                    || view
+                        .legal_moves
+                        .iter()
+                        .any(|m| m.split(' ').next() == Some(op.name));
+                json!({"name": op.name, "label": op.label, "fields": op.fields, "legal": legal})
+            })
+            .collect()
     };
     let context = json!({
         "title": format!("Org {id}"),
@@ -483,8 +497,17 @@ pub(super) async fn outbox(
 pub(super) async fn outbox_action(
     State(state): State<ConsoleState>,
     Extension(signed): Extension<Signed>,
-    PathParams((id, op)): PathParams<(i64, String)>,
+    PathParams((id, op)): PathParams<(String, String)>,
 ) -> Response {
+    let Ok(id) = id.parse::<i64>() else {
+        return problem(
+            &state,
+            Some(&signed),
+            StatusCode::NOT_FOUND,
+            "No such message",
+            "",
+        );
+    };
     let done = match op.as_str() {
         "retry" => state.engine().retry_message(id).await,
         "discard" => state.engine().discard_message(id).await,

@@ -533,39 +533,57 @@ impl Browser {
         panic!("no `{css}` on the page:\n{}", self.source().await)
     }
 
+    /// Runs a command on the element `css` selects, finding it again when the page
+    /// changed under it (a stale element: the old page was still there when it was found).
+    async fn on(&self, css: &str, method: Method, command: &str, body: Option<Value>) -> Value {
+        for _ in 0..50 {
+            let id = self.el(css).await;
+            let path = format!("/session/{}/element/{id}{command}", self.session);
+            let (status, answer) = self
+                .client
+                .call(method.clone(), &path, body.as_ref())
+                .await
+                .unwrap();
+            if status == StatusCode::OK {
+                return answer["value"].clone();
+            }
+            assert_eq!(
+                answer["value"]["error"], "stale element reference",
+                "{css}{command}: {answer}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("`{css}` stayed stale")
+    }
+
     async fn click(&self, css: &str) {
-        let id = self.el(css).await;
-        self.cmd(
-            Method::POST,
-            &format!("/element/{id}/click"),
-            Some(json!({})),
-        )
-        .await;
+        self.on(css, Method::POST, "/click", Some(json!({}))).await;
     }
 
     async fn type_in(&self, css: &str, text: &str) {
-        let id = self.el(css).await;
-        self.cmd(
-            Method::POST,
-            &format!("/element/{id}/clear"),
-            Some(json!({})),
-        )
-        .await;
-        self.cmd(
-            Method::POST,
-            &format!("/element/{id}/value"),
-            Some(json!({ "text": text })),
-        )
-        .await;
+        self.on(css, Method::POST, "/clear", Some(json!({}))).await;
+        self.on(css, Method::POST, "/value", Some(json!({ "text": text })))
+            .await;
     }
 
     async fn text(&self, css: &str) -> String {
-        let id = self.el(css).await;
-        self.cmd(Method::GET, &format!("/element/{id}/text"), None)
+        self.on(css, Method::GET, "/text", None)
             .await
             .as_str()
             .unwrap()
             .to_owned()
+    }
+
+    /// Waits until the current URL contains `part` (a submitted form has loaded).
+    async fn wait_url(&self, part: &str) {
+        for _ in 0..100 {
+            let url = self.cmd(Method::GET, "/url", None).await;
+            if url.as_str().is_some_and(|u| u.contains(part)) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the URL never contained `{part}`");
     }
 
     async fn source(&self) -> String {
@@ -787,6 +805,7 @@ async fn console_in_a_browser() {
     browser.screenshot("console-orgs.png").await;
     browser.type_in("#q", "org-0").await;
     browser.click("#filter").await;
+    browser.wait_url("q=org-0").await;
     browser.click("#orgs a[href='/console/orgs/org-00']").await;
     assert_eq!(browser.text("#org-id").await, "org-00");
     browser
