@@ -335,20 +335,30 @@ async fn org_page(
     query: &OrgQuery,
 ) -> Result<Response, Failure> {
     // The engine that owns the org: on a test clock, its instant is "now".
-    let engine = state.engine().for_org(id).await?;
-    let view = engine.view(id).await?;
+    // One read for an org on the real clock; one on a test clock is viewed again on its
+    // clock's instant (as the API does).
+    let view = state.engine().view(id).await?;
+    let (engine, view) = match &view.org.clock {
+        Some(clock) => {
+            let engine = state.engine().for_test_clock(clock).await?;
+            let view = engine.view(id).await?;
+            (engine, view)
+        }
+        None => (state.engine().clone(), view),
+    };
     let now = engine.now();
     let org = &view.org;
     let l = &org.lifecycle;
     let rules = engine.rules();
     let period = Period::containing(now);
-    let (alerted, invoices, payments, trail, messages) = (
-        engine.alerted(id, period).await?,
-        engine.invoices(id).await?,
-        engine.payments(id).await?,
-        engine.transitions(id, TRAIL).await?,
-        engine.messages_of(id, MESSAGES).await?,
-    );
+    // Independent reads, at once: each may take its own pooled connection.
+    let (alerted, invoices, payments, trail, messages) = tokio::try_join!(
+        engine.alerted(id, period),
+        engine.invoices(id),
+        engine.payments(id),
+        engine.transitions(id, TRAIL),
+        engine.messages_of(id, MESSAGES),
+    )?;
     let mut paid: BTreeMap<i64, Vec<Value>> = BTreeMap::new();
     for p in &payments {
         paid.entry(p.invoice_id).or_default().push(json!({

@@ -408,6 +408,35 @@ async fn console_refuses_what_it_must(backend: Backend) {
     )
     .await;
     assert_eq!(moved.status, 303, "{}", moved.body);
+    // An org on the clock is shown on the clock's time.
+    app.signup("qa-1", true, json!({"test_clock": "qa"})).await;
+    let page = http(
+        base,
+        "GET",
+        "/console/orgs/qa-1",
+        &[("Cookie", &viewer)],
+        "",
+    )
+    .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains("qa (now 2026-03-02 00:00 UTC)"),
+        "{}",
+        page.body
+    );
+    let page = http(
+        base,
+        "GET",
+        "/console/orgs?clock=qa",
+        &[("Cookie", &viewer)],
+        "",
+    )
+    .await;
+    assert!(
+        page.body.contains(">qa-1</a>") && !page.body.contains(">acme-1</a>"),
+        "{}",
+        page.body
+    );
 
     // Sign-out ends the session.
     let reply = http(
