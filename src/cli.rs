@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod bench;
+pub mod forecast;
 pub mod outbox;
 pub mod remote;
 pub mod render;
@@ -74,6 +75,9 @@ pub enum Command {
         #[command(subcommand)]
         command: admin::AdminCommand,
     },
+    /// What happens to an org up to a horizon (default 60 days) if nothing else does:
+    /// transitions, reminders, invoices and charges, cancellation. Writes nothing.
+    Forecast(forecast::ForecastArgs),
     /// Benchmark helpers: bulk seeding and the set-based SQL sweep baseline.
     #[command(subcommand)]
     Bench(bench::BenchCommand),

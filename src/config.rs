@@ -79,6 +79,27 @@ pub struct Settings {
     pub plans: BTreeMap<String, Plan>,
     pub addons: BTreeMap<String, Addon>,
     pub api: Api,
+    pub simulation: Simulation,
+}
+
+/// Bounds of `acctd simulate`: a scenario beyond them is refused (exit 2) before it
+/// runs, rather than running for hours or exhausting memory.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Simulation {
+    /// The most `[[org]]`s a scenario may declare.
+    pub max_orgs: u32,
+    /// The longest span from `start` to `until`, in years.
+    pub max_years: u32,
+}
+
+impl Default for Simulation {
+    fn default() -> Self {
+        Self {
+            max_orgs: 100_000,
+            max_years: 100,
+        }
+    }
 }
 
 /// How emails leave: SMTP in production, `.eml` files or stdout for development and QA.
@@ -204,6 +225,9 @@ pub struct Notify {
     pub lease_seconds: u64,
     /// Reminders (trial_ending, grace_ending, cancel_warning) go this many days before.
     pub reminder_days: u32,
+    /// The most account admins an org may have: alerts and lock notices go to all of
+    /// them in one message, which must stay small.
+    pub max_admins_per_org: u32,
 }
 
 impl Default for Notify {
@@ -216,6 +240,7 @@ impl Default for Notify {
             backoff_max_seconds: 6 * 3600,
             lease_seconds: 120,
             reminder_days: 3,
+            max_admins_per_org: 100,
         }
     }
 }
@@ -387,6 +412,7 @@ impl Default for Settings {
             ]),
             addons: BTreeMap::new(),
             api: Api::default(),
+            simulation: Simulation::default(),
         }
     }
 }
@@ -575,11 +601,19 @@ impl Layer {
     pub fn parse(file: &Path, text: String) -> Result<Self> {
         let located = |e: toml::de::Error| {
             let (line, column) = e.span().map_or((1, 1), |span| line_col(&text, span.start));
+            let message = e.message().trim();
+            // A wrong value says which value, not which key: name the key too.
+            let message = match e.span().and_then(|span| key_at(&text, span.start)) {
+                Some(key) if !message.contains(&format!("`{key}`")) => {
+                    format!("key `{key}`: {message}")
+                }
+                _ => message.to_owned(),
+            };
             Error::Parse {
                 file: file.to_owned(),
                 line,
                 column,
-                message: e.message().trim().to_owned(),
+                message,
             }
         };
         let table: toml::Table = toml::from_str(&text).map_err(located)?;
@@ -641,6 +675,36 @@ pub fn line_of_key(text: &str, key: &str) -> Option<usize> {
     None
 }
 
+/// The dotted key set on the line holding byte `offset` (the table header's key on a
+/// header line), found by walking the table headers above it.
+pub fn key_at(text: &str, offset: usize) -> Option<String> {
+    let (target, _) = line_col(text, offset);
+    let mut table = String::new();
+    for (index, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if let Some(header) = line.strip_prefix('[') {
+            table = header
+                .trim_matches(|c| c == '[' || c == ']')
+                .trim()
+                .replace('"', "");
+            if index + 1 == target {
+                return Some(table);
+            }
+            continue;
+        }
+        if index + 1 == target {
+            let (name, _) = line.split_once('=')?;
+            let name = name.trim().replace('"', "");
+            return Some(if table.is_empty() {
+                name
+            } else {
+                format!("{table}.{name}")
+            });
+        }
+    }
+    None
+}
+
 /// Merges `overlay` into `base`, key by key (tables recursively, other values replaced).
 pub fn merge(base: &mut toml::Table, overlay: toml::Table) {
     for (key, value) in overlay {
@@ -669,8 +733,21 @@ impl Settings {
             key: String::new(),
             message: e.to_string(),
         })?;
-        merge(&mut table, overrides);
         let sources = [(file.to_owned(), text.to_owned())];
+        // The overrides alone first, as TOML text, so that a wrong type or value is
+        // reported with its key (and so its line in `text`), not with the value only.
+        if let Ok(alone) = toml::to_string(&overrides) {
+            if let Err(e) = toml::from_str::<Settings>(&alone) {
+                if !e.message().starts_with("missing field") {
+                    let key = e
+                        .span()
+                        .and_then(|span| key_at(&alone, span.start))
+                        .unwrap_or_default();
+                    return Err(invalid_at(&sources, &key, e.message().trim()));
+                }
+            }
+        }
+        merge(&mut table, overrides);
         let settings: Settings = toml::Value::Table(table)
             .try_into()
             .map_err(|e: toml::de::Error| invalid_at(&sources, "", e.message().trim()))?;
@@ -851,6 +928,27 @@ impl Settings {
                 "max_attempts, batch_size and poll_seconds must be at least 1".into(),
             );
         }
+        if self.simulation.max_orgs == 0 || self.simulation.max_years == 0 {
+            return fail(
+                "simulation",
+                "max_orgs and max_years must be at least 1".into(),
+            );
+        }
+        if self.notify.max_admins_per_org == 0 {
+            return fail("notify.max_admins_per_org", "must be at least 1".into());
+        }
+        // A send (cut at three times the SMTP timeout, see `Mailer::send`) must end within
+        // the lease renewed right before it, or another dispatcher may send it too.
+        let longest_send = self.email.smtp.timeout_seconds.max(1).saturating_mul(3);
+        if self.notify.lease_seconds <= longest_send {
+            return fail(
+                "notify.lease_seconds",
+                format!(
+                    "{} must be more than 3 × email.smtp.timeout_seconds ({longest_send}), the longest a send may take",
+                    self.notify.lease_seconds
+                ),
+            );
+        }
         if self.notify.backoff_base_seconds == 0
             || self.notify.backoff_max_seconds < self.notify.backoff_base_seconds
         {
@@ -941,6 +1039,7 @@ impl Settings {
             alert_thresholds: self.usage.alert_thresholds.clone(),
             lock_above_percent: self.usage.lock_above_percent,
             reminder_days: self.notify.reminder_days,
+            max_admins: usize::try_from(self.notify.max_admins_per_org).unwrap_or(usize::MAX),
             webhooks: self
                 .webhooks
                 .endpoints
@@ -1118,6 +1217,28 @@ mod tests {
     }
 
     #[test]
+    fn a_wrong_value_names_its_key_and_line() {
+        let err = layer("# defaults\n\n[lifecycle]\ngrace_days = -3\n")
+            .err()
+            .unwrap();
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("c.toml:4:") && msg.contains("key `lifecycle.grace_days`"),
+            "{msg}"
+        );
+        let scenario = "start = \"2026-03-01T00:00:00Z\"\n[config.lifecycle]\ngrace_days = -5\n";
+        let overrides: toml::Table = toml::from_str("[lifecycle]\ngrace_days = -5\n").unwrap();
+        let err = Settings::default()
+            .with_overrides(Path::new("s.toml"), scenario, overrides)
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("s.toml:3: key `lifecycle.grace_days`:"),
+            "{msg}"
+        );
+    }
+
+    #[test]
     fn invalid_value_is_located() {
         let l = layer("[daemon]\nbatch_size = 0\n").unwrap();
         let err = Settings::from_layers(vec![l], std::iter::empty()).unwrap_err();
@@ -1143,6 +1264,21 @@ mod tests {
                 .read_lanes,
             3
         );
+    }
+
+    #[test]
+    fn a_lease_shorter_than_a_send_is_refused() {
+        let l =
+            layer("[email.smtp]\ntimeout_seconds = 10\n[notify]\nlease_seconds = 30\n").unwrap();
+        let err = Settings::from_layers(vec![l], std::iter::empty()).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("c.toml:4: key `notify.lease_seconds`: 30 must be more than"),
+            "{err}"
+        );
+        let l =
+            layer("[email.smtp]\ntimeout_seconds = 10\n[notify]\nlease_seconds = 31\n").unwrap();
+        assert!(Settings::from_layers(vec![l], std::iter::empty()).is_ok());
     }
 
     #[test]

@@ -78,13 +78,13 @@ async fn dispatch(command: Command, settings: Settings) -> ExitCode {
             report(serve(settings).await)
         }
         Command::Migrate => report(migrate(&settings).await),
-        Command::CheckConfig => {
-            match toml::to_string_pretty(&settings) {
-                Ok(text) => println!("# settings are valid\n{text}"),
-                Err(e) => eprintln!("acctd: {e}"),
+        Command::CheckConfig => match toml::to_string_pretty(&settings) {
+            Ok(text) => print_quietly(&format!("# settings are valid\n{text}")),
+            Err(e) => {
+                eprintln!("acctd: {e}");
+                ExitCode::FAILURE
             }
-            ExitCode::SUCCESS
-        }
+        },
         Command::Simulate { scenario } => simulate_file(&scenario, &settings).await,
         Command::Tick {
             until,
@@ -104,6 +104,14 @@ async fn dispatch(command: Command, settings: Settings) -> ExitCode {
             let mut out = std::io::stdout().lock();
             failure(cli::admin::run(&engine, command, &mut out).await)
         }
+        Command::Forecast(args) => {
+            let engine = match engine(&settings).await {
+                Ok(engine) => engine,
+                Err(e) => return report(Err(e)),
+            };
+            let mut out = std::io::stdout().lock();
+            failure(cli::forecast::run(&engine, args, &mut out).await)
+        }
         Command::Bench(command) => report(cli::bench::run(&settings.database.url, command).await),
         Command::Usage(usage) => {
             let engine = match engine(&settings).await {
@@ -112,6 +120,22 @@ async fn dispatch(command: Command, settings: Settings) -> ExitCode {
             };
             let mut out = std::io::stdout().lock();
             failure(cli::usage::run(&engine, usage, &mut out).await)
+        }
+    }
+}
+
+/// Writes `text` to stdout. A reader that went away (`acctd check-config | head -1`) is
+/// not an error: the output was simply not wanted, so the exit is quiet and successful
+/// (`println!` would panic on the broken pipe instead).
+fn print_quietly(text: &str) -> ExitCode {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("acctd: cannot write to stdout: {e}");
+            ExitCode::FAILURE
         }
     }
 }

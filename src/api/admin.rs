@@ -7,7 +7,7 @@ use axum::{Extension, Json};
 use super::auth::Principal;
 use super::dto::{AdminRequest, CancelRequest, CommandResponse};
 use super::error::{ApiError, Result};
-use super::extract::{OptionalJsonBody, PathParams};
+use super::extract::{DryRun, OptionalJsonBody, PathParams};
 use super::orgs::command;
 use super::ApiState;
 use crate::domain::{LockReason, Status};
@@ -64,6 +64,7 @@ pub(super) async fn operation(
     State(state): State<ApiState>,
     Extension(who): Extension<Principal>,
     PathParams((id, op)): PathParams<(String, String)>,
+    DryRun(dry_run): DryRun,
     OptionalJsonBody(body): OptionalJsonBody<AdminRequest>,
 ) -> Result<Json<CommandResponse>> {
     let takes: &[&str] = match op.as_str() {
@@ -109,7 +110,7 @@ pub(super) async fn operation(
                 .map_err(|e| ApiError::invalid("to", e.to_string()))?,
         },
     };
-    command(&state, &id, cmd, who.actor(Some(reason))).await
+    command(&state, dry_run, &id, cmd, who.actor(Some(reason))).await
 }
 
 /// `POST /v1/orgs/{id}/cancel`: needs `"confirm": "DELETE"` exactly, and a reason.
@@ -117,6 +118,7 @@ pub(super) async fn cancel(
     State(state): State<ApiState>,
     Extension(who): Extension<Principal>,
     PathParams(id): PathParams<String>,
+    DryRun(dry_run): DryRun,
     OptionalJsonBody(body): OptionalJsonBody<CancelRequest>,
 ) -> Result<Json<CommandResponse>> {
     let Some(confirm) = body.confirm.filter(|c| c == "DELETE") else {
@@ -128,6 +130,7 @@ pub(super) async fn cancel(
     let reason = reason(body.reason)?;
     command(
         &state,
+        dry_run,
         &id,
         Command::Cancel { confirm },
         who.actor(Some(reason)),

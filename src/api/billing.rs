@@ -6,12 +6,11 @@ use axum::{Extension, Json};
 
 use super::auth::Principal;
 use super::dto::{
-    self, AddonRequest, CommandResponse, OrgDto, PaymentOutcome, PaymentRequest, PlanRequest,
-    ReasonBody,
+    AddonRequest, CommandResponse, PaymentOutcome, PaymentRequest, PlanRequest, ReasonBody,
 };
 use super::error::{ApiError, Result};
-use super::extract::{JsonBody, OptionalJsonBody, PathParams};
-use super::orgs::command;
+use super::extract::{DryRun, JsonBody, OptionalJsonBody, PathParams};
+use super::orgs::{command, previewing, respond};
 use super::ApiState;
 use crate::engine::Command;
 use crate::engine::PlanChange;
@@ -21,10 +20,11 @@ pub(super) async fn payment(
     State(state): State<ApiState>,
     Extension(who): Extension<Principal>,
     PathParams(id): PathParams<i64>,
+    DryRun(dry_run): DryRun,
     JsonBody(body): JsonBody<PaymentRequest>,
 ) -> Result<Json<CommandResponse>> {
     let invoice = state.engine.invoice(id).await?;
-    let engine = state.engine.for_org(&invoice.org_id).await?;
+    let engine = previewing(state.engine.for_org(&invoice.org_id).await?, dry_run);
     let report = engine
         .payment_outcome(
             id,
@@ -32,11 +32,7 @@ pub(super) async fn payment(
             &who.actor(body.reason),
         )
         .await?;
-    let view = engine.view(&invoice.org_id).await?;
-    Ok(Json(CommandResponse {
-        org: OrgDto::from(&view),
-        facts: dto::facts(&report.facts),
-    }))
+    respond(&engine, &invoice.org_id, report).await
 }
 
 /// `POST /v1/orgs/{id}/plan`: an upgrade if `tier` is above the current tier, a downgrade
@@ -45,6 +41,7 @@ pub(super) async fn plan(
     State(state): State<ApiState>,
     Extension(who): Extension<Principal>,
     PathParams(id): PathParams<String>,
+    DryRun(dry_run): DryRun,
     JsonBody(body): JsonBody<PlanRequest>,
 ) -> Result<Json<CommandResponse>> {
     let org = state
@@ -62,7 +59,14 @@ pub(super) async fn plan(
             ))
         }
     };
-    command(&state, &id, Command::Plan(change), who.actor(body.reason)).await
+    command(
+        &state,
+        dry_run,
+        &id,
+        Command::Plan(change),
+        who.actor(body.reason),
+    )
+    .await
 }
 
 /// `DELETE /v1/orgs/{id}/plan/scheduled`: cancels a scheduled downgrade.
@@ -70,10 +74,18 @@ pub(super) async fn cancel_downgrade(
     State(state): State<ApiState>,
     Extension(who): Extension<Principal>,
     PathParams(id): PathParams<String>,
+    DryRun(dry_run): DryRun,
     OptionalJsonBody(body): OptionalJsonBody<ReasonBody>,
 ) -> Result<Json<CommandResponse>> {
     let change = PlanChange::CancelDowngrade;
-    command(&state, &id, Command::Plan(change), who.actor(body.reason)).await
+    command(
+        &state,
+        dry_run,
+        &id,
+        Command::Plan(change),
+        who.actor(body.reason),
+    )
+    .await
 }
 
 /// `POST /v1/orgs/{id}/addons`: includes an add-on now.
@@ -81,10 +93,18 @@ pub(super) async fn add_addon(
     State(state): State<ApiState>,
     Extension(who): Extension<Principal>,
     PathParams(id): PathParams<String>,
+    DryRun(dry_run): DryRun,
     JsonBody(body): JsonBody<AddonRequest>,
 ) -> Result<Json<CommandResponse>> {
     let change = PlanChange::AddAddon { addon: body.addon };
-    command(&state, &id, Command::Plan(change), who.actor(body.reason)).await
+    command(
+        &state,
+        dry_run,
+        &id,
+        Command::Plan(change),
+        who.actor(body.reason),
+    )
+    .await
 }
 
 /// `DELETE /v1/orgs/{id}/addons/{addon}`: removes an add-on (in trial at once, otherwise
@@ -93,10 +113,18 @@ pub(super) async fn remove_addon(
     State(state): State<ApiState>,
     Extension(who): Extension<Principal>,
     PathParams((id, addon)): PathParams<(String, String)>,
+    DryRun(dry_run): DryRun,
     OptionalJsonBody(body): OptionalJsonBody<ReasonBody>,
 ) -> Result<Json<CommandResponse>> {
     let change = PlanChange::RemoveAddon { addon };
-    command(&state, &id, Command::Plan(change), who.actor(body.reason)).await
+    command(
+        &state,
+        dry_run,
+        &id,
+        Command::Plan(change),
+        who.actor(body.reason),
+    )
+    .await
 }
 
 /// `POST /v1/orgs/{id}/addons/{addon}/keep`: cancels a scheduled add-on removal.
@@ -104,8 +132,16 @@ pub(super) async fn keep_addon(
     State(state): State<ApiState>,
     Extension(who): Extension<Principal>,
     PathParams((id, addon)): PathParams<(String, String)>,
+    DryRun(dry_run): DryRun,
     OptionalJsonBody(body): OptionalJsonBody<ReasonBody>,
 ) -> Result<Json<CommandResponse>> {
     let change = PlanChange::CancelAddonRemoval { addon };
-    command(&state, &id, Command::Plan(change), who.actor(body.reason)).await
+    command(
+        &state,
+        dry_run,
+        &id,
+        Command::Plan(change),
+        who.actor(body.reason),
+    )
+    .await
 }

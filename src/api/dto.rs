@@ -66,6 +66,39 @@ pub struct LimitQuery {
     pub limit: Option<u64>,
 }
 
+/// `GET /v1/orgs/{id}/forecast` query.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForecastQuery {
+    /// Horizon in days from now (default 60).
+    pub days: Option<u32>,
+    /// Horizon as an instant (instead of `days`).
+    pub until: Option<DateTime<Utc>>,
+    /// `as-last` (default), `succeed`, `fail` or `pending`.
+    pub payments: Option<String>,
+}
+
+/// What a forecast assumes.
+#[derive(Clone, Debug, Serialize)]
+pub struct Assumptions {
+    pub usage: &'static str,
+    pub actions: &'static str,
+    /// What charges do: `succeed`, `fail` or `pending` (`as-last` resolved).
+    pub payments: &'static str,
+}
+
+/// `GET /v1/orgs/{id}/forecast`: the facts up to the horizon, in order, and the org then.
+#[derive(Clone, Debug, Serialize)]
+pub struct ForecastResponse {
+    pub org: String,
+    pub from: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+    pub assumptions: Assumptions,
+    /// Invoice ids are the next free ones now; the real ones may differ.
+    pub facts: Vec<FactDto>,
+    pub then: OrgSummary,
+}
+
 /// A body that only carries the reason stored in the audit trail (optional).
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -599,6 +632,9 @@ pub fn facts(facts: &[Fact]) -> Vec<FactDto> {
 /// What a write on an org answers: the org afterwards and what the write caused.
 #[derive(Clone, Debug, Serialize)]
 pub struct CommandResponse {
+    /// A preview (`?dry_run=true`): nothing was written; `org` is as it would be.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
     pub org: OrgDto,
     pub facts: Vec<FactDto>,
 }
@@ -625,6 +661,9 @@ pub struct UsageResult {
 /// `POST /v1/usage`.
 #[derive(Clone, Debug, Serialize)]
 pub struct UsageResponse {
+    /// A preview (`?dry_run=true`): nothing was stored.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
     pub accepted: usize,
     pub refused: usize,
     pub results: Vec<UsageResult>,

@@ -39,6 +39,8 @@ pub enum ApiError {
     Conflict(String),
     #[error("request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    #[error("the URI is longer than {limit} bytes")]
+    UriTooLong { limit: usize },
     #[error("send the body as Content-Type: application/json")]
     UnsupportedMediaType,
     /// Not ready to serve (readiness probe).
@@ -73,6 +75,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Refused(_) | ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -91,6 +94,7 @@ impl ApiError {
             ApiError::Refused(_) => "illegal_transition",
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::UriTooLong { .. } => "uri_too_long",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::Unavailable { .. } => "unavailable",
             ApiError::Internal(_) => "internal",
@@ -110,7 +114,9 @@ impl ApiError {
                 "why": r.why,
                 "legal_moves": r.legal,
             }),
-            ApiError::PayloadTooLarge { limit } => json!({ "limit_bytes": limit }),
+            ApiError::PayloadTooLarge { limit } | ApiError::UriTooLong { limit } => {
+                json!({ "limit_bytes": limit })
+            }
             ApiError::Unavailable { details, .. } => details.clone(),
             _ => json!({}),
         }
@@ -155,6 +161,7 @@ impl From<engine::Error> for ApiError {
                 ApiError::NotFound(format!("unknown invoice {id}"))
             }
             engine::Error::Exists(id) => ApiError::Conflict(format!("org `{id}` exists already")),
+            engine::Error::Settled(message) => ApiError::Conflict(message),
             engine::Error::Invalid { field, message } => ApiError::invalid(field, message),
             engine::Error::Refused(refusal) => ApiError::Refused(refusal),
             engine::Error::Price(e) => {

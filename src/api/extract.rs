@@ -7,6 +7,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use super::error::ApiError;
 
@@ -16,6 +17,10 @@ pub struct JsonBody<T>(pub T);
 
 /// A JSON body that may be absent (empty): then `T::default()`.
 pub struct OptionalJsonBody<T>(pub T);
+
+/// A required JSON body of items that the handler checks one by one (a usage batch): a
+/// NUL character is left to the handler, which refuses only the item that has it.
+pub struct JsonBatch<T>(pub T);
 
 async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiError> {
     if let Some(content_type) = request.headers().get(CONTENT_TYPE) {
@@ -48,6 +53,71 @@ fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
 }
 
+/// Refuses a body with a NUL character in any string or key, naming where (`admins[0]`):
+/// no column stores one (`PostgreSQL` refuses it outright), so it is refused up front on
+/// every database alike.
+fn refuse_nul(bytes: &[u8]) -> Result<(), ApiError> {
+    // JSON text can only carry a NUL as the escape `\u0000`: without it there is none,
+    // and the body is not parsed a second time.
+    if !bytes.windows(6).any(|w| w == b"\\u0000") {
+        return Ok(());
+    }
+    // A body that does not parse is reported by `parse`.
+    let Ok(value) = serde_json::from_slice::<Value>(bytes) else {
+        return Ok(());
+    };
+    match nul_at(&value, "") {
+        Some(field) => Err(ApiError::invalid(field, "must not contain a NUL character")),
+        None => Ok(()),
+    }
+}
+
+/// The path of the first string or key in `value` that contains a NUL character.
+fn nul_at(value: &Value, at: &str) -> Option<String> {
+    match value {
+        Value::String(s) => s.contains('\0').then(|| at.to_owned()),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| nul_at(item, &format!("{at}[{i}]"))),
+        Value::Object(map) => map.iter().find_map(|(key, item)| {
+            let here = if at.is_empty() {
+                key.clone()
+            } else {
+                format!("{at}.{key}")
+            };
+            if key.contains('\0') {
+                Some(here)
+            } else {
+                nul_at(item, &here)
+            }
+        }),
+        _ => None,
+    }
+}
+
+/// Refuses a request whose path or query has a NUL character once decoded (`%00`), for
+/// the same reason as a body's.
+///
+/// # Errors
+/// [`ApiError::Invalid`] naming `path` or `query`.
+pub fn refuse_nul_in_uri(uri: &axum::http::Uri) -> Result<(), ApiError> {
+    // Percent-decoding yields a NUL only from `%00` (a raw NUL is not a valid URI byte).
+    if uri.path().contains("%00") {
+        return Err(ApiError::invalid(
+            "path",
+            "must not contain a NUL character",
+        ));
+    }
+    if uri.query().is_some_and(|q| q.contains("%00")) {
+        return Err(ApiError::invalid(
+            "query",
+            "must not contain a NUL character",
+        ));
+    }
+    Ok(())
+}
+
 impl<S, T> FromRequest<S> for JsonBody<T>
 where
     S: Send + Sync,
@@ -60,7 +130,25 @@ where
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError::BadRequest("a JSON body is required".to_owned()));
         }
-        parse(&bytes).map(JsonBody)
+        let body = parse(&bytes)?;
+        refuse_nul(&bytes)?;
+        Ok(JsonBody(body))
+    }
+}
+
+impl<S, T> FromRequest<S> for JsonBatch<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = read_body(request, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(ApiError::BadRequest("a JSON body is required".to_owned()));
+        }
+        parse(&bytes).map(JsonBatch)
     }
 }
 
@@ -76,7 +164,9 @@ where
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJsonBody(T::default()));
         }
-        parse(&bytes).map(OptionalJsonBody)
+        let body = parse(&bytes)?;
+        refuse_nul(&bytes)?;
+        Ok(OptionalJsonBody(body))
     }
 }
 
@@ -118,5 +208,34 @@ where
             .await
             .map(|Path(p)| PathParams(p))
             .map_err(|e| ApiError::BadRequest(format!("invalid path: {}", e.body_text())))
+    }
+}
+
+/// `?dry_run=true` on a route that changes orgs: preview the call (see
+/// [`crate::engine::Engine::preview`]). Other query keys are left to the handler.
+pub struct DryRun(pub bool);
+
+impl<S: Send + Sync> FromRequestParts<S> for DryRun {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or("");
+        let mut dry_run = false;
+        for pair in query.split('&') {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            if key == "dry_run" {
+                dry_run = match value {
+                    "true" | "1" | "" => true,
+                    "false" | "0" => false,
+                    other => {
+                        return Err(ApiError::invalid(
+                            "dry_run",
+                            format!("`{other}` is not a boolean (true or false)"),
+                        ))
+                    }
+                };
+            }
+        }
+        Ok(DryRun(dry_run))
     }
 }

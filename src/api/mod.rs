@@ -66,21 +66,48 @@ impl ApiState {
     }
 }
 
-/// Requests served, by method, route and status, for `/metrics`.
+/// Requests served, by method, route and status, for `/metrics`. Every label has a
+/// bounded set of values: the standard methods and the routes of the table, and `other`
+/// for any other method (a client may send any token as a method) or a path that matches
+/// no route.
 #[derive(Default)]
-struct HttpMetrics(Mutex<BTreeMap<(String, String, u16), u64>>);
+struct HttpMetrics(Mutex<BTreeMap<(&'static str, String, u16), u64>>);
+
+/// The method as a metrics label: one of HTTP's standard methods, or `other`.
+fn method_label(method: &Method) -> &'static str {
+    const STANDARD: [Method; 9] = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    STANDARD
+        .iter()
+        .find(|m| *m == method)
+        .map_or("other", Method::as_str)
+}
 
 impl HttpMetrics {
-    fn record(&self, method: &Method, route: &str, status: u16) {
+    /// Counts a response; `route` is the matched route, `None` when none matched.
+    fn record(&self, method: &Method, route: Option<&str>, status: u16) {
         let mut map = self
             .0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *map.entry((method.as_str().to_owned(), route.to_owned(), status))
-            .or_default() += 1;
+        let key = (
+            method_label(method),
+            route.unwrap_or("other").to_owned(),
+            status,
+        );
+        *map.entry(key).or_default() += 1;
     }
 
-    fn snapshot(&self) -> Vec<((String, String, u16), u64)> {
+    fn snapshot(&self) -> Vec<((&'static str, String, u16), u64)> {
         let map = self
             .0
             .lock()
@@ -190,6 +217,7 @@ fn table(test_clocks: bool) -> Vec<Route> {
         route(GET, "/v1/orgs", viewer, "List orgs by id, optionally by state and lock reason (keyset paging)", orgs::list)
             .query(&["state", "reason", "after", "limit"]),
         route(POST, "/v1/orgs", operator, "Sign an org up (a trial, or an imported subscriber)", orgs::signup)
+            .query(&["dry_run"])
             .created()
             .example(|| example(&SignupRequest {
                 id: "acme".into(),
@@ -205,7 +233,10 @@ fn table(test_clocks: bool) -> Vec<Route> {
         route(GET, "/v1/orgs/{id}/transitions", viewer, "The org's audit trail, oldest first", orgs::transitions)
             .query(&["limit"]),
         route(GET, "/v1/orgs/{id}/invoices", viewer, "The org's invoices with their lines", orgs::invoices),
+        route(GET, "/v1/orgs/{id}/forecast", viewer, "What happens to the org up to a horizon (default 60 days) if nothing else does; writes nothing", orgs::forecast)
+            .query(&["days", "until", "payments"]),
         route(POST, "/v1/usage", operator, "Report usage totals; a result per item", usage::report)
+            .query(&["dry_run"])
             .example(|| example(&UsageRequest {
                 reports: vec![UsageItem {
                     org: "acme".into(),
@@ -217,18 +248,27 @@ fn table(test_clocks: bool) -> Vec<Route> {
                 }],
             })),
         route(POST, "/v1/invoices/{id}/payment", operator, "Record the payment provider's outcome for an invoice", billing::payment)
+            .query(&["dry_run"])
             .example(|| example(&PaymentRequest { outcome: PaymentOutcome::Failed, reason: Some("provider webhook".into()) })),
-        route(POST, "/v1/orgs/{id}/payment-method", operator, "A card was added", orgs::payment_method),
+        route(POST, "/v1/orgs/{id}/payment-method", operator, "A card was added", orgs::payment_method)
+            .query(&["dry_run"]),
         route(POST, "/v1/orgs/{id}/plan", operator, "Change the tier: upgrade if higher, downgrade if lower", billing::plan)
+            .query(&["dry_run"])
             .example(|| example(&PlanRequest { tier: 30_000, reason: None })),
-        route(DELETE, "/v1/orgs/{id}/plan/scheduled", operator, "Cancel a scheduled downgrade", billing::cancel_downgrade),
+        route(DELETE, "/v1/orgs/{id}/plan/scheduled", operator, "Cancel a scheduled downgrade", billing::cancel_downgrade)
+            .query(&["dry_run"]),
         route(POST, "/v1/orgs/{id}/addons", operator, "Include an add-on", billing::add_addon)
+            .query(&["dry_run"])
             .example(|| example(&AddonRequest { addon: "journeys".into(), reason: None })),
-        route(DELETE, "/v1/orgs/{id}/addons/{addon}", operator, "Remove an add-on (at the next 1st unless in trial)", billing::remove_addon),
-        route(POST, "/v1/orgs/{id}/addons/{addon}/keep", operator, "Cancel a scheduled add-on removal", billing::keep_addon),
+        route(DELETE, "/v1/orgs/{id}/addons/{addon}", operator, "Remove an add-on (at the next 1st unless in trial)", billing::remove_addon)
+            .query(&["dry_run"]),
+        route(POST, "/v1/orgs/{id}/addons/{addon}/keep", operator, "Cancel a scheduled add-on removal", billing::keep_addon)
+            .query(&["dry_run"]),
         route(POST, "/v1/orgs/{id}/cancel", admin, "Cancel an org: confirm with exactly DELETE and give a reason", admin::cancel)
+            .query(&["dry_run"])
             .example(|| example(&CancelRequest { confirm: Some("DELETE".into()), reason: Some("customer asked".into()) })),
         route(POST, "/v1/orgs/{id}/admin/{op}", admin, "A manual operation: lock, unlock, extend_trial, extend_grace, postpone_cancel, end_trial, mark_paid, transition", admin::operation)
+            .query(&["dry_run"])
             .example(|| example(&AdminRequest { reason: Some("chargeback".into()), ..AdminRequest::default() })),
     ];
     if test_clocks {
@@ -302,10 +342,32 @@ pub fn router(state: ApiState) -> Router {
         .merge(crate::console::router(state.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(check_uri))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(limit))
         .layer(Extension(BodyLimit(limit)))
         .with_state(state)
+}
+
+/// The longest URI (path and query) served: a longer one is a 414 with the usual JSON
+/// error. hyper itself answers URIs over 64 KiB with a bare 414 before any of this runs.
+pub const MAX_URI_BYTES: usize = 8_192;
+
+/// Refuses a URI no handler should see, before routing and authentication: one longer
+/// than [`MAX_URI_BYTES`], or with a NUL character in its path or query.
+async fn check_uri(request: Request, next: Next) -> Response {
+    let uri = request.uri();
+    let length = uri.path_and_query().map_or(0, |pq| pq.as_str().len());
+    if length > MAX_URI_BYTES {
+        return ApiError::UriTooLong {
+            limit: MAX_URI_BYTES,
+        }
+        .into_response();
+    }
+    if let Err(e) = extract::refuse_nul_in_uri(uri) {
+        return e.into_response();
+    }
+    next.run(request).await
 }
 
 async fn not_found() -> ApiError {
@@ -323,9 +385,12 @@ async fn observe(State(state): State<ApiState>, request: Request, next: Next) ->
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str)
-        .to_owned();
-    let span = tracing::info_span!("request", method = %method, route = %route);
+        .map(|p| p.as_str().to_owned());
+    let span = tracing::info_span!(
+        "request",
+        method = %method,
+        route = route.as_deref().unwrap_or("unmatched")
+    );
     let started = Instant::now();
     let response = match tokio::spawn(next.run(request).instrument(span.clone())).await {
         Ok(response) => response,
@@ -335,7 +400,7 @@ async fn observe(State(state): State<ApiState>, request: Request, next: Next) ->
         }
     };
     let status = response.status().as_u16();
-    state.metrics.record(&method, &route, status);
+    state.metrics.record(&method, route.as_deref(), status);
     let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     if method == Method::GET && status < 400 {
         tracing::debug!(parent: &span, status, elapsed_ms, "request");

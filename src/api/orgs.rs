@@ -8,14 +8,16 @@ use axum::{Extension, Json};
 
 use super::auth::Principal;
 use super::dto::{
-    self, CommandResponse, EntitlementsResponse, InvoiceDto, InvoiceList, LimitQuery, ListQuery,
-    OrgDto, OrgList, OrgSummary, ReasonBody, SignupRequest, TransitionDto, TransitionList,
+    self, Assumptions, CommandResponse, EntitlementsResponse, ForecastQuery, ForecastResponse,
+    InvoiceDto, InvoiceList, LimitQuery, ListQuery, OrgDto, OrgList, OrgSummary, ReasonBody,
+    SignupRequest, TransitionDto, TransitionList,
 };
 use super::error::{ApiError, Result};
-use super::extract::{JsonBody, OptionalJsonBody, Params, PathParams};
+use super::extract::{DryRun, JsonBody, OptionalJsonBody, Params, PathParams};
 use super::ApiState;
 use crate::domain::{LockReason, Status};
-use crate::engine::{Actor, Command, Signup, View};
+use crate::engine::forecast::horizon;
+use crate::engine::{Actor, Command, Engine, Payments, Report, Signup, View};
 
 /// Orgs per page of `GET /v1/orgs` unless `limit` says otherwise, and the most it may say.
 const PAGE: u64 = 100;
@@ -36,14 +38,37 @@ pub(super) async fn view(state: &ApiState, id: &str) -> Result<View> {
 /// and answers with the org afterwards and what the command caused.
 pub(super) async fn command(
     state: &ApiState,
+    dry_run: bool,
     id: &str,
     command: Command,
     actor: Actor,
 ) -> Result<Json<CommandResponse>> {
-    let engine = state.engine.for_org(id).await?;
+    let engine = previewing(state.engine.for_org(id).await?, dry_run);
     let report = engine.command(id, &command, &actor).await?;
-    let view = engine.view(id).await?;
+    respond(&engine, id, report).await
+}
+
+/// The engine itself, or its preview (`?dry_run=true`).
+pub(super) fn previewing(engine: Engine, dry_run: bool) -> Engine {
+    if dry_run {
+        engine.preview()
+    } else {
+        engine
+    }
+}
+
+/// A command's answer: the org afterwards (as it would be, for a preview) and the facts.
+pub(super) async fn respond(
+    engine: &Engine,
+    id: &str,
+    report: Report,
+) -> Result<Json<CommandResponse>> {
+    let view = match report.org {
+        Some(org) if engine.is_preview() => engine.view_of(engine.access_of(org)),
+        _ => engine.view(id).await?,
+    };
     Ok(Json(CommandResponse {
+        dry_run: engine.is_preview(),
         org: OrgDto::from(&view),
         facts: dto::facts(&report.facts),
     }))
@@ -53,6 +78,7 @@ pub(super) async fn command(
 pub(super) async fn signup(
     State(state): State<ApiState>,
     Extension(who): Extension<Principal>,
+    DryRun(dry_run): DryRun,
     JsonBody(body): JsonBody<SignupRequest>,
 ) -> Result<impl IntoResponse> {
     let engine = match &body.test_clock {
@@ -65,6 +91,7 @@ pub(super) async fn signup(
         Some(clock) => state.engine.for_test_clock(clock).await?,
         None => state.engine.clone(),
     };
+    let engine = previewing(engine, dry_run);
     let id = body.id.clone();
     let signup = Signup {
         id: body.id,
@@ -77,15 +104,13 @@ pub(super) async fn signup(
         active: body.active,
     };
     let report = engine.signup(signup, &who.actor(body.reason)).await?;
-    let view = engine.view(&id).await?;
-    Ok((
-        StatusCode::CREATED,
-        [(LOCATION, format!("/v1/orgs/{id}"))],
-        Json(CommandResponse {
-            org: OrgDto::from(&view),
-            facts: dto::facts(&report.facts),
-        }),
-    ))
+    let status = if dry_run {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    let response = respond(&engine, &id, report).await?;
+    Ok((status, [(LOCATION, format!("/v1/orgs/{id}"))], response))
 }
 
 /// `GET /v1/orgs?state=&reason=&after=&limit=` (viewer).
@@ -185,6 +210,35 @@ pub(super) async fn transitions(
     }))
 }
 
+/// `GET /v1/orgs/{id}/forecast?days=&until=&payments=` (viewer): what happens to the org
+/// up to the horizon if nothing else does. Reads only.
+pub(super) async fn forecast(
+    State(state): State<ApiState>,
+    PathParams(id): PathParams<String>,
+    Params(query): Params<ForecastQuery>,
+) -> Result<Json<ForecastResponse>> {
+    let engine = state.engine.for_org(&id).await?;
+    let until = horizon(engine.now(), query.days, query.until)?;
+    let payments = query
+        .payments
+        .as_deref()
+        .map_or(Ok(Payments::AsLast), str::parse)
+        .map_err(|e: String| ApiError::invalid("payments", e))?;
+    let forecast = engine.forecast(&id, until, payments).await?;
+    Ok(Json(ForecastResponse {
+        then: OrgSummary::from(&forecast.org),
+        org: id,
+        from: forecast.from,
+        until: forecast.until,
+        assumptions: Assumptions {
+            usage: "no usage beyond what is reported",
+            actions: "no admin, operator or customer action",
+            payments: forecast.payments.as_str(),
+        },
+        facts: dto::facts(&forecast.facts),
+    }))
+}
+
 /// `GET /v1/orgs/{id}/invoices` (viewer).
 pub(super) async fn invoices(
     State(state): State<ApiState>,
@@ -204,10 +258,12 @@ pub(super) async fn payment_method(
     State(state): State<ApiState>,
     Extension(who): Extension<Principal>,
     PathParams(id): PathParams<String>,
+    DryRun(dry_run): DryRun,
     OptionalJsonBody(body): OptionalJsonBody<ReasonBody>,
 ) -> Result<Json<CommandResponse>> {
     command(
         &state,
+        dry_run,
         &id,
         Command::AddPaymentMethod,
         who.actor(body.reason),

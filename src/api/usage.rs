@@ -9,9 +9,10 @@ use axum::{Extension, Json};
 use super::auth::Principal;
 use super::dto::{self, ItemStatus, UsageRequest, UsageResponse, UsageResult};
 use super::error::{ApiError, Result};
-use super::extract::JsonBody;
+use super::extract::{DryRun, JsonBatch};
 use super::ApiState;
 use crate::domain::period::Period;
+use crate::domain::usage;
 use crate::engine::usage::{Outcome, UsageReport};
 use crate::engine::Engine;
 
@@ -48,7 +49,8 @@ async fn by_clock(
 pub(super) async fn report(
     State(state): State<ApiState>,
     Extension(who): Extension<Principal>,
-    JsonBody(body): JsonBody<UsageRequest>,
+    DryRun(dry_run): DryRun,
+    JsonBatch(body): JsonBatch<UsageRequest>,
 ) -> Result<Json<UsageResponse>> {
     if body.reports.is_empty() {
         return Err(ApiError::invalid(
@@ -65,6 +67,16 @@ pub(super) async fn report(
             ),
         ));
     }
+    for (i, item) in body.reports.iter().enumerate() {
+        for (name, value) in [("mau", item.mau), ("data_points", item.data_points)] {
+            if value > usage::LIMIT {
+                return Err(ApiError::invalid(
+                    format!("reports[{i}].{name}"),
+                    format!("{value} is above the limit of {}", usage::LIMIT),
+                ));
+            }
+        }
+    }
     let actor = who.actor(Some("usage report".to_owned()));
     let mut outcomes: Vec<Option<Outcome>> = vec![None; body.reports.len()];
     let mut facts = Vec::new();
@@ -73,6 +85,7 @@ pub(super) async fn report(
             Some(clock) => state.engine.for_test_clock(&clock).await?,
             None => state.engine.clone(),
         };
+        let engine = super::orgs::previewing(engine, dry_run);
         let current = Period::containing(engine.now()).label();
         let reports: Vec<UsageReport> = indices
             .iter()
@@ -120,6 +133,7 @@ pub(super) async fn report(
         .filter(|r| r.status == ItemStatus::Accepted)
         .count();
     Ok(Json(UsageResponse {
+        dry_run,
         accepted,
         refused: results.len() - accepted,
         results,

@@ -20,11 +20,24 @@ pub struct Who {
     /// Why, stored in the audit trail.
     #[arg(long)]
     pub reason: String,
+    /// Preview: print the facts this would produce (or the refusal) and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 impl Who {
     fn actor(&self) -> Actor {
         Actor::new(self.actor.clone(), self.reason.clone())
+    }
+
+    /// The engine, or its preview with `--dry-run` (said on stderr).
+    fn engine(&self, engine: &Engine) -> Engine {
+        if self.dry_run {
+            eprintln!("dry run: nothing is written");
+            engine.preview()
+        } else {
+            engine.clone()
+        }
     }
 }
 
@@ -262,6 +275,38 @@ pub enum AdminCommand {
     },
 }
 
+impl AdminCommand {
+    /// The actor and reason of a command that changes an org; `None` for the reads.
+    pub fn who(&self) -> Option<&Who> {
+        use AdminCommand as A;
+        match self {
+            A::Signup { who, .. }
+            | A::Lock { who, .. }
+            | A::Unlock { who, .. }
+            | A::ExtendTrial { who, .. }
+            | A::EndTrial { who, .. }
+            | A::ExtendGrace { who, .. }
+            | A::PostponeCancel { who, .. }
+            | A::MarkPaid { who, .. }
+            | A::Cancel { who, .. }
+            | A::Transition { who, .. }
+            | A::AddPaymentMethod { who, .. }
+            | A::Upgrade { who, .. }
+            | A::Downgrade { who, .. }
+            | A::CancelDowngrade { who, .. }
+            | A::AddAddon { who, .. }
+            | A::RemoveAddon { who, .. }
+            | A::CancelAddonRemoval { who, .. }
+            | A::Payment { who, .. } => Some(who),
+            A::Show { .. }
+            | A::Orgs { .. }
+            | A::Outbox(_)
+            | A::Stats { .. }
+            | A::Invoices { .. } => None,
+        }
+    }
+}
+
 /// How an admin command ended, for the exit code.
 #[derive(Debug, thiserror::Error)]
 pub enum Failure {
@@ -321,7 +366,7 @@ pub async fn run(
                 addons,
                 active,
             };
-            let report = engine.signup(signup, &who.actor()).await?;
+            let report = who.engine(engine).signup(signup, &who.actor()).await?;
             return print_report(out, &report).map_err(io);
         }
         AdminCommand::Show { org, json } => return show(engine, &org, json, out).await,
@@ -366,7 +411,8 @@ pub async fn run(
             outcome,
             who,
         } => {
-            let report = engine
+            let report = who
+                .engine(engine)
                 .payment_outcome(invoice, outcome == "succeeded", &who.actor())
                 .await?;
             return print_report(out, &report).map_err(io);
@@ -414,7 +460,10 @@ pub async fn run(
             who,
         ),
     };
-    let report = engine.command(&org, &command, &actor.actor()).await?;
+    let report = actor
+        .engine(engine)
+        .command(&org, &command, &actor.actor())
+        .await?;
     print_report(out, &report).map_err(io)
 }
 

@@ -303,7 +303,12 @@ pub async fn run(
     let io = |e: std::io::Error| Failure::Other(e.into());
     let client = Client::new(url, token).map_err(|e| Failure::Input(e.to_string()))?;
     check_direction(&client, &command).await?;
-    let call = call(command)?;
+    let dry_run = command.who().is_some_and(|who| who.dry_run);
+    let mut call = call(command)?;
+    if dry_run {
+        eprintln!("dry run: nothing is written");
+        call.path.push_str("?dry_run=true");
+    }
     let value = fetch(&client, call.method, &call.path, call.body.as_ref()).await?;
     let mut text = String::new();
     match call.print {

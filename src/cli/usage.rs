@@ -32,6 +32,10 @@ pub enum UsageCommand {
         /// Allow totals lower than reported before.
         #[arg(long)]
         correction: bool,
+        /// Preview: print the facts this would produce (alerts, an overage lock, emails)
+        /// or the refusal, and store nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Import reports from a file: JSON Lines (`.jsonl`, one object per line with `org`,
     /// `project`, `period`, `mau`, `data_points`, `correction`) or CSV (`.csv`, header
@@ -77,7 +81,14 @@ pub async fn run(
             mau,
             data_points,
             correction,
+            dry_run,
         } => {
+            let engine = if dry_run {
+                eprintln!("dry run: nothing is written");
+                engine.preview()
+            } else {
+                engine.clone()
+            };
             let report = UsageReport {
                 org,
                 project,
@@ -117,7 +128,8 @@ async fn import(
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
     let progress = std::io::stderr().is_terminal() && size > 1 << 20;
-    let mut lines = std::io::BufReader::new(handle).lines().enumerate();
+    // Lines as bytes: one that is not UTF-8 is refused like any other bad line.
+    let mut lines = std::io::BufReader::new(handle).split(b'\n').enumerate();
     let mut header: Option<Vec<String>> = None;
     let mut tally = Tally::default();
     let mut read = 0u64;
@@ -125,9 +137,16 @@ async fn import(
         let mut items = Vec::with_capacity(batch);
         let mut item_lines = Vec::with_capacity(batch);
         for (index, line) in lines.by_ref() {
-            let line = line.map_err(io)?;
+            let mut line = line.map_err(io)?;
             read += line.len() as u64 + 1;
             let number = index + 1;
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            let Ok(line) = String::from_utf8(line) else {
+                tally.refuse(&name, number, "not valid UTF-8");
+                continue;
+            };
             if line.trim().is_empty() || line.starts_with('#') {
                 continue;
             }

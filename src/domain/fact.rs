@@ -88,6 +88,9 @@ impl Fact {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Report {
     pub facts: Vec<Fact>,
+    /// The org a command, payment outcome or single signup acted on, as it is afterwards
+    /// (what a preview shows of it).
+    pub org: Option<crate::domain::Org>,
 }
 
 impl Report {
@@ -100,6 +103,9 @@ impl Report {
 
     pub fn extend(&mut self, other: Report) {
         self.facts.extend(other.facts);
+        if other.org.is_some() {
+            self.org = other.org;
+        }
     }
 }
 

@@ -10,6 +10,12 @@ pub struct Period {
 }
 
 impl Period {
+    /// The earliest period usage may be reported for: an earlier one is a mistake.
+    pub const FIRST: Period = Period {
+        year: 2000,
+        month: 1,
+    };
+
     /// The period that contains `at`.
     pub fn containing(at: DateTime<Utc>) -> Self {
         Self {

@@ -3,6 +3,12 @@
 
 use rust_decimal::{Decimal, RoundingStrategy};
 
+/// The largest MAU or data-point total accepted for one project, and for one org's sum
+/// over its projects, in a period (10^15): far above any real org, and low enough that
+/// every sum, percentage and price computed from it stays exact in `u64`, in `i64` cents
+/// and in `Decimal`. A report above it is refused, naming the limit.
+pub const LIMIT: u64 = 1_000_000_000_000_000;
+
 /// An org's usage in one period, summed over its projects.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Usage {
@@ -11,6 +17,16 @@ pub struct Usage {
 }
 
 impl Usage {
+    /// The sum of two usages, or `None` when either total would pass [`LIMIT`].
+    pub fn checked_add(self, other: Usage) -> Option<Usage> {
+        let mau = self.mau.checked_add(other.mau).filter(|v| *v <= LIMIT)?;
+        let data_points = self
+            .data_points
+            .checked_add(other.data_points)
+            .filter(|v| *v <= LIMIT)?;
+        Some(Usage { mau, data_points })
+    }
+
     /// `ceil(data_points / allowance_per_mau)`.
     pub fn processed_mau(self, allowance_per_mau: u64) -> u64 {
         self.data_points.div_ceil(allowance_per_mau.max(1))
@@ -86,6 +102,25 @@ mod tests {
             data_points: 100,
         };
         assert_eq!(light.usage_mau(2_000), 1_000);
+    }
+
+    #[test]
+    fn sums_past_the_limit_are_refused_not_wrapped() {
+        let near = Usage {
+            mau: LIMIT - 1,
+            data_points: 0,
+        };
+        let one = Usage {
+            mau: 1,
+            data_points: 0,
+        };
+        assert_eq!(near.checked_add(one).map(|u| u.mau), Some(LIMIT));
+        assert_eq!(near.checked_add(one).and_then(|u| u.checked_add(one)), None);
+        let huge = Usage {
+            mau: u64::MAX,
+            data_points: u64::MAX,
+        };
+        assert_eq!(huge.checked_add(huge), None);
     }
 
     #[test]

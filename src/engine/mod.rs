@@ -7,6 +7,7 @@
 //! the injected [`Clock`]. A deadline takes effect at its own instant even when processed
 //! late, and the deadlines it chains are computed from that instant.
 
+pub mod forecast;
 pub mod gateway;
 mod ops;
 mod read;
@@ -28,6 +29,7 @@ pub use crate::domain::record::Actor;
 use crate::domain::{self, Lifecycle, Org, Refusal, Status};
 use crate::storage::snapshot::{self, Window};
 use crate::storage::{self, billing, org as orgs};
+pub use forecast::{Forecast, Payments};
 pub use gateway::{ExternalGateway, PaymentGateway, ScriptedGateway};
 pub use read::{Access, Stats, View};
 
@@ -40,6 +42,9 @@ pub enum Error {
     UnknownInvoice(i64),
     #[error("org `{0}` exists already")]
     Exists(String),
+    /// A payment outcome for an invoice that is paid or voided already.
+    #[error("{0}")]
+    Settled(String),
     #[error("{field}: {message}")]
     Invalid {
         field: &'static str,
@@ -60,6 +65,7 @@ impl From<Rejection> for Error {
             Rejection::Refused(refusal) => Error::Refused(refusal),
             Rejection::Price(e) => Error::Price(e),
             Rejection::UnknownInvoice(id) => Error::UnknownInvoice(id),
+            settled @ Rejection::Settled { .. } => Error::Settled(settled.to_string()),
             Rejection::Incomplete(what) => Error::Storage(storage::Error::Db(
                 sea_orm::DbErr::Custom(format!("the planner's snapshot lacks {what}")),
             )),
@@ -103,6 +109,8 @@ pub struct Engine {
     sizer: Arc<BatchSizer>,
     /// Coalesced point reads of orgs ([`Engine::with_batched_reads`]); `None`: direct.
     reads: Option<Arc<storage::reads::OrgReads>>,
+    /// Plans and writes as usual, then rolls back ([`Engine::preview`]).
+    preview: bool,
 }
 
 /// Sizes sweep batches to a time budget (`daemon.batch_target_ms`): a full batch that
@@ -179,6 +187,34 @@ impl Engine {
             clock,
             scope: None,
             reads: None,
+            preview: false,
+        }
+    }
+
+    /// The same engine in preview mode (`--dry-run`, `?dry_run=true`): each call reads,
+    /// plans and writes exactly as it would, reports the same facts (or the same refusal),
+    /// and then rolls its transaction back. Nothing stays: no row, no version, no outbox
+    /// message; invoice ids are read ahead instead of reserved, so a preview followed by
+    /// the call (with no other writer between) reports the same ids.
+    #[must_use]
+    pub fn preview(&self) -> Self {
+        Self {
+            preview: true,
+            ..self.clone()
+        }
+    }
+
+    /// Whether this engine previews ([`Engine::preview`]).
+    pub fn is_preview(&self) -> bool {
+        self.preview
+    }
+
+    /// Commits a call's transaction, or rolls it back in preview mode.
+    async fn settle(&self, txn: DatabaseTransaction) -> std::result::Result<(), sea_orm::DbErr> {
+        if self.preview {
+            txn.rollback().await
+        } else {
+            txn.commit().await
         }
     }
 
@@ -355,7 +391,7 @@ impl Engine {
         orgs::update_many(&txn, &mut due, &read, self.clock.now()).await?;
         storage::write(&txn, &plan, self.clock.now()).await?;
         let t3 = t0.elapsed();
-        txn.commit().await?;
+        self.settle(txn).await?;
         let t4 = t0.elapsed();
         self.sizer.record(limit, claimed, t4);
         tracing::debug!(
@@ -368,7 +404,7 @@ impl Engine {
             commit_ms = t4.saturating_sub(t3).as_secs_f64() * 1e3,
             "sweep batch"
         );
-        report.extend(committed(plan));
+        report.extend(self.committed(plan, None));
         Ok(Swept {
             claimed,
             more: claimed >= limit,
@@ -408,6 +444,7 @@ impl Engine {
             alerts,
             invoice,
             ids,
+            peek: self.preview,
         };
         let snapshot = snapshot::read(txn, &window).await?;
         Ok(Planner::new(&self.rules, snapshot, self.clock.now()).on_clock(self.scope.clone()))
@@ -451,6 +488,7 @@ impl Engine {
         signups: Vec<Signup>,
         actor: &Actor,
     ) -> std::result::Result<Report, (usize, Error)> {
+        check_reason(actor).map_err(|e| (0, e))?;
         let at = self.clock.now();
         let mut new = Vec::with_capacity(signups.len());
         let mut seen = std::collections::HashSet::new();
@@ -505,8 +543,11 @@ impl Engine {
         storage::write(&txn, &plan, at)
             .await
             .map_err(|e| storage_error(e.into()))?;
-        txn.commit().await.map_err(|e| storage_error(e.into()))?;
-        Ok(committed(plan))
+        self.settle(txn)
+            .await
+            .map_err(|e| storage_error(e.into()))?;
+        let org = if new.len() == 1 { new.pop() } else { None };
+        Ok(self.committed(plan, org))
     }
 
     /// Checks a signup and builds its org at `at`.
@@ -515,10 +556,20 @@ impl Engine {
         if signup.admins.is_empty() {
             return Err(invalid("admins", "at least one account admin is required"));
         }
+        if signup.admins.len() > self.rules.max_admins {
+            return Err(invalid(
+                "admins",
+                format!(
+                    "{} account admins; at most {} (notify.max_admins_per_org)",
+                    signup.admins.len(),
+                    self.rules.max_admins
+                ),
+            ));
+        }
         if let Some(bad) = signup.admins.iter().find(|a| !looks_like_email(a)) {
             return Err(invalid(
                 "admins",
-                format!("`{bad}` is not an email address"),
+                format!("`{bad}` is not one email address"),
             ));
         }
         if let Some(bad) = signup
@@ -528,7 +579,7 @@ impl Engine {
         {
             return Err(invalid(
                 "billing_email",
-                format!("`{bad}` is not an email address"),
+                format!("`{bad}` is not one email address"),
             ));
         }
         self.rules.prices.plan(&signup.plan)?;
@@ -575,6 +626,7 @@ impl Engine {
     /// [`Error::Refused`] with the legal moves, [`Error::UnknownOrg`], [`Error::Invalid`];
     /// nothing changes then.
     pub async fn command(&self, org_id: &str, command: &Command, actor: &Actor) -> Result<Report> {
+        check_reason(actor)?;
         let mut attempt = 0;
         loop {
             match self.try_command(org_id, command, actor).await {
@@ -616,8 +668,8 @@ impl Engine {
         let plan = planner.finish();
         orgs::update(&txn, &mut org, at).await?;
         storage::write(&txn, &plan, at).await?;
-        txn.commit().await?;
-        Ok(committed(plan))
+        self.settle(txn).await?;
+        Ok(self.committed(plan, Some(org)))
     }
 
     /// Records a payment outcome reported by the gateway for an invoice.
@@ -630,9 +682,13 @@ impl Engine {
         succeeded: bool,
         actor: &Actor,
     ) -> Result<Report> {
+        check_reason(actor)?;
         let at = self.clock.now();
         let txn = self.db.begin().await?;
         storage::lock_writes(&txn).await?;
+        // This read only finds the org. The invoice is checked in the snapshot, read once
+        // the org is locked: concurrent outcomes for one invoice wait for each other there
+        // (on PostgreSQL; SQLite has one writer), and each sees what the one before did.
         let invoice = billing::find(&txn, invoice_id)
             .await?
             .ok_or(Error::UnknownInvoice(invoice_id))?;
@@ -657,8 +713,22 @@ impl Engine {
         let plan = planner.finish();
         orgs::update(&txn, &mut org, at).await?;
         storage::write(&txn, &plan, at).await?;
-        txn.commit().await?;
-        Ok(committed(plan))
+        self.settle(txn).await?;
+        Ok(self.committed(plan, Some(org)))
+    }
+
+    /// What a settled plan reports to the caller: its facts and the org a call acted on
+    /// (as it is afterwards). Committed transitions are logged.
+    fn committed(&self, plan: Plan, org: Option<Org>) -> Report {
+        if self.preview {
+            return Report {
+                facts: plan.facts,
+                org,
+            };
+        }
+        let mut report = committed(plan);
+        report.org = org;
+        report
     }
 }
 
@@ -670,7 +740,10 @@ fn committed(plan: Plan) -> Report {
             at = %domain::plan::rfc3339(t.at), "transition"
         );
     }
-    Report { facts: plan.facts }
+    Report {
+        facts: plan.facts,
+        org: None,
+    }
 }
 
 fn invalid(field: &'static str, message: impl Into<String>) -> Error {
@@ -686,20 +759,51 @@ fn validate_id(id: &str) -> Result<()> {
         && id
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(invalid(
+    if !ok {
+        return Err(invalid(
             "id",
             format!("`{id}` must be 1 to 64 letters, digits, `-`, `_` or `.`"),
-        ))
+        ));
     }
+    // `.` and `..` are path segments: `/v1/orgs/..` would never reach the org.
+    if id == "." || id == ".." {
+        return Err(invalid("id", format!("`{id}` is not a usable id")));
+    }
+    Ok(())
 }
 
+/// The longest email address accepted (RFC 5321's limit on a forward path).
+pub const MAX_EMAIL_BYTES: usize = 254;
+
+/// One plain address `user@host.tld`: a list (`a@b.co,evil@x.co`), a display name or
+/// angle brackets, spaces and control characters are refused, since the address is put
+/// into a message's recipients as it is.
 fn looks_like_email(s: &str) -> bool {
-    s.split_once('@').is_some_and(|(user, host)| {
-        !user.is_empty() && host.contains('.') && !s.contains(char::is_whitespace)
-    })
+    let single = s.len() <= MAX_EMAIL_BYTES
+        && !s.contains(|c: char| {
+            c.is_whitespace() || c.is_control() || matches!(c, ',' | ';' | '<' | '>' | '"')
+        });
+    single
+        && s.split_once('@').is_some_and(|(user, host)| {
+            !user.is_empty() && !host.contains('@') && host.contains('.')
+        })
+}
+
+/// The longest reason accepted for the audit trail, in characters.
+pub const MAX_REASON_CHARS: usize = 1_000;
+
+/// Refuses a reason longer than [`MAX_REASON_CHARS`].
+fn check_reason(actor: &Actor) -> Result<()> {
+    match &actor.reason {
+        Some(reason) if reason.chars().count() > MAX_REASON_CHARS => Err(invalid(
+            "reason",
+            format!(
+                "{} characters; at most {MAX_REASON_CHARS}",
+                reason.chars().count()
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]

@@ -50,16 +50,21 @@ impl Engine {
             .org(id)
             .await?
             .ok_or_else(|| Error::UnknownOrg(id.to_owned()))?;
+        Ok(self.access_of(org))
+    }
+
+    /// `org`'s entitlements at the clock's instant.
+    pub fn access_of(&self, org: Org) -> Access {
         let l = &org.lifecycle;
         let now = Period::containing(self.clock.now());
-        Ok(Access {
+        Access {
             entitlements: self.rules.entitlements.of(l.status, l.reasons),
             upgrade_prompt: l.status != Status::Canceled
                 && org
                     .usage
                     .is_some_and(|(p, mau)| p == now && domain::usage::above(mau, org.tier, 100)),
             org,
-        })
+        }
     }
 
     /// The org with its derived entitlements and legal moves.
@@ -68,7 +73,12 @@ impl Engine {
     /// [`Error::UnknownOrg`]; a storage error.
     pub async fn view(&self, id: &str) -> Result<View> {
         let access = self.access(id).await?;
-        Ok(View {
+        Ok(self.view_of(access))
+    }
+
+    /// The view of an org held in memory (a preview's org as it would be afterwards).
+    pub fn view_of(&self, access: Access) -> View {
+        View {
             legal_moves: domain::legal_moves(
                 &access.org.lifecycle,
                 self.clock.now(),
@@ -77,7 +87,7 @@ impl Engine {
             org: access.org,
             entitlements: access.entitlements,
             upgrade_prompt: access.upgrade_prompt,
-        })
+        }
     }
 }
 

@@ -72,7 +72,13 @@ impl Engine {
         let mut ingested = Ingested::default();
         ingested.outcomes.reserve(reports.len());
         ingested.starts.reserve(reports.len());
-        for (c, chunk) in reports.chunks(CHUNK).enumerate() {
+        // A preview is one transaction, so that later items see what earlier ones did.
+        let size = if self.preview {
+            reports.len().max(1)
+        } else {
+            CHUNK
+        };
+        for (c, chunk) in reports.chunks(size).enumerate() {
             let txn = self.db.begin().await?;
             storage::lock_writes(&txn).await?;
             // The chunk's orgs (locked on PostgreSQL, in id order), as read.
@@ -104,7 +110,7 @@ impl Engine {
                 let actor = if actors.len() == 1 {
                     &actors[0]
                 } else {
-                    &actors[c * CHUNK + i]
+                    &actors[c * size + i]
                 };
                 ingested
                     .starts
@@ -113,11 +119,17 @@ impl Engine {
                 ingested.outcomes.push(outcome);
             }
             let plan = planner.finish();
-            let mut loaded: Vec<crate::domain::Org> = loaded.into_values().collect();
-            orgs::update_many(&txn, &mut loaded, &read, at).await?;
+            // Only the orgs that changed are written: a refused item (or a report that
+            // changes no column of its org) bumps neither `version` nor `updated_at`.
+            let (mut changed, read): (Vec<crate::domain::Org>, Vec<orgs::Written>) = loaded
+                .into_values()
+                .zip(read)
+                .filter(|(o, w)| w.changed(o))
+                .unzip();
+            orgs::update_many(&txn, &mut changed, &read, at).await?;
             storage::write(&txn, &plan, at).await?;
-            txn.commit().await?;
-            ingested.report.extend(super::committed(plan));
+            self.settle(txn).await?;
+            ingested.report.extend(self.committed(plan, None));
         }
         Ok(ingested)
     }

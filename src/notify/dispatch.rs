@@ -114,6 +114,19 @@ impl Dispatcher {
         .await?;
         txn.commit().await?;
         for m in claimed {
+            // The batch is bounded by its lease: what is left once the lease ran out is
+            // left to the next claim (another dispatcher's, or this one's next round).
+            if self.clock.now() >= lease {
+                break;
+            }
+            // Each message's lease is renewed right before its send, and only if this
+            // dispatcher still holds it: a message another dispatcher claimed after this
+            // lease ran out is theirs to send.
+            let renewed = self.clock.now()
+                + Duration::seconds(i64::try_from(self.settings.lease_seconds).unwrap_or(120));
+            if !outbox::renew(&self.db, m.id, m.attempts, renewed).await? {
+                continue;
+            }
             let outcome = match m.channel.as_str() {
                 "email" => match self.templates.render(&m.template, &m.payload) {
                     Ok(rendered) => {
@@ -150,15 +163,17 @@ impl Dispatcher {
             let now = self.clock.now();
             match outcome {
                 Ok(()) => {
-                    outbox::mark_sent(&self.db, m.id, now).await?;
-                    round.sent += 1;
+                    // Acknowledged only while held; else the holder acknowledges it.
+                    if outbox::mark_sent(&self.db, m.id, m.attempts, now).await? {
+                        round.sent += 1;
+                    }
                 }
                 Err(error) => {
                     let give_up =
                         u32::try_from(m.attempts).unwrap_or(u32::MAX) >= self.settings.max_attempts;
                     let retry_at = (!give_up).then(|| now + self.backoff(m.id, m.attempts));
                     tracing::warn!(outbox = m.id, org = %m.org_id, template = %m.template, attempts = m.attempts, %error, dead = give_up, "delivery failed");
-                    outbox::mark_failed(&self.db, m.id, &error, retry_at).await?;
+                    outbox::mark_failed(&self.db, m.id, m.attempts, &error, retry_at).await?;
                     if give_up {
                         round.dead += 1;
                     } else {

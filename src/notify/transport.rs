@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
+use lettre::message::{header, header::ContentType, Mailbox, Mailboxes, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::PoolConfig;
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -137,11 +137,17 @@ pub fn message(
         .from(from)
         .subject(rendered.subject.clone())
         .message_id(Some(format!("<{}@acctd>", message_id(dedupe_key))));
+    // The recipients as one header, built once (adding them one by one re-parses the
+    // header each time, quadratic in the number of recipients).
+    let mut mailboxes = Mailboxes::new();
     for recipient in to {
         let mailbox: Mailbox = recipient
             .parse()
             .map_err(|e| format!("to `{recipient}`: {e}"))?;
-        builder = builder.to(mailbox);
+        mailboxes.push(mailbox);
+    }
+    if !to.is_empty() {
+        builder = builder.mailbox(header::To::from(mailboxes));
     }
     builder
         .multipart(

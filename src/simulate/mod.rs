@@ -68,6 +68,8 @@ pub async fn run(
         None => base.clone(),
     };
     validate_orgs(scenario, &settings)?;
+    // The operator's bounds, not the scenario's own `[config]`.
+    check_bounds(scenario, &base.simulation)?;
     let db = storage::connect("sqlite::memory:", 1).await?;
     storage::migrate(&db).await?;
     let clock = Arc::new(VirtualClock::new(scenario.start));
@@ -179,6 +181,37 @@ pub async fn run(
     emit(out, engine.tick(last).await?.facts)?;
     output::summary(out, summary.expectations, summary.failed)?;
     Ok(summary)
+}
+
+/// Refuses a scenario beyond `[simulation]`'s bounds before anything runs.
+fn check_bounds(scenario: &Scenario, bounds: &config::Simulation) -> Result<(), scenario::Error> {
+    let max_orgs = usize::try_from(bounds.max_orgs).unwrap_or(usize::MAX);
+    if let Some(org) = scenario.orgs.get(max_orgs) {
+        return Err(scenario::Error {
+            file: scenario.file.clone(),
+            line: org.line,
+            key: "org".to_owned(),
+            message: format!(
+                "{} orgs; at most {max_orgs} (simulation.max_orgs)",
+                scenario.orgs.len()
+            ),
+        });
+    }
+    let limit = scenario
+        .start
+        .checked_add_months(chrono::Months::new(bounds.max_years.saturating_mul(12)));
+    if limit.is_none_or(|limit| scenario.until > limit) {
+        return Err(scenario::Error {
+            file: scenario.file.clone(),
+            line: config::line_of_key(&scenario.text, "until").unwrap_or(1),
+            key: "until".to_owned(),
+            message: format!(
+                "more than {} years after start (simulation.max_years)",
+                bounds.max_years
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Checks every `[[org]]` against the price book before anything runs, so that a bad

@@ -551,10 +551,26 @@ fn step_action(cx: &Ctx<'_>, s: &RawStep) -> Result<Action, Error> {
         _ => {
             let op_name = required(&s.op, "op")?;
             let op_span = s.op.as_ref().unwrap_or(&s.action);
+            // A day count the rules would refuse is a bad scenario, not a refused step.
             let days = || {
-                s.days.as_ref().map(|d| *d.get_ref()).ok_or_else(|| {
+                let d = s.days.as_ref().ok_or_else(|| {
                     cx.err(op_span, "step.days", format!("op `{op_name}` needs `days`"))
-                })
+                })?;
+                let range = crate::domain::plan::EXTENSION_DAYS;
+                if range.contains(d.get_ref()) {
+                    Ok(*d.get_ref())
+                } else {
+                    Err(cx.err(
+                        d,
+                        "step.days",
+                        format!(
+                            "{} is out of range {}..={}",
+                            d.get_ref(),
+                            range.start(),
+                            range.end()
+                        ),
+                    ))
+                }
             };
             let op = match op_name.as_str() {
                 "lock" => AdminOp::Lock,

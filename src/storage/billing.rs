@@ -25,12 +25,16 @@ pub struct NewInvoice<'a> {
     pub issued_at: DateTime<Utc>,
 }
 
-fn cents(amount: Decimal) -> i64 {
-    // Amounts are rounded to cents and far below i64::MAX cents.
-    (amount * Decimal::ONE_HUNDRED)
-        .trunc()
-        .to_i64()
-        .unwrap_or(i64::MAX)
+/// An amount (already rounded to cents) as integer cents, checked: an amount that does
+/// not fit fails the write instead of storing a different total than the plan reports.
+fn cents(amount: Decimal) -> Result<i64> {
+    amount
+        .checked_mul(Decimal::ONE_HUNDRED)
+        .and_then(|c| c.trunc().to_i64())
+        .ok_or_else(|| super::Error::OutOfRange {
+            field: "amount",
+            value: amount.to_string(),
+        })
 }
 
 fn from_cents(cents: i64) -> Decimal {
@@ -109,6 +113,31 @@ pub async fn reserve_ids(conn: &impl ConnectionTrait, n: usize) -> Result<Vec<i6
     Ok((first..first + n).collect())
 }
 
+/// The `n` invoice ids [`reserve_ids`] would give now, without reserving them (for a
+/// preview, whose transaction rolls back): on `PostgreSQL` the ids after the sequence's
+/// last value, on `SQLite` the same read as [`reserve_ids`].
+///
+/// # Errors
+/// A database error.
+pub async fn next_ids(conn: &impl ConnectionTrait, n: usize) -> Result<Vec<i64>> {
+    let backend = conn.get_database_backend();
+    if backend != DbBackend::Postgres {
+        return reserve_ids(conn, n).await;
+    }
+    let n = i64::try_from(n.max(1)).unwrap_or(i64::MAX);
+    let row = conn
+        .query_one_raw(Statement::from_string(
+            backend,
+            "SELECT COALESCE(pg_sequence_last_value(pg_get_serial_sequence('invoices', 'id')::regclass), 0) AS id",
+        ))
+        .await?;
+    let last = match row {
+        Some(row) => row.try_get::<i64>("", "id")?,
+        None => 0,
+    };
+    Ok((last + 1..=last + n).collect())
+}
+
 /// Inserts invoices with their lines, under ids from [`reserve_ids`] (a multi-row insert
 /// per 1,000 rows). The `(org, key)`
 /// unique index refuses a duplicate.
@@ -148,7 +177,7 @@ pub async fn insert_many<C: ConnectionTrait>(conn: &C, invoices: &[Invoice]) -> 
                 i.period.clone().into(),
                 i.kind.as_str().into(),
                 i.currency.clone().into(),
-                cents(i.total).into(),
+                cents(i.total)?.into(),
                 i.status.as_str().into(),
                 i.issued_at.into(),
                 i.paid_at.into(),
@@ -170,7 +199,7 @@ pub async fn insert_many<C: ConnectionTrait>(conn: &C, invoices: &[Invoice]) -> 
                 position.into(),
                 l.kind.as_str().into(),
                 l.description.clone().into(),
-                cents(l.amount).into(),
+                cents(l.amount)?.into(),
             ]);
         }
         super::execute(conn, insert.build("")).await?;
@@ -225,7 +254,8 @@ fn decode(m: invoice::Model, lines: Vec<Line>) -> Result<Invoice> {
 }
 
 /// The invoices of these orgs, without their lines, that a plan from `from` on may
-/// touch: those issued at or after `from`, those with one of `keys`, and the failed ones.
+/// touch: those issued at or after `from`, those with one of `keys`, the failed ones, and
+/// the open prorations (a pending plan change, which a newer one voids).
 ///
 /// # Errors
 /// A database error or a corrupt row.
@@ -244,7 +274,12 @@ pub async fn window_of(
                 Condition::any()
                     .add(invoice::Column::IssuedAt.gte(from))
                     .add(invoice::Column::Key.is_in(keys.iter().cloned()))
-                    .add(invoice::Column::Status.eq(InvoiceStatus::Failed.as_str())),
+                    .add(invoice::Column::Status.eq(InvoiceStatus::Failed.as_str()))
+                    .add(
+                        Condition::all()
+                            .add(invoice::Column::Kind.eq(InvoiceKind::Proration.as_str()))
+                            .add(invoice::Column::Status.eq(InvoiceStatus::Open.as_str())),
+                    ),
             )
             .all(conn)
             .await?;

@@ -38,6 +38,20 @@ pub enum Error {
         field: &'static str,
         value: String,
     },
+    /// A number does not fit its column: nothing is written rather than a clamped value.
+    #[error("{field} {value} does not fit its column")]
+    OutOfRange { field: &'static str, value: String },
+}
+
+/// `v` as the `i64` of a column named `field`.
+///
+/// # Errors
+/// [`Error::OutOfRange`] when it does not fit.
+pub(crate) fn fit(field: &'static str, v: u64) -> Result<i64> {
+    i64::try_from(v).map_err(|_| Error::OutOfRange {
+        field,
+        value: v.to_string(),
+    })
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -606,6 +606,14 @@ impl Written {
             scheduled_removals: o.scheduled_removals.clone(),
         }
     }
+
+    /// Whether `o` differs from what was read in any column [`update_many`] writes
+    /// (`updated_at` aside): an org that did not change needs no write.
+    pub fn changed(&self, o: &Org) -> bool {
+        COLUMNS
+            .iter()
+            .any(|col| col.name != "updated_at" && !(col.same)(o, self))
+    }
 }
 
 /// A column [`update_many`] writes: its value, and whether an org still has the value it
@@ -804,6 +812,7 @@ pub async fn load_many(
     conn: &(impl ConnectionTrait + StreamTrait),
     ids: &[&str],
 ) -> Result<Vec<Org>> {
+    let ids: Vec<&str> = ids.iter().copied().filter(|id| !cannot_exist(id)).collect();
     let mut found = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(1_000) {
         let mut query = org::Entity::find()

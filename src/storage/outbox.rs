@@ -92,31 +92,64 @@ pub async fn claim(
         .collect())
 }
 
-/// Acknowledges a delivered message.
+/// Renews the lease of a claimed message right before it is sent, if the caller still
+/// holds it: `attempts` is the count the caller's claim gave it (a fencing token). Once a
+/// lease ran out another dispatcher may have claimed the message again, which moved the
+/// count on: then this returns `false` and the caller must not send it.
 ///
 /// # Errors
 /// A database error.
-pub async fn mark_sent(conn: &impl ConnectionTrait, id: i64, at: DateTime<Utc>) -> Result<()> {
-    outbox::Entity::update_many()
+pub async fn renew(
+    conn: &impl ConnectionTrait,
+    id: i64,
+    attempts: i32,
+    lease_until: DateTime<Utc>,
+) -> Result<bool> {
+    let result = outbox::Entity::update_many()
+        .col_expr(outbox::Column::NextAttemptAt, Expr::value(lease_until))
+        .filter(outbox::Column::Id.eq(id))
+        .filter(outbox::Column::Status.eq("pending"))
+        .filter(outbox::Column::Attempts.eq(attempts))
+        .exec(conn)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+/// Acknowledges a delivered message, if the caller still holds it (see [`renew`]).
+/// Returns whether it did.
+///
+/// # Errors
+/// A database error.
+pub async fn mark_sent(
+    conn: &impl ConnectionTrait,
+    id: i64,
+    attempts: i32,
+    at: DateTime<Utc>,
+) -> Result<bool> {
+    let result = outbox::Entity::update_many()
         .col_expr(outbox::Column::Status, Expr::value("sent"))
         .col_expr(outbox::Column::SentAt, Expr::value(Some(at)))
         .col_expr(outbox::Column::LastError, Expr::value(None::<String>))
         .filter(outbox::Column::Id.eq(id))
+        .filter(outbox::Column::Status.eq("pending"))
+        .filter(outbox::Column::Attempts.eq(attempts))
         .exec(conn)
         .await?;
-    Ok(())
+    Ok(result.rows_affected == 1)
 }
 
-/// Records a failed attempt: retried at `retry_at`, or dead-lettered.
+/// Records a failed attempt, if the caller still holds the message (see [`renew`]):
+/// retried at `retry_at`, or dead-lettered. Returns whether it did.
 ///
 /// # Errors
 /// A database error.
 pub async fn mark_failed(
     conn: &impl ConnectionTrait,
     id: i64,
+    attempts: i32,
     error: &str,
     retry_at: Option<DateTime<Utc>>,
-) -> Result<()> {
+) -> Result<bool> {
     let mut update = outbox::Entity::update_many().col_expr(
         outbox::Column::LastError,
         Expr::value(Some(error.to_owned())),
@@ -125,8 +158,13 @@ pub async fn mark_failed(
         Some(at) => update.col_expr(outbox::Column::NextAttemptAt, Expr::value(at)),
         None => update.col_expr(outbox::Column::Status, Expr::value("dead")),
     };
-    update.filter(outbox::Column::Id.eq(id)).exec(conn).await?;
-    Ok(())
+    let result = update
+        .filter(outbox::Column::Id.eq(id))
+        .filter(outbox::Column::Status.eq("pending"))
+        .filter(outbox::Column::Attempts.eq(attempts))
+        .exec(conn)
+        .await?;
+    Ok(result.rows_affected == 1)
 }
 
 /// Marks a message with a final status that is not a delivery (`skipped`).

@@ -25,6 +25,9 @@ pub struct Window<'a> {
     pub invoice: Option<i64>,
     /// How many invoice ids to reserve (an upper bound of what the plan issues).
     pub ids: usize,
+    /// Read the next invoice ids without reserving them (a preview, which rolls back:
+    /// `PostgreSQL`'s `nextval` would not).
+    pub peek: bool,
 }
 
 /// Reads `window`'s snapshot inside the caller's transaction (which holds the orgs:
@@ -60,7 +63,11 @@ pub async fn read(conn: &impl sea_orm::ConnectionTrait, window: &Window<'_>) -> 
         }
     }
     if window.ids > 0 {
-        snapshot.invoice_ids = billing::reserve_ids(conn, window.ids).await?.into();
+        snapshot.invoice_ids = if window.peek {
+            billing::next_ids(conn, window.ids).await?.into()
+        } else {
+            billing::reserve_ids(conn, window.ids).await?.into()
+        };
     }
     Ok(snapshot)
 }

@@ -90,10 +90,8 @@ pub async fn upsert_many<C: ConnectionTrait>(
                 r.org_id.clone().into(),
                 r.period.label().into(),
                 r.project.clone().into(),
-                i64::try_from(r.usage.mau).unwrap_or(i64::MAX).into(),
-                i64::try_from(r.usage.data_points)
-                    .unwrap_or(i64::MAX)
-                    .into(),
+                super::fit("mau", r.usage.mau)?.into(),
+                super::fit("data_points", r.usage.data_points)?.into(),
                 at.into(),
             ]);
         }
@@ -159,7 +157,7 @@ pub async fn insert_alerts<C: ConnectionTrait>(conn: &C, alerts: &[NewAlert]) ->
                 a.org_id.clone().into(),
                 a.period.label().into(),
                 i32::try_from(a.threshold).unwrap_or(i32::MAX).into(),
-                i64::try_from(a.usage_mau).unwrap_or(i64::MAX).into(),
+                super::fit("usage_mau", a.usage_mau)?.into(),
                 a.usage_percent.clone().into(),
                 a.at.into(),
             ]);

@@ -831,6 +831,33 @@ async fn usage_batches_answer_per_item(backend: Backend) {
 }
 both!(usage_batches_answer_per_item);
 
+/// Issue 29 item 4: a usage value above the limit is a 400 naming the item, the field and
+/// the limit, and nothing of the request is stored.
+async fn absurd_usage_is_a_400_naming_the_limit(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    app.signup("acme", false, json!({})).await;
+    for (field, item) in [
+        (
+            "reports[1].mau",
+            json!({"org": "acme", "project": "web", "mau": 9_223_372_036_854_775_808_u64}),
+        ),
+        (
+            "reports[1].data_points",
+            json!({"org": "acme", "project": "web", "mau": 1, "data_points": 1_000_000_000_000_001_u64}),
+        ),
+    ] {
+        let body = json!({"reports": [{"org": "acme", "project": "ok", "mau": 10}, item]});
+        let answer = app.post(OPERATOR, "/v1/usage", body).await;
+        assert_error(&answer, StatusCode::BAD_REQUEST, "invalid", Some(field));
+        let message = answer.1["error"]["message"].as_str().unwrap();
+        assert!(message.contains("limit of 1000000000000000"), "{message}");
+    }
+    assert!(app.ok("/v1/orgs/acme").await["usage"].is_null());
+}
+both!(absurd_usage_is_a_400_naming_the_limit);
+
 /// SPEC 5: tier changes (up or down by the tier given), scheduled downgrades, add-ons;
 /// a paid change waits for its payment outcome.
 async fn plan_changes_and_addons(backend: Backend) {
@@ -1101,13 +1128,15 @@ async fn payment_outcomes_drive_grace_and_recovery(backend: Backend) {
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["org"]["state"], "active");
     assert_eq!(answer["org"]["deadlines"]["grace_ends_at"], Value::Null);
-    assert_error(
-        &app.post(OPERATOR, &path, json!({"outcome": "succeeded"}))
-            .await,
-        StatusCode::BAD_REQUEST,
-        "invalid",
-        Some("invoice"),
-    );
+    // Issue 29 item 1: any outcome for a settled invoice is a conflict with the one that
+    // settled it, and changes nothing.
+    for outcome in ["succeeded", "failed"] {
+        let answer = app.post(OPERATOR, &path, json!({"outcome": outcome})).await;
+        assert_error(&answer, StatusCode::CONFLICT, "conflict", None);
+        let message = answer.1["error"]["message"].as_str().unwrap();
+        assert!(message.contains("is paid already"), "{message}");
+    }
+    assert_eq!(app.ok("/v1/orgs/acme").await["state"], "active");
 
     app.signup("nocard", false, json!({})).await;
     let (status, answer) = app
@@ -1639,3 +1668,224 @@ async fn serve_takes_tokens_from_the_environment() {
         "token in the log: {log:?}"
     );
 }
+
+/// Issue 29 item 6: a NUL byte (which PostgreSQL refuses in any text) in an org id, an
+/// admin address, a reason or `?after=` is a 400 naming the field on both databases, and
+/// changes nothing; in a usage batch it refuses its own item only.
+async fn nul_bytes_are_refused_as_400_and_per_usage_item(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    app.signup("acme", false, json!({})).await;
+    let signup = |patch: Value| {
+        let mut body = json!({"id": "new", "plan": "basic", "tier": 20_000,
+                              "admins": ["a@new.test"], "reason": "new customer"});
+        body.as_object_mut()
+            .unwrap()
+            .extend(patch.as_object().unwrap().clone());
+        body
+    };
+    for (patch, field) in [
+        (json!({"id": "n\u{0}ew"}), "id"),
+        (json!({"admins": ["a\u{0}@new.test"]}), "admins[0]"),
+        (json!({"billing_email": "b\u{0}@new.test"}), "billing_email"),
+        (json!({"reason": "new\u{0}customer"}), "reason"),
+    ] {
+        let answer = app.post(OPERATOR, "/v1/orgs", signup(patch)).await;
+        assert_error(&answer, StatusCode::BAD_REQUEST, "invalid", Some(field));
+    }
+    assert_eq!(app.get("/v1/orgs/new").await.0, StatusCode::NOT_FOUND);
+    assert_error(
+        &app.post(
+            ADMIN,
+            "/v1/orgs/acme/admin/lock",
+            json!({"reason": "x\u{0}y"}),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid",
+        Some("reason"),
+    );
+    assert_eq!(app.ok("/v1/orgs/acme").await["state"], "trial");
+    for path in [
+        "/v1/orgs?after=a%00b",
+        "/v1/orgs/ac%00me",
+        "/v1/orgs/ac%00me/entitlements",
+    ] {
+        assert_error(
+            &app.get(path).await,
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            None,
+        );
+    }
+
+    let (status, answer) = app
+        .post(
+            OPERATOR,
+            "/v1/usage",
+            json!({"reports": [
+                {"org": "ac\u{0}me", "project": "web", "mau": 1},
+                {"org": "acme", "project": "w\u{0}eb", "mau": 1},
+                {"org": "acme", "project": "web", "period": "2026-0\u{0}3", "mau": 1},
+                {"org": "acme", "project": "web", "mau": 1_000},
+            ]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let results = answer["results"].as_array().unwrap();
+    for result in &results[..3] {
+        assert_eq!(result["status"], "refused", "{answer}");
+    }
+    assert!(
+        results[0]["error"].as_str().unwrap().contains("NUL"),
+        "{answer}"
+    );
+    assert!(
+        results[1]["error"].as_str().unwrap().contains("NUL"),
+        "{answer}"
+    );
+    assert_eq!(results[3]["status"], "accepted", "{answer}");
+    assert_eq!(app.ok("/v1/orgs/acme").await["usage"]["usage_mau"], 1_000);
+}
+both!(nul_bytes_are_refused_as_400_and_per_usage_item);
+
+/// Issue 29 item 14: a URL over the limit is a 414 with the usual JSON error body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overlong_url_is_a_414_with_a_json_body() {
+    let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let path = format!("/v1/orgs/{}", "a".repeat(20_000));
+    let answer = app.get(&path).await;
+    assert_error(&answer, StatusCode::URI_TOO_LONG, "uri_too_long", None);
+    let message = answer.1["error"]["message"].as_str().unwrap();
+    assert!(message.contains("8192"), "{message}");
+}
+
+/// Issue 29 item 10: `/metrics` labels stay bounded: methods outside HTTP's standard set
+/// and paths that match no route are each counted under `other`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_fold_unknown_methods_and_unmatched_routes_into_other() {
+    let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let client = app.client(Some(VIEWER));
+    for i in 0..20 {
+        let method = Method::from_bytes(format!("FOO{i}").as_bytes()).unwrap();
+        client.send(method, "/v1/orgs", None, &[]).await.unwrap();
+        client
+            .send(Method::GET, &format!("/nope/{i}"), None, &[])
+            .await
+            .unwrap();
+    }
+    let text = client
+        .send(Method::GET, "/metrics", None, &[])
+        .await
+        .unwrap()
+        .text();
+    let series: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("acctd_http_requests_total{"))
+        .collect();
+    assert!(!text.contains("FOO"), "{text}");
+    assert!(!text.contains("/nope"), "{text}");
+    assert!(
+        series.contains(
+            &"acctd_http_requests_total{method=\"other\",route=\"/v1/orgs\",status=\"405\"} 20"
+        ),
+        "{text}"
+    );
+    assert!(
+        series.contains(
+            &"acctd_http_requests_total{method=\"GET\",route=\"other\",status=\"404\"} 20"
+        ),
+        "{text}"
+    );
+}
+
+/// Issue 29 item 7: documented limits on what a signup, a reason and a usage item may
+/// carry; each refusal is a 400 (or a refused usage item) naming what is wrong, and
+/// nothing is stored.
+async fn oversized_and_ambiguous_input_is_refused_naming_the_limit(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    app.signup("acme", false, json!({})).await;
+    let signup = |patch: Value| {
+        let mut body = json!({"id": "new", "plan": "basic", "tier": 20_000,
+                              "admins": ["a@new.test"], "reason": "new customer"});
+        body.as_object_mut()
+            .unwrap()
+            .extend(patch.as_object().unwrap().clone());
+        body
+    };
+    let many: Vec<String> = (0..101).map(|i| format!("a{i}@new.test")).collect();
+    for (patch, field, needle) in [
+        (json!({"admins": many}), "admins", "at most 100"),
+        (
+            json!({"admins": ["a@b.co,evil@x.co"]}),
+            "admins",
+            "one email address",
+        ),
+        (
+            json!({"admins": ["Eve <evil@x.co>"]}),
+            "admins",
+            "one email address",
+        ),
+        (
+            json!({"billing_email": "a@b.co;evil@x.co"}),
+            "billing_email",
+            "one email address",
+        ),
+        (json!({"id": "."}), "id", "not a usable id"),
+        (json!({"id": ".."}), "id", "not a usable id"),
+        (
+            json!({"reason": "x".repeat(1_001)}),
+            "reason",
+            "at most 1000",
+        ),
+    ] {
+        let answer = app.post(OPERATOR, "/v1/orgs", signup(patch)).await;
+        assert_error(&answer, StatusCode::BAD_REQUEST, "invalid", Some(field));
+        let message = answer.1["error"]["message"].as_str().unwrap();
+        assert!(message.contains(needle), "{message}");
+    }
+    assert_eq!(app.get("/v1/orgs/new").await.0, StatusCode::NOT_FOUND);
+    assert_error(
+        &app.post(
+            ADMIN,
+            "/v1/orgs/acme/admin/lock",
+            json!({"reason": "y".repeat(1_001)}),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid",
+        Some("reason"),
+    );
+    assert_eq!(app.ok("/v1/orgs/acme").await["state"], "trial");
+
+    let (status, answer) = app
+        .post(
+            OPERATOR,
+            "/v1/usage",
+            json!({"reports": [
+                {"org": "acme", "project": "p".repeat(201), "mau": 1},
+                {"org": "acme", "project": "web", "period": "1999-12", "mau": 1},
+                {"org": "acme", "project": "web", "period": "0001-01", "mau": 1},
+            ]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let errors: Vec<&str> = answer["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["error"].as_str().unwrap_or("accepted"))
+        .collect();
+    assert!(errors[0].contains("at most 200"), "{errors:?}");
+    assert!(errors[1].contains("before 2000-01"), "{errors:?}");
+    assert!(errors[2].contains("before 2000-01"), "{errors:?}");
+    assert!(app.ok("/v1/orgs/acme").await["usage"].is_null());
+}
+both!(oversized_and_ambiguous_input_is_refused_naming_the_limit);

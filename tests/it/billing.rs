@@ -244,3 +244,70 @@ async fn a_period_closed_by_the_same_batch_refuses_its_usage(backend: Backend) {
     );
 }
 both!(a_period_closed_by_the_same_batch_refuses_its_usage);
+
+/// Issue 29 item 5 (SPEC 5: an upgrade takes effect only if its charge is paid): a newer
+/// tier change voids an upgrade still waiting for its payment, and a payment reported
+/// for the void invoice later is refused and changes nothing.
+async fn a_newer_plan_change_voids_a_pending_upgrade(backend: Backend) {
+    let card = Arc::new(ScriptedGateway::default());
+    let Some(h) = Harness::with_gateway(
+        backend,
+        "2026-04-01T00:00:00Z",
+        Arc::new(ExternalGateway),
+        card,
+    )
+    .await
+    else {
+        return;
+    };
+    h.signup("acme", true, true).await; // tier 20,000
+    let upgrade = |tier| Command::Plan(PlanChange::Upgrade { tier });
+    h.set("2026-04-10T00:00:00Z");
+    h.engine
+        .command("acme", &upgrade(30_000), &ops())
+        .await
+        .unwrap();
+    let a = billing::list(h.engine.db(), "acme").await.unwrap()[0].id;
+    // Days later: the first upgrade's invoice is older than anything this command reads
+    // by instant.
+    h.set("2026-04-12T00:00:00Z");
+    h.engine
+        .command("acme", &upgrade(50_000), &ops())
+        .await
+        .unwrap();
+    let invoices = billing::list(h.engine.db(), "acme").await.unwrap();
+    assert_eq!(invoices.len(), 2);
+    assert_eq!(invoices[0].status, InvoiceStatus::Void, "superseded");
+    let b = invoices[1].id;
+    h.engine
+        .payment_outcome(b, true, &Actor::system())
+        .await
+        .unwrap();
+    assert_eq!(h.org("acme").await.tier, 50_000);
+    let paid_late = h.engine.payment_outcome(a, true, &Actor::system()).await;
+    let Err(e) = paid_late else {
+        panic!("a payment for the void invoice {a} was taken")
+    };
+    assert!(e.to_string().contains("void"), "{e}");
+    assert_eq!(h.org("acme").await.tier, 50_000);
+    let a_now = billing::find(h.engine.db(), a).await.unwrap().unwrap();
+    assert_eq!(a_now.status, InvoiceStatus::Void);
+
+    // A downgrade request supersedes a pending upgrade too.
+    h.set("2026-04-14T00:00:00Z");
+    h.engine
+        .command("acme", &upgrade(75_000), &ops())
+        .await
+        .unwrap();
+    h.engine
+        .command(
+            "acme",
+            &Command::Plan(PlanChange::Downgrade { tier: 40_000 }),
+            &ops(),
+        )
+        .await
+        .unwrap();
+    let invoices = billing::list(h.engine.db(), "acme").await.unwrap();
+    assert_eq!(invoices[2].status, InvoiceStatus::Void);
+}
+both!(a_newer_plan_change_voids_a_pending_upgrade);

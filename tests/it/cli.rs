@@ -78,7 +78,7 @@ fn bad_scenarios_exit_2_naming_file_line_and_key() {
         ),
         ("[[step]]\nat = \"2026-03-05T00:00:00Z\"\norg = \"a\"\naction = \"end_trial\"\ntier = 5\n", ":12: key `step.tier`"),
         ("[[step]]\nat = \"2026-03-05T00:00:00Z\"\norg = \"a\"\naction = \"admin\"\nop = \"lock\"\n", "needs `actor`"),
-        ("[config.lifecycle]\ngrace_dayz = 3\n", ":9: key `grace_dayz`"),
+        ("[config.lifecycle]\ngrace_dayz = 3\n", ":9: key `lifecycle.grace_dayz`"),
         ("[[step]]\nat = \"2026-03-05T00:00:00Z\"\norg = \"a\"\naction = \"upgrade\"\n", "key `step.tier`: action `upgrade` needs `tier`"),
     ];
     for (body, expected) in cases {
@@ -661,5 +661,164 @@ fn empty_results_say_so_and_help_describes_every_argument() {
     assert!(
         orgs.contains("payment_overdue") && orgs.contains("trial_expired"),
         "{orgs}"
+    );
+}
+
+/// Issue 29 item 14: `acctd check-config | head -1` (stdout closed before anything is
+/// written) exits quietly instead of panicking on the broken pipe.
+#[test]
+fn check_config_exits_quietly_on_a_closed_pipe() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut child = crate::helpers::Spawned::spawn(
+        Command::new(env!("CARGO_BIN_EXE_acctd"))
+            .arg("check-config")
+            .current_dir(repo())
+            .env_remove("RUST_LOG")
+            .stdin(std::process::Stdio::null())
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped()),
+    );
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(err.is_empty(), "{err}");
+}
+
+/// Issue 29 item 13 (SPEC 8): a day count the rules refuse in an admin step is a bad
+/// scenario (exit 2 naming `step.days` and its line), not a `rejected` step; a wrong value
+/// in `[config]` names its key and line, not the value.
+#[test]
+fn bad_days_and_config_values_exit_2_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = "[[step]]\nat = \"2026-03-05T00:00:00Z\"\norg = \"a\"\naction = \"admin\"\nop = \"extend_trial\"\nactor = \"ops\"\nreason = \"x\"\n";
+    for days in ["0", "4000000000"] {
+        let path = scenario(dir.path(), &format!("{admin}days = {days}\n"));
+        let out = acctd(&["simulate", path.to_str().unwrap()], dir.path());
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "days = {days}: {err}");
+        assert!(
+            err.contains("s.toml:15: key `step.days`") && err.contains("1..=3650"),
+            "days = {days}: {err}"
+        );
+        assert!(out.stdout.is_empty());
+    }
+    let path = scenario(dir.path(), "[config.lifecycle]\ngrace_days = -3\n");
+    let out = acctd(&["simulate", path.to_str().unwrap()], dir.path());
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("s.toml:9: key `lifecycle.grace_days`"),
+        "{err}"
+    );
+}
+
+/// Issue 29 item 13 (README: 2 for bad configuration): a malformed entry in
+/// `ACCTD_API_TOKENS` stops `acctd serve` with exit 2, naming the variable and the entry.
+#[test]
+fn a_bad_token_in_the_environment_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}?mode=rwc", dir.path().join("a.db").display());
+    let out = output_within(
+        Command::new(env!("CARGO_BIN_EXE_acctd"))
+            .args(["--db", &db, "serve", "--listen", "127.0.0.1:0"])
+            .current_dir(dir.path())
+            .env_remove("RUST_LOG")
+            .env("ACCTD_API_TOKENS", "ops:admin"),
+        Duration::from_mins(2),
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("ACCTD_API_TOKENS: entry 1"), "{err}");
+}
+
+/// Issue 29 item 8: a CSV line that is not UTF-8 (or carries a NUL) is refused with its
+/// line number like any other bad line; the good lines are stored and the exit is 2.
+#[test]
+fn a_bad_line_in_a_usage_import_refuses_only_that_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}?mode=rwc", dir.path().join("a.db").display());
+    let run = |args: &[&str]| {
+        let mut all = vec!["--db", db.as_str()];
+        all.extend_from_slice(args);
+        acctd(&all, dir.path())
+    };
+    let out = run(&[
+        "admin",
+        "signup",
+        "acme",
+        "--admin",
+        "a@acme.test",
+        "--actor",
+        "ops",
+        "--reason",
+        "demo",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut csv = b"org,project,period,mau\n".to_vec();
+    csv.extend_from_slice(b"acme,web,2026-01,10\n");
+    csv.extend_from_slice(b"acme,w\xffb,2026-01,10\n");
+    csv.extend_from_slice(b"acme,a\x00b,2026-01,10\n");
+    csv.extend_from_slice(b"acme,ios,2026-01,20\n");
+    let file = dir.path().join("u.csv");
+    std::fs::write(&file, csv).unwrap();
+    let out = run(&["usage", "import", file.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{text}{}", stderr(&out));
+    assert!(text.contains("2 accepted, 2 refused"), "{text}");
+    assert!(text.contains("u.csv:3: not valid UTF-8"), "{text}");
+    assert!(
+        text.contains("u.csv:4: project must not contain a NUL"),
+        "{text}"
+    );
+}
+
+/// Issue 29 item 11: a scenario beyond `[simulation]`'s bounds (orgs, years) is refused
+/// with exit 2 naming the key and its line before anything runs; a scenario's own
+/// `[config]` cannot raise them.
+#[test]
+fn a_scenario_beyond_the_simulation_bounds_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("long.toml");
+    std::fs::write(
+        &path,
+        "start = \"2026-03-01T00:00:00Z\"\nuntil = \"9999-01-01T00:00:00Z\"\n\
+         [config.simulation]\nmax_years = 10000\n\
+         [[org]]\nid = \"a\"\nplan = \"basic\"\ntier = 5000\nadmins = [\"a@a.test\"]\n",
+    )
+    .unwrap();
+    let out = acctd(&["simulate", path.to_str().unwrap()], dir.path());
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("long.toml:2: key `until`") && err.contains("simulation.max_years"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+
+    std::fs::write(
+        dir.path().join("bounds.toml"),
+        "[simulation]\nmax_orgs = 1\n",
+    )
+    .unwrap();
+    let path = scenario(
+        dir.path(),
+        "[[org]]\nid = \"b\"\nplan = \"basic\"\ntier = 5000\nadmins = [\"b@b.test\"]\n",
+    );
+    let out = acctd(
+        &[
+            "--config",
+            "bounds.toml",
+            "simulate",
+            path.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("s.toml:9: key `org`") && err.contains("simulation.max_orgs"),
+        "{err}"
     );
 }

@@ -106,7 +106,7 @@ async fn payment_in_grace_recovers_the_org(backend: Backend) {
         .engine
         .payment_outcome(invoices[0].id, true, &Actor::system())
         .await;
-    assert!(matches!(again, Err(Error::Invalid { .. })), "{again:?}");
+    assert!(matches!(again, Err(Error::Settled(_))), "{again:?}");
     assert!(matches!(
         h.engine
             .payment_outcome(9_999, true, &Actor::system())
@@ -639,3 +639,66 @@ async fn racing_signups_of_one_id_leave_one_winner_and_refuse_the_rest(backend: 
     assert_eq!(moves(&h.transitions("race").await).len(), 1);
 }
 both!(racing_signups_of_one_id_leave_one_winner_and_refuse_the_rest);
+
+/// Issue 29 item 1 (SPEC 5 and 11): outcomes for one invoice posted concurrently are
+/// applied one at a time, each checked against the invoice as the previous one left it:
+/// `failed` outcomes before the first `succeeded` are applied (a success after a failure
+/// is a valid retry), the `succeeded` settles the invoice, and every outcome after that is
+/// refused as settled. One success is recorded, and the org ends active.
+async fn concurrent_payment_outcomes_for_one_invoice_settle_it_once(backend: Backend) {
+    use sea_orm::ConnectionTrait;
+    let card = Arc::new(ScriptedGateway::default());
+    let Some(h) = Harness::with_gateway(
+        backend,
+        "2026-03-01T00:00:00Z",
+        Arc::new(ExternalGateway),
+        card,
+    )
+    .await
+    else {
+        return;
+    };
+    h.signup("acme", true, true).await;
+    h.tick("2026-04-01T00:00:00Z").await;
+    let invoice = billing::list(h.engine.db(), "acme").await.unwrap()[0].id;
+    h.set("2026-04-02T09:00:00Z");
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let engine = h.engine.clone();
+        tasks.push(tokio::spawn(async move {
+            let succeeded = i % 2 == 0;
+            let result = engine
+                .payment_outcome(invoice, succeeded, &Actor::new("gateway", "webhook"))
+                .await;
+            (succeeded, result)
+        }));
+    }
+    let mut applied = Vec::new();
+    for task in tasks {
+        let (succeeded, result) = task.await.unwrap();
+        match result {
+            Ok(_) => applied.push(succeeded),
+            Err(e) => assert!(
+                matches!(&e, Error::Settled(why) if why.contains(&format!("invoice {invoice} is paid already"))),
+                "{e}"
+            ),
+        }
+    }
+    assert_eq!(applied.iter().filter(|s| **s).count(), 1, "{applied:?}");
+    let db = h.engine.db();
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            format!(
+                "SELECT COUNT(*) FROM payments WHERE invoice_id = {invoice} AND outcome = 'succeeded'"
+            ),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.try_get_by_index::<i64>(0).unwrap(), 1);
+    let invoices = billing::list(db, "acme").await.unwrap();
+    assert_eq!(invoices[0].status, InvoiceStatus::Paid);
+    assert_eq!(h.status("acme").await, Status::Active);
+}
+both!(concurrent_payment_outcomes_for_one_invoice_settle_it_once);

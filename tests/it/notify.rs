@@ -469,9 +469,9 @@ async fn a_dispatcher_killed_between_send_and_ack_duplicates_only_that_message(b
         &config,
         format!(
             "[api]\nlisten = \"127.0.0.1:0\"\n[log]\nlevel = \"warn\"\n[daemon]\nsweep_every_seconds = 3600\n\
-             [notify]\npoll_seconds = 3600\nlease_seconds = 0\n\
+             [notify]\npoll_seconds = 1\nlease_seconds = 4\n\
              [email]\ntransport = \"smtp\"\nfrom = \"billing@vendor.test\"\n\
-             [email.smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\n"
+             [email.smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\ntimeout_seconds = 1\n"
         ),
     )
     .unwrap();
@@ -539,3 +539,110 @@ async fn a_dispatcher_killed_between_send_and_ack_duplicates_only_that_message(b
     );
 }
 both!(a_dispatcher_killed_between_send_and_ack_duplicates_only_that_message);
+
+/// Issue 29 item 15: emails are deduplicated per transition, not per second: locking and
+/// unlocking an org several times within one second queues one email per transition, so
+/// the last one queued agrees with the final state.
+async fn quick_lock_unlock_sequences_email_every_transition(backend: Backend) {
+    use sea_orm::ConnectionTrait;
+    let Some(h) = Harness::start(backend, "2026-03-02T00:00:00Z").await else {
+        return;
+    };
+    h.signup("acme", true, true).await;
+    let ops = Actor::new("ops", "flapping");
+    for _ in 0..3 {
+        h.engine
+            .command("acme", &Command::Lock, &ops)
+            .await
+            .unwrap();
+        h.engine
+            .command(
+                "acme",
+                &Command::Unlock {
+                    reason: acctd::domain::LockReason::Manual,
+                },
+                &ops,
+            )
+            .await
+            .unwrap();
+    }
+    h.engine
+        .command("acme", &Command::Lock, &ops)
+        .await
+        .unwrap();
+    let db = h.engine.db();
+    let rows = db
+        .query_all_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            "SELECT template FROM outbox WHERE template IN ('account_locked', 'account_unlocked') \
+             ORDER BY id"
+                .to_owned(),
+        ))
+        .await
+        .unwrap();
+    let templates: Vec<String> = rows
+        .iter()
+        .map(|r| r.try_get_by_index::<String>(0).unwrap())
+        .collect();
+    assert_eq!(
+        templates,
+        [
+            "account_locked",
+            "account_unlocked",
+            "account_locked",
+            "account_unlocked",
+            "account_locked",
+            "account_unlocked",
+            "account_locked",
+        ]
+    );
+}
+both!(quick_lock_unlock_sequences_email_every_transition);
+
+/// Issue 29 item 2 (SPEC 6: never sent twice for the same cause): a dispatcher whose
+/// batch outlives its lease (here its first send hangs) does not send the rest of the
+/// batch, which another dispatcher claimed and delivered meanwhile; nor does it
+/// acknowledge what it no longer holds. Only the message in flight can go out twice.
+async fn a_batch_that_outlives_its_lease_is_not_sent_twice(backend: Backend) {
+    let Some(h) = Harness::start(backend, "2026-03-01T00:00:00Z").await else {
+        return;
+    };
+    two_messages(&h).await;
+    let pending = outbox::list(h.engine.db(), Some("pending"), 100)
+        .await
+        .unwrap()
+        .len();
+    assert!(pending >= 2, "{pending}");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (sink, held, release) = holding_sink(1);
+    let received = smtp_server(listener, sink);
+
+    let slow = dispatcher(&h, port);
+    let slow = tokio::spawn(async move { slow.round().await });
+    tokio::task::spawn_blocking(move || held.recv_timeout(std::time::Duration::from_mins(1)))
+        .await
+        .unwrap()
+        .expect("the first message reached the server");
+    // The lease (120 s) runs out while the first send hangs: another dispatcher claims
+    // the whole batch again and delivers it.
+    h.set("2026-04-01T00:02:01Z");
+    let other = dispatcher(&h, port).round().await.unwrap();
+    assert_eq!(other.sent, pending);
+    drop(release);
+    let slow = slow.await.unwrap().unwrap();
+    assert_eq!(slow.sent, 0, "it held nothing when it finished: {slow:?}");
+    assert_eq!(
+        received.lock().unwrap().len(),
+        pending + 1,
+        "only the message in flight went out twice"
+    );
+    assert_eq!(
+        outbox::list(h.engine.db(), Some("sent"), 100)
+            .await
+            .unwrap()
+            .len(),
+        pending
+    );
+}
+both!(a_batch_that_outlives_its_lease_is_not_sent_twice);

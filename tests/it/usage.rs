@@ -407,3 +407,132 @@ async fn items_of_one_batch_apply_in_order(backend: Backend) {
     assert!(err.to_string().contains("1 actors for 5 reports"), "{err}");
 }
 both!(items_of_one_batch_apply_in_order);
+
+/// The org row as stored: its version and when it was last written.
+async fn stamp(h: &Harness, id: &str) -> (i64, chrono::DateTime<chrono::Utc>) {
+    use sea_orm::EntityTrait;
+    let row = entity::org::Entity::find_by_id(id.to_owned())
+        .one(h.engine.db())
+        .await
+        .unwrap()
+        .expect("org row");
+    (row.version, row.updated_at)
+}
+
+/// SPEC 11 (refused input changes nothing; issue 29 item 9): a refused usage item writes
+/// nothing, not even the org's `version` or `updated_at`, and neither does a report that
+/// repeats the stored totals; an accepted change still bumps both.
+async fn a_refused_usage_item_writes_nothing(backend: Backend) {
+    let Some(h) = Harness::start(backend, "2026-03-02T00:00:00Z").await else {
+        return;
+    };
+    h.signup("acme", true, true).await;
+    h.engine
+        .report_usage(
+            &[report("acme", "web", "2026-03", 1_000, 50)],
+            &Actor::system(),
+        )
+        .await
+        .unwrap();
+    let before = stamp(&h, "acme").await;
+    h.set("2026-03-03T00:00:00Z");
+    let out = h
+        .engine
+        .report_usage(
+            &[
+                report("acme", "web", "2026-03", 900, 50), // lower, not a correction
+                report("acme", "web", "2026-04", 1, 0),    // future period
+                report("acme", "web", "2026-03", 1_000, 50), // the same totals again
+            ],
+            &Actor::system(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.accepted(), 1, "{:?}", out.outcomes);
+    assert_eq!(stamp(&h, "acme").await, before, "nothing was written");
+
+    let out = h
+        .engine
+        .report_usage(
+            &[report("acme", "web", "2026-03", 2_000, 50)],
+            &Actor::system(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.outcomes, [Outcome::Accepted]);
+    let after = stamp(&h, "acme").await;
+    assert_eq!(after.0, before.0 + 1);
+    assert_eq!(after.1, t("2026-03-03T00:00:00Z"));
+}
+both!(a_refused_usage_item_writes_nothing);
+
+/// Issue 29 item 4: a total above the limit (10^15 MAU or data points) is refused naming
+/// the limit, for one item and for an org's sum over its projects, and nothing of it is
+/// stored; the invoice of what was accepted stores exactly the total it reports.
+async fn absurd_usage_is_refused_naming_the_limit(backend: Backend) {
+    let Some(h) = Harness::start(backend, "2026-03-02T00:00:00Z").await else {
+        return;
+    };
+    h.signup("acme", true, true).await;
+    let huge = 9_223_372_036_854_775_808; // i64::MAX + 1
+    let near = 400_000_000_000_000; // 4 × 10^14: three pass the limit
+    let out = h
+        .engine
+        .report_usage(
+            &[
+                report("acme", "web", "2026-03", huge, 0),
+                report("acme", "web", "2026-03", 1, huge),
+                report("acme", "a", "2026-03", near, 0),
+                report("acme", "b", "2026-03", near, 0),
+                report("acme", "c", "2026-03", near, 0),
+            ],
+            &Actor::system(),
+        )
+        .await
+        .unwrap();
+    let why: Vec<String> = out
+        .outcomes
+        .iter()
+        .map(|o| match o {
+            Outcome::Accepted => "accepted".to_owned(),
+            Outcome::Refused(why) => why.clone(),
+        })
+        .collect();
+    assert!(
+        why[0].contains("mau 9223372036854775808 is above the limit of 1000000000000000"),
+        "{}",
+        why[0]
+    );
+    assert!(why[1].contains("data_points"), "{}", why[1]);
+    assert_eq!(why[2..4], ["accepted", "accepted"]);
+    assert!(why[4].contains("above the limit"), "{}", why[4]);
+    let march = Period::parse("2026-03").unwrap();
+    let total = storage::usage::total(h.engine.db(), "acme", march)
+        .await
+        .unwrap();
+    assert_eq!((total.mau, total.data_points), (2 * near, 0));
+    assert_eq!(h.org("acme").await.usage, Some((march, 2 * near)));
+
+    // April's invoice bills March's overage; the stored total is the one reported.
+    let report = h.tick("2026-04-01T00:00:00Z").await;
+    let reported: Vec<(i64, rust_decimal::Decimal)> = report
+        .facts
+        .iter()
+        .filter_map(|f| match f {
+            Fact::Invoice { id, total, .. } => Some((*id, *total)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reported.len(), 1, "{:?}", report.facts);
+    let stored = storage::billing::find(h.engine.db(), reported[0].0)
+        .await
+        .unwrap()
+        .expect("stored invoice");
+    assert_eq!(stored.total, reported[0].1);
+    assert!(
+        stored.total > "1000000000000".parse().unwrap(),
+        "{}",
+        stored.total
+    );
+}
+both!(absurd_usage_is_refused_naming_the_limit);

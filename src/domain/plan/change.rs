@@ -115,6 +115,7 @@ impl Planner<'_> {
                 if in_trial {
                     self.apply_upgrade(org, *tier, actor, at)?;
                 } else {
+                    self.void_pending_upgrades(org, at)?;
                     let mut lines = self.tier_difference(org, *tier, at)?;
                     lines.retain(|l| !l.amount.is_zero());
                     return self.charge_change(org, Paid::Upgrade(*tier), lines, actor, at);
@@ -136,6 +137,7 @@ impl Planner<'_> {
                     org.tier = *tier;
                     self.plan_fact(org, "downgrade", at);
                 } else {
+                    self.void_pending_upgrades(org, at)?;
                     let replaced = org.scheduled_tier.replace(*tier).is_some();
                     self.plan_fact(
                         org,
@@ -307,6 +309,28 @@ impl Planner<'_> {
                 actor: actor.clone(),
             },
         }))
+    }
+
+    /// A newer tier change supersedes an upgrade still waiting for its payment: that
+    /// upgrade's invoice is voided, so a payment reported for it later is refused instead
+    /// of being taken for a change that will not be made.
+    fn void_pending_upgrades(&mut self, org: &Org, at: DateTime<Utc>) -> Result<()> {
+        let pending: Vec<i64> = self
+            .snapshot
+            .invoices
+            .values()
+            .filter(|i| {
+                i.org_id == org.id
+                    && i.kind == InvoiceKind::Proration
+                    && i.status == InvoiceStatus::Open
+                    && matches!(Paid::from_key(&i.key), Some(Paid::Upgrade(_)))
+            })
+            .map(|i| i.id)
+            .collect();
+        for id in pending {
+            self.set_status(id, InvoiceStatus::Void, at)?;
+        }
+        Ok(())
     }
 
     /// A declined change charge voids its invoice and changes nothing else.

@@ -170,24 +170,27 @@ impl Planner<'_> {
         })
     }
 
-    /// Refuses an outcome for an invoice that is unknown or paid already (checked before
-    /// the org is caught up).
+    /// Refuses an outcome for an invoice that is unknown or settled: paid already, or
+    /// voided (checked before the org is caught up). A failed invoice is not settled: a
+    /// `succeeded` after a `failed` is a retry that went through.
     ///
     /// # Errors
-    /// An unknown or paid invoice.
+    /// [`Rejection::UnknownInvoice`], or [`Rejection::Settled`].
     pub fn payable(&self, invoice_id: i64) -> Result<&crate::domain::record::Invoice> {
         let invoice = self
             .snapshot
             .invoices
             .get(&invoice_id)
             .ok_or(Rejection::UnknownInvoice(invoice_id))?;
-        if invoice.status == InvoiceStatus::Paid {
-            return Err(invalid(
-                "invoice",
-                format!("invoice {invoice_id} is paid already"),
-            ));
-        }
-        Ok(invoice)
+        let state = match invoice.status {
+            InvoiceStatus::Paid => "paid already",
+            InvoiceStatus::Void => "void",
+            _ => return Ok(invoice),
+        };
+        Err(Rejection::Settled {
+            invoice: invoice_id,
+            state,
+        })
     }
 
     /// Plans a payment outcome the gateway reported for an invoice (the org caught up to
@@ -210,10 +213,10 @@ impl Planner<'_> {
             .get(&invoice_id)
             .ok_or(Rejection::UnknownInvoice(invoice_id))?;
         match (invoice.kind, invoice.status) {
-            (InvoiceKind::Proration, InvoiceStatus::Void) => Err(invalid(
-                "invoice",
-                format!("invoice {invoice_id} was voided"),
-            )),
+            (_, InvoiceStatus::Void) => Err(Rejection::Settled {
+                invoice: invoice_id,
+                state: "void",
+            }),
             (InvoiceKind::Proration, _) => {
                 let key = invoice.key.clone();
                 self.plan_payment(org, invoice_id, &key, succeeded, actor, at)

@@ -91,12 +91,16 @@ impl Planner<'_> {
         for effect in decision.effects {
             match effect {
                 Effect::Notify(template) => {
+                    // Keyed on the transition, not its second: quick lock/unlock
+                    // sequences email every change, and the last email agrees with the
+                    // final state.
                     let key = format!(
-                        "{}:{}:{}:{}",
+                        "{}:{}:{}:{}:{}",
                         org.id,
                         template.as_str(),
                         event.cause(),
-                        rfc3339(at)
+                        rfc3339(at),
+                        self.transition_key(org)
                     );
                     self.email(org, template.as_str(), at, key, lifecycle_payload(org, at));
                 }
@@ -254,13 +258,17 @@ impl Planner<'_> {
 
     /// Positive day counts of manual extensions.
     pub(super) fn positive(days: u32) -> Result<u32> {
-        if (1..=3650).contains(&days) {
+        if EXTENSION_DAYS.contains(&days) {
             Ok(days)
         } else {
             Err(invalid("days", format!("{days} is out of range 1..=3650")))
         }
     }
 }
+
+/// The day counts a manual extension (`extend_trial`, `extend_grace`, `postpone_cancel`)
+/// accepts: at least a day, at most ten years.
+pub const EXTENSION_DAYS: std::ops::RangeInclusive<u32> = 1..=3650;
 
 /// The source of a payment that failed because no payment method is on file.
 pub const NO_PAYMENT_METHOD: &str = "no_payment_method";

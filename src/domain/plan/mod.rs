@@ -39,6 +39,7 @@ use rust_decimal::Decimal;
 
 pub use change::PlanChange;
 pub use command::Command;
+pub use deadline::EXTENSION_DAYS;
 pub use usage::{Outcome, UsageReport};
 
 use super::entitlement::Matrix;
@@ -66,6 +67,8 @@ pub struct Rules {
     pub alert_thresholds: Vec<u32>,
     pub lock_above_percent: u32,
     pub reminder_days: u32,
+    /// The most account admins an org may have (`notify.max_admins_per_org`).
+    pub max_admins: usize,
     /// Names of the webhook endpoints every lifecycle event is published to.
     pub webhooks: Vec<String>,
 }
@@ -84,6 +87,10 @@ pub enum Rejection {
     Price(#[from] PriceError),
     #[error("unknown invoice {0}")]
     UnknownInvoice(i64),
+    /// A payment outcome for an invoice that is settled (paid, or voided): refused, as a
+    /// conflict with the outcome that settled it.
+    #[error("invoice {invoice} is {state}; no further payment outcome applies")]
+    Settled { invoice: i64, state: &'static str },
     /// The snapshot lacks what the decision needs (a caller's bug, not bad input).
     #[error("the snapshot lacks {0}")]
     Incomplete(String),
@@ -284,6 +291,9 @@ pub struct Planner<'r> {
     recorded_at: DateTime<Utc>,
     /// The test clock whose orgs are planned for (`None`: the real clock's).
     scope: Option<String>,
+    /// Per org, its version as read and how many transitions this plan has recorded:
+    /// together they name a transition uniquely (see [`Planner::transition_key`]).
+    recorded: BTreeMap<String, (i64, u32)>,
 }
 
 impl<'r> Planner<'r> {
@@ -295,7 +305,18 @@ impl<'r> Planner<'r> {
             plan: Plan::default(),
             recorded_at,
             scope: None,
+            recorded: BTreeMap::new(),
         }
+    }
+
+    /// Names the transition just recorded for `org`: its version as read and the count of
+    /// its transitions in this plan. A replay of the same cause (a crash before commit, a
+    /// retried batch) plans from the same version and names it alike, so its emails are
+    /// deduplicated; a later transition in the same second has another name, so its email
+    /// is not mistaken for a duplicate.
+    fn transition_key(&self, org: &Org) -> String {
+        let n = self.recorded.get(&org.id).map_or(0, |(_, n)| *n);
+        format!("v{}.{n}", org.version)
     }
 
     /// The same planner for the orgs of a test clock: usage for other orgs is refused.
@@ -380,8 +401,20 @@ impl<'r> Planner<'r> {
         if self.rules.webhooks.is_empty() {
             return self.plan;
         }
+        // A transition's event is keyed on the transition, like its email: the org's
+        // version as read and the transition's count in the plan (facts are in the order
+        // the transitions were recorded).
+        let mut seen: BTreeMap<&str, u32> = BTreeMap::new();
         for fact in &self.plan.facts {
-            for (event, key, payload) in webhook_events(fact) {
+            let transition = if let Fact::Transition { org, .. } = fact {
+                let n = seen.entry(org.as_str()).or_default();
+                *n += 1;
+                let version = self.recorded.get(org).map_or(0, |(v, _)| *v);
+                format!("v{version}.{n}")
+            } else {
+                String::new()
+            };
+            for (event, key, payload) in webhook_events(fact, &transition) {
                 for endpoint in &self.rules.webhooks {
                     self.plan.outbox.push(OutboxMessage {
                         org_id: fact.org().to_owned(),
@@ -569,6 +602,10 @@ impl<'r> Planner<'r> {
         actor: &Actor,
         at: DateTime<Utc>,
     ) {
+        self.recorded
+            .entry(org.id.clone())
+            .or_insert((org.version, 0))
+            .1 += 1;
         let l = &org.lifecycle;
         self.plan.transitions.push(TransitionRecord {
             org_id: org.id.clone(),
@@ -652,8 +689,9 @@ fn lifecycle_payload(org: &Org, at: DateTime<Utc>) -> serde_json::Value {
 }
 
 /// The webhook events of a fact: `(event type, dedupe key, body)`. Emails are not
-/// lifecycle events; a transition to canceled is also `org.canceled`.
-fn webhook_events(fact: &Fact) -> Vec<(&'static str, String, serde_json::Value)> {
+/// lifecycle events; a transition to canceled is also `org.canceled`. `transition` names a
+/// transition fact within its plan ([`Planner::finish`]).
+fn webhook_events(fact: &Fact, transition: &str) -> Vec<(&'static str, String, serde_json::Value)> {
     let at = rfc3339(fact.at());
     let org = fact.org();
     let with_event = |event: &str| {
@@ -666,7 +704,7 @@ fn webhook_events(fact: &Fact) -> Vec<(&'static str, String, serde_json::Value)>
         Fact::Transition {
             cause, to, reasons, ..
         } => {
-            let key = format!("{org}:transition:{cause}:{at}:{to}:{reasons}");
+            let key = format!("{org}:transition:{cause}:{at}:{to}:{reasons}:{transition}");
             let mut events = vec![("org.transition", key, with_event("org.transition"))];
             if *to == Status::Canceled {
                 events.push((

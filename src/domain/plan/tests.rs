@@ -2335,7 +2335,7 @@ fn grace_ending_and_cancel_warning_reminders_are_sent_once_three_days_ahead() {
         keys,
         [
             "acme:grace_ending:2026-05-11T00:00:00Z",
-            "acme:account_locked:grace_expired:2026-05-11T00:00:00Z",
+            "acme:account_locked:grace_expired:2026-05-11T00:00:00Z:v3.1",
             "acme:cancel_warning:2026-05-25T00:00:00Z",
         ]
     );
@@ -2877,8 +2877,6 @@ fn a_second_request_for_an_addon_whose_charge_is_pending_charges_nothing_more() 
 /// 30,000, must not stay payable: its later payment would charge $20.13 for an upgrade
 /// that is never made.
 #[test]
-#[ignore = "bug: a pending upgrade overtaken by a paid higher upgrade stays open and \
-            payable; its later payment is taken while nothing is applied"]
 fn a_pending_upgrade_overtaken_by_a_paid_higher_one_is_not_charged_for_nothing() {
     let rules = rules();
     let mut org = billed_for_may();
@@ -2910,4 +2908,76 @@ fn a_pending_upgrade_overtaken_by_a_paid_higher_one_is_not_charged_for_nothing()
             "the overtaken upgrade's invoice #7 is still payable"
         );
     }
+}
+
+/// Issue 29 item 15: a lock, unlock and lock again in the same second are three
+/// transitions, and each one's email has its own dedupe key.
+#[test]
+fn emails_of_transitions_in_one_second_have_their_own_keys() {
+    let rules = rules();
+    let mut org = billed_for_may();
+    let mut planner = Planner::new(&rules, snapshot(), t("2026-05-10T12:00:00Z"));
+    let at = t("2026-05-10T12:00:00Z");
+    let ops = Actor::new("ops", "flapping");
+    for command in [
+        Command::Lock,
+        Command::Unlock {
+            reason: LockReason::Manual,
+        },
+        Command::Lock,
+    ] {
+        assert_eq!(
+            planner.command(&mut org, &command, &ops, at),
+            Ok(Step::Done)
+        );
+    }
+    let plan = planner.finish();
+    let keys: Vec<_> = plan.outbox.iter().map(|m| m.dedupe_key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "acme:account_locked:admin_lock:2026-05-10T12:00:00Z:v3.1",
+            "acme:account_unlocked:admin_unlock:2026-05-10T12:00:00Z:v3.2",
+            "acme:account_locked:admin_lock:2026-05-10T12:00:00Z:v3.3",
+        ]
+    );
+}
+
+/// Issue 29 item 15, for webhooks: the `org.transition` events of a lock, an unlock and a
+/// lock again in the same second have their own dedupe keys too.
+#[test]
+fn webhooks_of_transitions_in_one_second_have_their_own_keys() {
+    let mut rules = rules();
+    rules.webhooks = vec!["hook".to_owned()];
+    let mut org = billed_for_may();
+    let mut planner = Planner::new(&rules, snapshot(), t("2026-05-10T12:00:00Z"));
+    let at = t("2026-05-10T12:00:00Z");
+    let ops = Actor::new("ops", "flapping");
+    for command in [
+        Command::Lock,
+        Command::Unlock {
+            reason: LockReason::Manual,
+        },
+        Command::Lock,
+    ] {
+        assert_eq!(
+            planner.command(&mut org, &command, &ops, at),
+            Ok(Step::Done)
+        );
+    }
+    let plan = planner.finish();
+    let keys: Vec<_> = plan
+        .outbox
+        .iter()
+        .filter(|m| m.channel == "webhook")
+        .map(|m| m.dedupe_key.as_str())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "webhook:hook:acme:transition:admin_lock:2026-05-10T12:00:00Z:locked:manual:v3.1",
+            "webhook:hook:acme:transition:admin_unlock:2026-05-10T12:00:00Z:active::v3.2",
+            "webhook:hook:acme:transition:admin_lock:2026-05-10T12:00:00Z:locked:manual:v3.3",
+        ]
+    );
 }

@@ -25,6 +25,9 @@ pub struct UsageReport {
     pub correction: bool,
 }
 
+/// The longest project name accepted, in characters.
+pub const MAX_PROJECT_CHARS: usize = 200;
+
 /// What became of one report of a batch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -54,6 +57,34 @@ impl Planner<'_> {
         };
         if item.project.trim().is_empty() {
             return refuse("project must not be empty".to_owned());
+        }
+        if item.project.chars().count() > MAX_PROJECT_CHARS {
+            return refuse(format!(
+                "project name of {} characters; at most {MAX_PROJECT_CHARS}",
+                item.project.chars().count()
+            ));
+        }
+        if period < Period::FIRST {
+            return refuse(format!(
+                "period {} is before {}",
+                period.label(),
+                Period::FIRST.label()
+            ));
+        }
+        // No stored text may hold a NUL (PostgreSQL refuses it): this item only is refused.
+        if item.org.contains('\0') {
+            return refuse("org must not contain a NUL character".to_owned());
+        }
+        if item.project.contains('\0') {
+            return refuse("project must not contain a NUL character".to_owned());
+        }
+        for (name, value) in [("mau", item.mau), ("data_points", item.data_points)] {
+            if value > usage::LIMIT {
+                return refuse(format!(
+                    "{name} {value} is above the limit of {}",
+                    usage::LIMIT
+                ));
+            }
         }
         let Some(org) = orgs.get_mut(&item.org) else {
             return refuse(format!("unknown org `{}`", item.org));
@@ -99,11 +130,19 @@ impl Planner<'_> {
                 ));
             }
         }
+        // The org's total with this report in place of the project's earlier one.
+        let total = projects
+            .iter()
+            .filter(|(project, _)| **project != item.project)
+            .try_fold(new, |acc, (_, u)| acc.checked_add(*u));
+        let Some(total) = total else {
+            return refuse(format!(
+                "the org's total mau or data_points in {} would be above the limit of {}",
+                period.label(),
+                usage::LIMIT
+            ));
+        };
         projects.insert(item.project.clone(), new);
-        let total = projects.values().fold(Usage::default(), |acc, u| Usage {
-            mau: acc.mau + u.mau,
-            data_points: acc.data_points + u.data_points,
-        });
         self.plan.totals.insert(
             (org.id.clone(), period, item.project.clone()),
             ProjectTotals {
