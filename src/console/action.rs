@@ -1,8 +1,8 @@
 //! Actions on an org: every manual operation of SPEC section 10 and every plan and add-on
 //! change, each with a required reason, as form → confirm page → execute. The confirm
-//! page shows what will be done; a preview of its effects (transitions, invoices,
-//! emails) belongs there once the engine offers one. Cancellation is confirmed by typing
-//! `DELETE`. A refusal by the rules shows the legal moves.
+//! page shows what will be done and the engine's preview of it (`Engine::preview`: the
+//! transitions, invoices and emails it would cause, or the refusal). Cancellation is
+//! confirmed by typing `DELETE`. A refusal by the rules shows the legal moves.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -15,6 +15,7 @@ use super::{redirect, render, ConsoleState, Failure, FormBody, Signed};
 use crate::api::extract::PathParams;
 use crate::api::ApiError;
 use crate::config::Role;
+use crate::domain::fact::Fact;
 use crate::domain::{LockReason, Org, Status};
 use crate::engine::{Actor, Command, PlanChange};
 
@@ -315,15 +316,21 @@ async fn prepare(
     Ok(parse(form, &org)?)
 }
 
+/// The confirm page; with an `error` (a cancel not confirmed) it is a 400.
 fn confirm_page(
     state: &ConsoleState,
     signed: &Signed,
-    status: StatusCode,
     id: &str,
     form: &ActionForm,
     (op, summary): (Op, &str),
     error: Option<&str>,
+    preview: &serde_json::Value,
 ) -> Response {
+    let status = if error.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
     render(
         state,
         Some(signed),
@@ -337,8 +344,7 @@ fn confirm_page(
             "form": form,
             "needs_delete": op.name == "cancel",
             "error": error,
-            // Where the engine's preview (transitions, invoices, emails) will go.
-            "preview": null,
+            "preview": preview,
         }),
     )
 }
@@ -350,17 +356,34 @@ pub(super) async fn confirm(
     PathParams(id): PathParams<String>,
     FormBody(form): FormBody<ActionForm>,
 ) -> Response {
-    match prepare(&state, &signed, &id, &form).await {
-        Ok((op, _, summary)) => confirm_page(
-            &state,
-            &signed,
-            StatusCode::OK,
-            &id,
-            &form,
-            (op, &summary),
-            None,
-        ),
-        Err(e) => e.page(&state, &signed),
+    let (op, command, summary) = match prepare(&state, &signed, &id, &form).await {
+        Ok(prepared) => prepared,
+        Err(e) => return e.page(&state, &signed),
+    };
+    let actor = actor(&signed, &form);
+    // The engine's preview: the same command planned and written, then rolled back.
+    let previewed = async {
+        let engine = state.engine().for_org(&id).await?.preview();
+        engine.command(&id, &command, &actor).await
+    }
+    .await;
+    let preview = match previewed {
+        Ok(report) => {
+            json!({ "facts": report.facts.iter().map(Fact::to_json).collect::<Vec<_>>() })
+        }
+        Err(crate::engine::Error::Refused(refusal)) => json!({
+            "refused": refusal.to_string(),
+            "legal_moves": refusal.legal,
+        }),
+        Err(e) => return Failure::from(e).page(&state, &signed),
+    };
+    confirm_page(&state, &signed, &id, &form, (op, &summary), None, &preview)
+}
+
+fn actor(signed: &Signed, form: &ActionForm) -> Actor {
+    Actor {
+        name: signed.session.principal.name.clone(),
+        reason: Some(form.reason.trim().to_owned()),
     }
 }
 
@@ -380,17 +403,14 @@ pub(super) async fn execute(
         return confirm_page(
             &state,
             &signed,
-            StatusCode::BAD_REQUEST,
             &id,
             &form,
             (op, &summary),
             Some("Type DELETE, in capitals, to cancel this org."),
+            &serde_json::Value::Null,
         );
     }
-    let actor = Actor {
-        name: signed.session.principal.name.clone(),
-        reason: Some(form.reason.trim().to_owned()),
-    };
+    let actor = actor(&signed, &form);
     let done = async {
         let engine = state.engine().for_org(&id).await?;
         engine.command(&id, &command, &actor).await

@@ -6,8 +6,8 @@
 //! ([`session`]); the token's name is the actor of every change, as with the API. Every
 //! `POST` carries the session's CSRF token (checked here, before any handler runs: 403
 //! without it), and every route names the role it needs, checked on the server; a page
-//! only hides what the role may not do. Actions go form → confirm page → execute
-//! ([`action`]); the confirm page is where a preview of the change will go.
+//! only hides what the role may not do. Actions go form → confirm page (with the engine's
+//! preview of the change) → execute ([`action`]).
 //!
 //! **Architecture Invariant:** the console has no rules of its own, like the API: it
 //! parses forms, calls the engine, and renders. Its pages carry no script and no inline

@@ -229,10 +229,32 @@ async fn console_refuses_what_it_must(backend: Backend) {
     )
     .await;
     assert_eq!(confirm.status, 200, "{}", confirm.body);
+    // The engine's preview: the transition and the email it would cause, nothing written.
+    let preview = &confirm.body[confirm
+        .body
+        .find("id=\"preview-facts\"")
+        .expect("a preview")..];
+    assert!(
+        preview.contains("<strong>transition</strong>") && preview.contains("account_locked"),
+        "{preview}"
+    );
     assert_eq!(
         app.ok("/v1/orgs/acme-1").await["state"],
         "trial",
         "confirming changes nothing"
+    );
+    assert!(
+        !http(
+            base,
+            "GET",
+            "/console/orgs/acme-1",
+            &[("Cookie", &admin)],
+            ""
+        )
+        .await
+        .body
+        .contains("account_locked"),
+        "a preview left a message"
     );
     let done = http(
         base,
@@ -842,6 +864,7 @@ async fn console_in_a_browser() {
         .await;
     browser.click("#action-lock button").await;
     assert!(browser.text("#summary").await.contains("Lock `org-00`"));
+    assert!(browser.text("#preview-facts").await.contains("transition"));
     browser.click("#execute").await;
     assert_eq!(browser.text("#state").await, "locked");
     let trail = browser.text("#trail tbody tr").await;
@@ -855,6 +878,7 @@ async fn console_in_a_browser() {
     browser.go(&format!("{base}/console/orgs/org-01")).await;
     browser.type_in("#unlock-reason", "nothing to lift").await;
     browser.click("#action-unlock button").await;
+    assert!(browser.text("#preview-legal").await.contains("lock"));
     browser.click("#execute").await;
     browser.el("#legal-moves").await;
 
