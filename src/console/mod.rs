@@ -94,6 +94,10 @@ fn templates() -> Environment<'static> {
             include_str!("../../templates/console/problem.html.j2"),
         ),
         (
+            "forecast.html",
+            include_str!("../../templates/console/forecast.html.j2"),
+        ),
+        (
             "outbox.html",
             include_str!("../../templates/console/outbox.html.j2"),
         ),
@@ -128,6 +132,10 @@ pub fn router(api: ApiState) -> Router<ApiState> {
         .route(
             "/console/orgs/{id}",
             get(page::org).route_layer(role(Role::Viewer)),
+        )
+        .route(
+            "/console/orgs/{id}/forecast",
+            get(page::forecast).route_layer(role(Role::Viewer)),
         )
         .route(
             "/console/orgs/{id}/confirm",

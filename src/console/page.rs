@@ -16,6 +16,7 @@ use crate::api::extract::{Params, PathParams};
 use crate::api::ApiError;
 use crate::domain::period::Period;
 use crate::domain::{LockReason, Org, Status};
+use crate::engine::forecast::{horizon, Payments};
 use crate::storage::org::{ClockFilter, Counts, Filter};
 use crate::storage::outbox::Message;
 
@@ -471,6 +472,82 @@ async fn org_page(
         "org.html",
         context,
     ))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct ForecastQuery {
+    #[serde(default)]
+    days: String,
+    #[serde(default)]
+    payments: String,
+}
+
+/// `GET /console/orgs/{id}/forecast?days=&payments=`: what happens to the org if nothing
+/// else does (`Engine::forecast`: reads only), as a timeline.
+pub(super) async fn forecast(
+    State(state): State<ConsoleState>,
+    Extension(signed): Extension<Signed>,
+    PathParams(id): PathParams<String>,
+    Params(query): Params<ForecastQuery>,
+) -> Response {
+    let page = async {
+        let engine = state.engine().for_org(&id).await?;
+        let days = match query.days.trim() {
+            "" => None,
+            d => Some(
+                d.parse::<u32>()
+                    .map_err(|_| ApiError::invalid("days", "a whole number of days"))?,
+            ),
+        };
+        let payments = match query.payments.trim() {
+            "" => Payments::AsLast,
+            p => p
+                .parse::<Payments>()
+                .map_err(|e| ApiError::invalid("payments", e))?,
+        };
+        let until = horizon(engine.now(), days.or(Some(60)), None)?;
+        Ok::<_, Failure>(engine.forecast(&id, until, payments).await?)
+    }
+    .await;
+    let forecast = match page {
+        Ok(forecast) => forecast,
+        Err(e) => return e.page(&state, &signed),
+    };
+    let events: Vec<Value> = forecast
+        .facts
+        .iter()
+        .map(|f| {
+            let mut json = f.to_json();
+            let at_label = json
+                .get("at")
+                .and_then(Value::as_str)
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| at(t.with_timezone(&Utc)));
+            if let Some(map) = json.as_object_mut() {
+                map.remove("org");
+                map.insert("when".to_owned(), json!(at_label));
+            }
+            json
+        })
+        .collect();
+    render(
+        &state,
+        Some(&signed),
+        StatusCode::OK,
+        "forecast.html",
+        json!({
+            "title": format!("Forecast of {id}"),
+            "org": id,
+            "org_href": format!("/console/orgs/{}", urlencode(&id)),
+            "from": at(forecast.from),
+            "until": at(forecast.until),
+            "payments": forecast.payments.as_str(),
+            "choices": Payments::ALL,
+            "days": query.days,
+            "events": events,
+            "then": summary(&forecast.org, forecast.until),
+        }),
+    )
 }
 
 /// `GET /console/outbox`: dead letters and messages waiting for a retry, across orgs.

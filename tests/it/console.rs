@@ -343,6 +343,32 @@ async fn console_refuses_what_it_must(backend: Backend) {
     );
     assert_eq!(list("?clock=qa").await, Vec::<&str>::new());
 
+    // The forecast: what happens next if nothing changes, read only.
+    let page = http(
+        base,
+        "GET",
+        "/console/orgs/acme-2/forecast?days=90&payments=fail",
+        &[("Cookie", &viewer)],
+        "",
+    )
+    .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains("grace_expired") && page.body.contains("auto_cancel"),
+        "{}",
+        page.body
+    );
+    assert_eq!(app.ok("/v1/orgs/acme-2").await["state"], "trial");
+    let page = http(
+        base,
+        "GET",
+        "/console/orgs/acme-2/forecast?payments=maybe",
+        &[("Cookie", &viewer)],
+        "",
+    )
+    .await;
+    assert_eq!(page.status, 400, "{}", page.body);
+
     // The org's page lists its messages; a dead letter shows on the outbox page, where an
     // operator puts it back in line (a viewer sees no buttons).
     let page = http(
