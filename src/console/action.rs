@@ -15,7 +15,6 @@ use super::{redirect, render, ConsoleState, Failure, FormBody, Signed};
 use crate::api::extract::PathParams;
 use crate::api::ApiError;
 use crate::config::Role;
-use crate::domain::fact::Fact;
 use crate::domain::{LockReason, Org, Status};
 use crate::engine::{Actor, Command, PlanChange};
 
@@ -369,7 +368,7 @@ pub(super) async fn confirm(
     .await;
     let preview = match previewed {
         Ok(report) => {
-            json!({ "facts": report.facts.iter().map(Fact::to_json).collect::<Vec<_>>() })
+            json!({ "facts": report.facts.iter().map(super::page::fact_fields).collect::<Vec<_>>() })
         }
         Err(crate::engine::Error::Refused(refusal)) => json!({
             "refused": refusal.to_string(),

@@ -517,14 +517,13 @@ pub(super) async fn forecast(
         .facts
         .iter()
         .map(|f| {
-            let mut json = f.to_json();
+            let mut json = fact_fields(f);
             let at_label = json
                 .get("at")
                 .and_then(Value::as_str)
                 .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
                 .map(|t| at(t.with_timezone(&Utc)));
             if let Some(map) = json.as_object_mut() {
-                map.remove("org");
                 map.insert("when".to_owned(), json!(at_label));
             }
             json
@@ -548,6 +547,29 @@ pub(super) async fn forecast(
             "then": summary(&forecast.org, forecast.until),
         }),
     )
+}
+
+/// A fact as the pages print it: its fields as text, lists joined (`a, b`), objects in a
+/// list as `key value` pairs, and without the org (the page is the org's).
+pub(super) fn fact_fields(fact: &crate::domain::fact::Fact) -> Value {
+    fn text(v: &Value) -> String {
+        match v {
+            Value::String(s) => s.clone(),
+            Value::Array(items) => items.iter().map(text).collect::<Vec<_>>().join(", "),
+            Value::Object(map) => map.values().map(text).collect::<Vec<_>>().join(" "),
+            Value::Null => "—".to_owned(),
+            other => other.to_string(),
+        }
+    }
+    let json = fact.to_json();
+    let fields: serde_json::Map<String, Value> = json
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| k.as_str() != "org")
+        .map(|(k, v)| (k.clone(), Value::String(text(v))))
+        .collect();
+    Value::Object(fields)
 }
 
 /// `GET /console/outbox`: dead letters and messages waiting for a retry, across orgs.
