@@ -11,6 +11,7 @@
 //! - [`simulate`]: time-travel scenarios on a virtual clock and an in-memory database,
 //!   polled by [`executor`], which spins through the short waits on SQLite.
 //! - [`api`]: the admin HTTP API (axum): routes, auth, DTOs, errors, and its client.
+//! - [`console`]: the ops console, HTML pages on the API's router, engine and roles.
 //! - [`config`], [`telemetry`], [`cli`]: settings, logs, the command line.
 
 pub mod api;
@@ -19,6 +20,7 @@ pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod domain;
 pub mod engine;
 pub mod executor;

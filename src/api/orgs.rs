@@ -142,6 +142,7 @@ pub(super) async fn list(
         reason,
         after: query.after,
         limit,
+        ..crate::storage::org::Filter::default()
     };
     let orgs = state.engine.orgs(&filter).await?;
     let next_after = (orgs.len() as u64 == limit)

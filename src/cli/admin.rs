@@ -380,6 +380,7 @@ pub async fn run(
                 reason,
                 after: None,
                 limit,
+                ..Filter::default()
             };
             let rows = storage::org::list(engine.db(), &filter)
                 .await?

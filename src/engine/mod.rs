@@ -9,6 +9,7 @@
 
 pub mod forecast;
 pub mod gateway;
+mod ops;
 mod read;
 pub mod test_clock;
 pub mod usage;

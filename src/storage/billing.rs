@@ -369,3 +369,25 @@ pub async fn record_payments<C: ConnectionTrait>(conn: &C, payments: &[NewPaymen
     }
     Ok(())
 }
+
+/// An org's payment outcomes, oldest first (`idx_payments_org`).
+///
+/// # Errors
+/// A database error.
+pub async fn payments_of(conn: &impl ConnectionTrait, org_id: &str) -> Result<Vec<NewPayment>> {
+    Ok(payment::Entity::find()
+        .filter(payment::Column::OrgId.eq(org_id))
+        .order_by_asc(payment::Column::Id)
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|p| NewPayment {
+            invoice_id: p.invoice_id,
+            org_id: p.org_id,
+            succeeded: p.outcome == "succeeded",
+            source: p.source,
+            at: p.at,
+            recorded_at: p.recorded_at,
+        })
+        .collect())
+}

@@ -441,31 +441,79 @@ pub async fn update(conn: &impl ConnectionTrait, o: &mut Org, now: DateTime<Utc>
     Ok(())
 }
 
-/// Filters for [`list`].
+/// Filters for [`list`]. Each is served by an index that ends in `id`, so a page is a
+/// range of one index: `idx_orgs_state_id` (a lock reason implies `locked`),
+/// `idx_orgs_plan_id`, `idx_orgs_due` (a clock), `idx_orgs_billing_email`, the key.
 #[derive(Clone, Debug, Default)]
 pub struct Filter {
     pub status: Option<Status>,
     pub reason: Option<LockReason>,
+    pub plan: Option<String>,
+    pub clock: Option<ClockFilter>,
+    /// Orgs whose id starts with this.
+    pub id_prefix: Option<String>,
+    /// Orgs whose billing email (by default the first admin) is exactly this.
+    pub billing_email: Option<String>,
     pub after: Option<String>,
     pub limit: u64,
 }
 
-/// Lists orgs by id, with optional state and lock-reason filters (keyset paging).
+/// Which clock's orgs [`list`] returns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClockFilter {
+    /// The real clock's.
+    Real,
+    /// A test clock's.
+    Test(String),
+}
+
+/// Lists orgs by id, with optional filters (keyset paging).
 ///
 /// # Errors
 /// A database error or a corrupt row.
 pub async fn list(conn: &impl ConnectionTrait, filter: &Filter) -> Result<Vec<Org>> {
+    fetch(conn, list_query(filter)).await
+}
+
+/// The statement of [`list`] (its plan is tested).
+pub fn list_statement(backend: DbBackend, filter: &Filter) -> sea_orm::Statement {
+    list_query(filter).build(backend)
+}
+
+fn list_query(filter: &Filter) -> Select<org::Entity> {
     let mut query = org::Entity::find().order_by_asc(org::Column::Id);
-    if let Some(status) = filter.status {
+    // Only a locked org has lock reasons: the state's index narrows a reason's scan.
+    let status = filter.status.or(filter.reason.map(|_| Status::Locked));
+    if let Some(status) = status {
         query = query.filter(org::Column::State.eq(status.as_str()));
     }
     if let Some(reason) = filter.reason {
         query = query.filter(org::Column::LockReasons.contains(reason.as_str()));
     }
+    if let Some(plan) = &filter.plan {
+        query = query.filter(org::Column::Plan.eq(plan.as_str()));
+    }
+    match &filter.clock {
+        Some(ClockFilter::Real) => query = query.filter(org::Column::ClockId.is_null()),
+        Some(ClockFilter::Test(id)) => query = query.filter(org::Column::ClockId.eq(id.as_str())),
+        None => {}
+    }
+    if let Some(prefix) = &filter.id_prefix {
+        // A range of the key, which both backends read by index (`LIKE` alone is not,
+        // here); U+10FFFF sorts after every other character in SQLite's byte order.
+        // `LIKE` keeps the answer exact under any collation.
+        query = query
+            .filter(org::Column::Id.gte(prefix.as_str()))
+            .filter(org::Column::Id.lt(format!("{prefix}\u{10FFFF}")))
+            .filter(org::Column::Id.starts_with(prefix.as_str()));
+    }
+    if let Some(email) = &filter.billing_email {
+        query = query.filter(org::Column::BillingEmail.eq(email.as_str()));
+    }
     if let Some(after) = &filter.after {
         query = query.filter(org::Column::Id.gt(after.clone()));
     }
-    fetch(conn, query.limit(filter.limit)).await
+    query.limit(filter.limit)
 }
 
 /// Counts of orgs by state and by lock reason, and the due backlog.
@@ -514,7 +562,9 @@ pub async fn counts(conn: &impl ConnectionTrait, now: DateTime<Utc>) -> Result<C
         counts.by_state.push((status, n));
     }
     for reason in LockReason::ALL {
+        // Only locked orgs have reasons: the state's index bounds the scan.
         let n = org::Entity::find()
+            .filter(org::Column::State.eq(Status::Locked.as_str()))
             .filter(org::Column::LockReasons.contains(reason.as_str()))
             .count(conn)
             .await?;

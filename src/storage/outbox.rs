@@ -228,3 +228,38 @@ pub async fn discard(conn: &impl ConnectionTrait, id: i64) -> Result<bool> {
         .await?;
     Ok(result.rows_affected == 1)
 }
+
+/// An org's messages, newest first (`idx_outbox_org`).
+///
+/// # Errors
+/// A database error.
+pub async fn of_org(conn: &impl ConnectionTrait, org_id: &str, limit: u64) -> Result<Vec<Message>> {
+    Ok(outbox::Entity::find()
+        .filter(outbox::Column::OrgId.eq(org_id))
+        .order_by_desc(outbox::Column::Id)
+        .limit(limit)
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(to_message)
+        .collect())
+}
+
+/// Pending messages that failed at least once, the next attempt first
+/// (`idx_outbox_status_next`).
+///
+/// # Errors
+/// A database error.
+pub async fn retrying(conn: &impl ConnectionTrait, limit: u64) -> Result<Vec<Message>> {
+    Ok(outbox::Entity::find()
+        .filter(outbox::Column::Status.eq("pending"))
+        .filter(outbox::Column::Attempts.gt(0))
+        .order_by_asc(outbox::Column::Status)
+        .order_by_asc(outbox::Column::NextAttemptAt)
+        .limit(limit)
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(to_message)
+        .collect())
+}

@@ -14,6 +14,7 @@ mod helpers;
 mod api;
 mod billing;
 mod cli;
+mod console;
 mod crash;
 mod forecast;
 mod lifecycle;

@@ -255,8 +255,8 @@ async fn postgres_connections_the_server_dropped_are_replaced() {
 }
 
 /// The org indexes on disk: `idx_orgs_due` serves every deadline and clock query, the two
-/// it made redundant are gone (migration 8), and every migration rolls back and applies
-/// again.
+/// it made redundant are gone (migration 8), the console's list filters end in `id`
+/// (migration 9), and every migration rolls back and applies again.
 async fn migrations_roll_back_and_apply_again(backend: Backend) {
     use acctd::storage::{Migrator, MigratorTrait};
     let Some(db) = crate::helpers::TestDb::new(backend).await else {
@@ -292,7 +292,12 @@ async fn migrations_roll_back_and_apply_again(backend: Backend) {
         .map(|row| row.try_get::<String>("", "n").unwrap())
         .collect::<Vec<_>>()
     };
-    let now = ["idx_orgs_due", "idx_orgs_state"];
+    let now = [
+        "idx_orgs_billing_email",
+        "idx_orgs_due",
+        "idx_orgs_plan_id",
+        "idx_orgs_state_id",
+    ];
     assert_eq!(indexes(conn.clone()).await, now);
     // The sweep's claim reads one batch of `idx_orgs_due` entries in order, for the real
     // clock and for a test clock, without sorting the due orgs (seq scans off, as on a
@@ -336,6 +341,11 @@ async fn migrations_roll_back_and_apply_again(backend: Backend) {
     Migrator::down(&conn, Some(1)).await.unwrap();
     assert_eq!(
         indexes(conn.clone()).await,
+        ["idx_orgs_due", "idx_orgs_state"]
+    );
+    Migrator::down(&conn, Some(1)).await.unwrap();
+    assert_eq!(
+        indexes(conn.clone()).await,
         [
             "idx_orgs_clock_id",
             "idx_orgs_due",
@@ -349,6 +359,98 @@ async fn migrations_roll_back_and_apply_again(backend: Backend) {
     assert_eq!(indexes(conn.clone()).await, now);
 }
 both!(migrations_roll_back_and_apply_again);
+
+/// The console's org list reads one range of one index for each filter, in id order:
+/// no sort, whatever the table's size (seq and bitmap scans off on PostgreSQL, as on a
+/// large table).
+async fn org_list_filters_read_an_index_in_order(backend: Backend) {
+    use acctd::domain::{LockReason, Status};
+    use acctd::storage::org::Filter;
+    let Some(db) = crate::helpers::TestDb::new(backend).await else {
+        return;
+    };
+    let conn = storage::connect(&db.url, 1).await.expect("connect");
+    storage::migrate(&conn).await.expect("migrate");
+    let page = |f: Filter| Filter {
+        after: Some("m".to_owned()),
+        limit: 50,
+        ..f
+    };
+    for (name, filter, index) in [
+        ("all", page(Filter::default()), ""),
+        (
+            "state",
+            page(Filter {
+                status: Some(Status::Active),
+                ..Filter::default()
+            }),
+            "idx_orgs_state_id",
+        ),
+        (
+            "reason",
+            page(Filter {
+                reason: Some(LockReason::Manual),
+                ..Filter::default()
+            }),
+            "idx_orgs_state_id",
+        ),
+        (
+            "plan",
+            page(Filter {
+                plan: Some("basic".into()),
+                ..Filter::default()
+            }),
+            "idx_orgs_plan_id",
+        ),
+        (
+            "email",
+            page(Filter {
+                billing_email: Some("a@b.test".into()),
+                ..Filter::default()
+            }),
+            "idx_orgs_billing_email",
+        ),
+        (
+            "prefix",
+            page(Filter {
+                id_prefix: Some("acme".into()),
+                ..Filter::default()
+            }),
+            "",
+        ),
+    ] {
+        let mut statement = org::list_statement(conn.get_database_backend(), &filter);
+        let txn = sea_orm::TransactionTrait::begin(&conn).await.unwrap();
+        statement.sql = match backend {
+            Backend::Sqlite => format!("EXPLAIN QUERY PLAN {}", statement.sql),
+            Backend::Postgres => {
+                txn.execute_unprepared(
+                    "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off",
+                )
+                .await
+                .unwrap();
+                format!("EXPLAIN {}", statement.sql)
+            }
+        };
+        let plan = txn
+            .query_all_raw(statement)
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| {
+                row.try_get_by_index::<String>(row.column_names().len() - 1)
+                    .unwrap()
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        txn.rollback().await.unwrap();
+        assert!(
+            plan.contains(index) && !plan.contains("TEMP B-TREE") && !plan.contains("Sort"),
+            "{name}: {plan}"
+        );
+    }
+}
+both!(org_list_filters_read_an_index_in_order);
 
 /// `update_many` given the orgs as read writes exactly what changed: every column one org
 /// changed, one changed column of another in the same statement, and an unchanged org
