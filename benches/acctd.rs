@@ -60,8 +60,8 @@ fn args() -> Args {
     }
     if let Some(only) = &args.only {
         assert!(
-            ["sweep", "simulate", "ingest", "memory", "http"].contains(&only.as_str()),
-            "--only sweep|simulate|ingest|memory|http"
+            ["sweep", "simulate", "ingest", "memory", "http", "foresight"].contains(&only.as_str()),
+            "--only sweep|simulate|ingest|memory|http|foresight"
         );
     }
     args
