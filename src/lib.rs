@@ -11,6 +11,7 @@
 //! - [`simulate`]: time-travel scenarios on a virtual clock and an in-memory database,
 //!   polled by [`executor`], which spins through the short waits on SQLite.
 //! - [`api`]: the admin HTTP API (axum): routes, auth, DTOs, errors, and its client.
+//! - [`report`]: the HTML pictures of facts over time (swimlanes, weekly charts).
 //! - [`config`], [`telemetry`], [`cli`]: settings, logs, the command line.
 
 pub mod api;
@@ -24,6 +25,7 @@ pub mod engine;
 pub mod executor;
 pub mod lock;
 pub mod notify;
+pub mod report;
 pub mod scheduler;
 pub mod simulate;
 pub mod storage;
