@@ -20,7 +20,7 @@ pub const MAX_LANES: usize = 200;
 /// Width of the time axis, in pixels.
 const WIDTH: f64 = 960.0;
 /// Height of one lane.
-const LANE_HEIGHT: u32 = 44;
+const LANE_HEIGHT: u32 = 48;
 
 /// An expectation checked at an instant (a scenario's `[[expect]]`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -237,7 +237,7 @@ fn render_lane(
         let (x0, x1) = (x(from), x(to));
         let _ = write!(
             html,
-            "<rect class=\"band\" x=\"{x0:.1}\" y=\"2\" width=\"{:.1}\" height=\"16\" fill=\"{}\">\
+            "<rect class=\"band\" x=\"{x0:.1}\" y=\"8\" width=\"{:.1}\" height=\"16\" fill=\"{}\">\
              <title>{}: {} to {}</title></rect>",
             (x1 - x0).max(0.5),
             colour(s),
@@ -266,26 +266,28 @@ fn render_lane(
         ));
         let shape = match fact {
             Fact::Transition { .. } => format!(
-                "<line class=\"m-transition\" x1=\"{px:.1}\" x2=\"{px:.1}\" y1=\"0\" y2=\"20\"><title>{title}</title></line>"
+                "<line class=\"m-transition\" x1=\"{px:.1}\" x2=\"{px:.1}\" y1=\"6\" y2=\"26\"><title>{title}</title></line>"
             ),
             Fact::Invoice { .. } => format!(
-                "<rect class=\"m m-invoice\" x=\"{:.1}\" y=\"22\" width=\"8\" height=\"8\"><title>{title}</title></rect>",
+                "<rect class=\"m m-invoice\" x=\"{:.1}\" y=\"28\" width=\"8\" height=\"8\"><title>{title}</title></rect>",
                 px - 4.0
             ),
             Fact::Payment { succeeded, .. } => format!(
-                "<circle class=\"m {}\" cx=\"{px:.1}\" cy=\"26\" r=\"4\"><title>{title}</title></circle>",
-                if *succeeded { "m-paid" } else { "m-failed" }
+                "<circle class=\"m {}\" cx=\"{:.1}\" cy=\"32\" r=\"4\"><title>{title}</title></circle>",
+                if *succeeded { "m-paid" } else { "m-failed" },
+                // Beside its invoice, which is usually issued at the same instant.
+                px + 8.0
             ),
             Fact::Alert { .. } => format!(
-                "<path class=\"m m-alert\" d=\"M{:.1} 30 l4 -8 l4 8 z\"><title>{title}</title></path>",
+                "<path class=\"m m-alert\" d=\"M{:.1} 36 l4 -8 l4 8 z\"><title>{title}</title></path>",
                 px - 4.0
             ),
             Fact::Plan { .. } => format!(
-                "<rect class=\"m m-plan\" x=\"{:.1}\" y=\"22\" width=\"4\" height=\"9\"><title>{title}</title></rect>",
+                "<rect class=\"m m-plan\" x=\"{:.1}\" y=\"28\" width=\"4\" height=\"9\"><title>{title}</title></rect>",
                 px - 2.0
             ),
             Fact::Email { .. } => format!(
-                "<path class=\"m m-email\" d=\"M{:.1} 38 l4 -4 l4 4 l-4 4 z\"><title>{title}</title></path>",
+                "<path class=\"m m-email\" d=\"M{:.1} 42 l4 -4 l4 4 l-4 4 z\"><title>{title}</title></path>",
                 px - 4.0
             ),
         };
@@ -295,8 +297,9 @@ fn render_lane(
         let px = x(expect.at);
         let _ = write!(
             html,
-            "<path class=\"m {}\" d=\"M{px:.1} 34 l0 10 M{px:.1} 34 l7 3 l-7 3\"><title>{} expectation {}: {}</title></path>",
+            "<path class=\"m {}\" d=\"M{:.1} 0 l8 0 l-4 7 z\"><title>{} expectation {}: {}</title></path>",
             if expect.ok { "m-ok" } else { "m-failed" },
+            px - 4.0,
             time(expect.at),
             if expect.ok { "met" } else { "FAILED" },
             escape(&expect.text)
@@ -308,7 +311,7 @@ fn render_lane(
 fn render_chart(html: &mut String, chart: &Chart) {
     const W: f64 = 440.0;
     const H: f64 = 150.0;
-    const LEFT: f64 = 44.0;
+    const LEFT: f64 = 60.0;
     const BOTTOM: f64 = 24.0;
     let max = chart
         .series
