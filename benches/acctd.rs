@@ -6,7 +6,7 @@
 )]
 //! acctd benchmarks (issue 8); see BENCHMARKS.md.
 //!
-//! `cargo bench --bench acctd -- [--orgs N] [--runs R] [--only sweep|simulate|ingest|memory|http]`
+//! `cargo bench --bench acctd -- [--orgs N] [--runs R] [--only sweep|simulate|ingest|memory|http|whatif]`
 //!
 //! Runs on SQLite (a file in a temp dir) and, when `TEST_POSTGRES_URL` names a maintenance
 //! database, on a fresh PostgreSQL database `b_<pid>` that is dropped afterwards.
@@ -60,8 +60,17 @@ fn args() -> Args {
     }
     if let Some(only) = &args.only {
         assert!(
-            ["sweep", "simulate", "ingest", "memory", "http", "foresight"].contains(&only.as_str()),
-            "--only sweep|simulate|ingest|memory|http|foresight"
+            [
+                "sweep",
+                "simulate",
+                "ingest",
+                "memory",
+                "http",
+                "foresight",
+                "whatif"
+            ]
+            .contains(&only.as_str()),
+            "--only sweep|simulate|ingest|memory|http|foresight|whatif"
         );
     }
     args
@@ -567,6 +576,67 @@ async fn bench_memory(place: &mut Place, orgs: usize) {
         "  acctd serve: peak RSS (VmHWM) {:.1} MB; swept all {orgs} orgs {} after start",
         peak as f64 / 1024.0,
         fmt_secs(took)
+    );
+}
+
+/// `acctd whatif` (release binary) over `orgs` mixed orgs for 90 days, both rule sets
+/// (the changed ones: longer grace, later cancel, a higher overage multiplier), payments
+/// failing so that every active org goes through grace: wall time and peak RSS per run.
+async fn bench_whatif(place: &mut Place, orgs: usize, runs: usize) {
+    println!(
+        "\n## What-if, {}: `acctd whatif --days 90 --payments fail` over {orgs} mixed orgs, {runs} runs",
+        place.name()
+    );
+    let at = now();
+    let (db, url) = place.fresh().await;
+    bench::seed(&db, orgs, Scenario::Mixed, at)
+        .await
+        .expect("seed");
+    place.analyze(&db).await;
+    db.close().await.ok();
+    let rules = place.dir.join("changed.toml");
+    std::fs::write(
+        &rules,
+        "[lifecycle]\ngrace_days = 14\ncancel_after_lock_days = 30\n\n[billing]\noverage_multiplier = \"1.5\"\n",
+    )
+    .unwrap();
+    let rules = rules.display().to_string();
+    let mut samples = Vec::new();
+    let mut peaks = Vec::new();
+    for _ in 0..runs {
+        let (peak, took, out) = peak_rss(
+            &[
+                "--db",
+                &url,
+                "whatif",
+                "--rules",
+                &rules,
+                "--days",
+                "90",
+                "--payments",
+                "fail",
+                "--list",
+                "20",
+            ],
+            &place.dir,
+        );
+        let summary = out
+            .lines()
+            .find(|l| l.contains("fate differs"))
+            .unwrap_or("")
+            .to_owned();
+        println!(
+            "  {} , peak RSS (VmHWM) {:.1} MB ; {summary}",
+            fmt_secs(took),
+            peak as f64 / 1024.0
+        );
+        samples.push(took);
+        peaks.push(peak);
+    }
+    println!(
+        "  median: {}, peak RSS max {:.1} MB",
+        fmt_secs(median(&samples)),
+        peaks.iter().copied().max().unwrap_or(0) as f64 / 1024.0
     );
 }
 
@@ -1109,6 +1179,9 @@ fn main() {
             }
             if wants("foresight") {
                 bench_foresight(&mut place, args.orgs, args.runs).await;
+            }
+            if wants("whatif") {
+                bench_whatif(&mut place, args.orgs, args.runs).await;
             }
             place.drop_all().await;
         }

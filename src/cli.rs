@@ -8,6 +8,7 @@ pub mod outbox;
 pub mod remote;
 pub mod render;
 pub mod usage;
+pub mod whatif;
 
 use std::path::PathBuf;
 
@@ -46,6 +47,9 @@ pub enum Command {
     Simulate {
         /// The scenario file (TOML; the format is docs/scenarios.md).
         scenario: PathBuf,
+        /// Also write an HTML page of the run: a swimlane per org (the first 200).
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
     },
     /// Process everything due up to TIME (default: now) once, then exit.
     Tick {
@@ -78,6 +82,10 @@ pub enum Command {
     /// What happens to an org up to a horizon (default 60 days) if nothing else does:
     /// transitions, reminders, invoices and charges, cancellation. Writes nothing.
     Forecast(forecast::ForecastArgs),
+    /// The fleet up to a horizon (default 90 days) under the current rules and under
+    /// changed ones, side by side: weekly counts and the orgs whose fate differs. Opens
+    /// the database read-only.
+    Whatif(whatif::WhatifArgs),
     /// Benchmark helpers: bulk seeding and the set-based SQL sweep baseline.
     #[command(subcommand)]
     Bench(bench::BenchCommand),

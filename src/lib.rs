@@ -12,6 +12,7 @@
 //!   polled by [`executor`], which spins through the short waits on SQLite.
 //! - [`api`]: the admin HTTP API (axum): routes, auth, DTOs, errors, and its client.
 //! - [`console`]: the ops console, HTML pages on the API's router, engine and roles.
+//! - [`report`]: the HTML pictures of facts over time (swimlanes, weekly charts).
 //! - [`config`], [`telemetry`], [`cli`]: settings, logs, the command line.
 
 pub mod api;
@@ -26,6 +27,7 @@ pub mod engine;
 pub mod executor;
 pub mod lock;
 pub mod notify;
+pub mod report;
 pub mod scheduler;
 pub mod simulate;
 pub mod storage;

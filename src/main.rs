@@ -85,7 +85,9 @@ async fn dispatch(command: Command, settings: Settings) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Simulate { scenario } => simulate_file(&scenario, &settings).await,
+        Command::Simulate { scenario, html } => {
+            simulate_file(&scenario, html.as_deref(), &settings).await
+        }
         Command::Tick {
             until,
             json,
@@ -111,6 +113,10 @@ async fn dispatch(command: Command, settings: Settings) -> ExitCode {
             };
             let mut out = std::io::stdout().lock();
             failure(cli::forecast::run(&engine, args, &mut out).await)
+        }
+        Command::Whatif(args) => {
+            let mut out = std::io::stdout().lock();
+            failure(cli::whatif::run(&settings, args, &mut out).await)
         }
         Command::Bench(command) => report(cli::bench::run(&settings.database.url, command).await),
         Command::Usage(usage) => {
@@ -320,7 +326,11 @@ fn rfc3339(at: chrono::DateTime<chrono::Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-async fn simulate_file(path: &std::path::Path, settings: &Settings) -> ExitCode {
+async fn simulate_file(
+    path: &std::path::Path,
+    html: Option<&std::path::Path>,
+    settings: &Settings,
+) -> ExitCode {
     // Read here rather than in `scenario::load`, whose error would carry a line number
     // for a file that could not be read at all.
     let text = match std::fs::read_to_string(path) {
@@ -339,8 +349,15 @@ async fn simulate_file(path: &std::path::Path, settings: &Settings) -> ExitCode 
     };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let result = simulate::run(&scenario, settings, &mut out).await;
+    let mut recording = html.map(|_| simulate::Recording::default());
+    let result = simulate::run_recorded(&scenario, settings, &mut out, recording.as_mut()).await;
     let _ = out.flush();
+    if let (Some(file), Some(recording), Ok(summary)) = (html, &recording, &result) {
+        if let Err(e) = std::fs::write(file, simulate::page(&scenario, recording, summary)) {
+            eprintln!("acctd: cannot write {}: {}", file.display(), io_message(&e));
+            return ExitCode::FAILURE;
+        }
+    }
     match result {
         Ok(summary) if summary.failed == 0 => ExitCode::SUCCESS,
         Ok(_) => ExitCode::from(1),

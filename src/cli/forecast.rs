@@ -28,6 +28,9 @@ pub struct ForecastArgs {
     /// `table` (readable) or `jsonl` (one fact per line, as `acctd simulate` prints).
     #[arg(long, default_value = "table", value_parser = ["table", "jsonl"])]
     pub format: String,
+    /// Also write an HTML page: the org's swimlane (states over time and every fact).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<std::path::PathBuf>,
 }
 
 /// Runs `acctd forecast` against the configured database.
@@ -41,6 +44,10 @@ pub async fn run(engine: &Engine, args: ForecastArgs, out: &mut impl Write) -> R
     let payments: Payments = args.payments.parse().map_err(Failure::Input)?;
     let forecast = engine.forecast(&args.org, until, payments).await?;
     let io = |e: std::io::Error| Failure::Other(e.into());
+    if let Some(path) = &args.html {
+        std::fs::write(path, page(&forecast))
+            .map_err(|e| Failure::Input(format!("cannot write {}: {e}", path.display())))?;
+    }
     if args.format == "jsonl" {
         for fact in &forecast.facts {
             crate::simulate::output::fact(out, fact).map_err(io)?;
@@ -89,6 +96,38 @@ pub fn table(forecast: &Forecast) -> String {
         org.tier
     ));
     text
+}
+
+/// The forecast as an HTML page: one swimlane.
+pub fn page(forecast: &Forecast) -> String {
+    let org = &forecast.org;
+    // The state now: the first transition's origin, else the state it stays in.
+    let start = forecast
+        .facts
+        .iter()
+        .find_map(|f| match f {
+            Fact::Transition { from, .. } => Some(*from),
+            _ => None,
+        })
+        .unwrap_or(Some(org.lifecycle.status));
+    crate::report::html::render(&crate::report::html::Page {
+        title: format!("acctd forecast: {}", org.id),
+        notes: vec![format!(
+            "Assumes no new usage, no admin or customer action, payments {}.",
+            forecast.payments.as_str()
+        )],
+        from: forecast.from,
+        until: forecast.until,
+        charts: Vec::new(),
+        lanes: vec![crate::report::html::Lane {
+            org: &org.id,
+            label: "",
+            start,
+            facts: &forecast.facts,
+            expectations: &[],
+        }],
+        omitted: 0,
+    })
 }
 
 /// One fact in words.

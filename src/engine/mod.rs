@@ -13,6 +13,7 @@ mod ops;
 mod read;
 pub mod test_clock;
 pub mod usage;
+pub mod whatif;
 
 use std::sync::Arc;
 
@@ -422,8 +423,24 @@ impl Engine {
         until: DateTime<Utc>,
         ids: usize,
         invoice: Option<i64>,
-        mut periods: Vec<Period>,
+        periods: Vec<Period>,
     ) -> Result<Planner<'_>> {
+        let snapshot = self
+            .snapshot(txn, orgs, until, ids, invoice, periods)
+            .await?;
+        Ok(Planner::new(&self.rules, snapshot, self.clock.now()).on_clock(self.scope.clone()))
+    }
+
+    /// The snapshot a [`Engine::planner`] plans over (see there).
+    async fn snapshot(
+        &self,
+        txn: &DatabaseTransaction,
+        orgs: &[Org],
+        until: DateTime<Utc>,
+        ids: usize,
+        invoice: Option<i64>,
+        mut periods: Vec<Period>,
+    ) -> Result<domain::plan::Snapshot> {
         // Periods given by the caller are a usage batch's: its alerts are read too.
         let alerts = !periods.is_empty();
         let mut from = until;
@@ -446,8 +463,7 @@ impl Engine {
             ids,
             peek: self.preview,
         };
-        let snapshot = snapshot::read(txn, &window).await?;
-        Ok(Planner::new(&self.rules, snapshot, self.clock.now()).on_clock(self.scope.clone()))
+        Ok(snapshot::read(txn, &window).await?)
     }
 
     /// Carries a planning step through its charges: the gateway decides each, and the

@@ -16,6 +16,7 @@ use crate::config::{self, Settings};
 use crate::domain::period::Period;
 use crate::engine::usage::{Outcome, UsageReport};
 use crate::engine::{self, Actor, Command, Engine, Fact, ScriptedGateway, Signup};
+use crate::report::html;
 use crate::storage;
 pub use scenario::Scenario;
 use scenario::{Action, AdminOp, Expect};
@@ -52,6 +53,42 @@ enum Item<'a> {
     Expect(&'a Expect),
 }
 
+/// What a run keeps for a picture (`acctd simulate --html`): the facts and expectations
+/// of the scenario's first [`html::MAX_LANES`] orgs.
+#[derive(Clone, Debug, Default)]
+pub struct Recording {
+    /// The orgs drawn, in the scenario's order, with their facts and expectations.
+    pub lanes: Vec<(String, Vec<Fact>, Vec<html::Expectation>)>,
+    /// Orgs of the scenario left out.
+    pub omitted: u64,
+}
+
+impl Recording {
+    fn lane(&mut self, org: &str) -> Option<&mut (String, Vec<Fact>, Vec<html::Expectation>)> {
+        self.lanes.iter_mut().find(|(id, _, _)| id == org)
+    }
+}
+
+/// The output of a run: its JSON Lines, and the recording if one is asked for.
+struct Out<'a, W: Write> {
+    w: &'a mut W,
+    record: Option<&'a mut Recording>,
+}
+
+impl<W: Write> Write for Out<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.w.write(buf)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.w.write_all(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.w.flush()
+    }
+}
+
 /// Runs a scenario, writing JSON Lines to `out`.
 ///
 /// # Errors
@@ -61,6 +98,30 @@ pub async fn run(
     base: &Settings,
     out: &mut impl Write,
 ) -> Result<Summary, Error> {
+    run_recorded(scenario, base, out, None).await
+}
+
+/// [`run`], also keeping in `record` the facts and expectations of the scenario's first
+/// orgs (for `--html`).
+///
+/// # Errors
+/// Invalid `[config]` overrides, or a storage failure.
+pub async fn run_recorded(
+    scenario: &Scenario,
+    base: &Settings,
+    out: &mut impl Write,
+    mut record: Option<&mut Recording>,
+) -> Result<Summary, Error> {
+    if let Some(record) = record.as_deref_mut() {
+        record.lanes = scenario
+            .orgs
+            .iter()
+            .take(html::MAX_LANES)
+            .map(|o| (o.id.clone(), Vec::new(), Vec::new()))
+            .collect();
+        record.omitted = scenario.orgs.len().saturating_sub(html::MAX_LANES) as u64;
+    }
+    let out = &mut Out { w: out, record };
     let settings = match &scenario.config {
         Some(overrides) => {
             base.with_overrides(&scenario.file, &scenario.text, overrides.clone())?
@@ -242,10 +303,10 @@ fn validate_orgs(scenario: &Scenario, settings: &Settings) -> Result<(), scenari
 
 /// Usage steps of one instant as one batch; each step's refusal or facts are written in
 /// step order, as if they had run one by one.
-async fn usage_run(
+async fn usage_run<W: Write>(
     engine: &Engine,
     steps: &[&scenario::Step],
-    out: &mut impl Write,
+    out: &mut Out<'_, W>,
 ) -> Result<(), Error> {
     let reports: Vec<UsageReport> = steps
         .iter()
@@ -288,11 +349,11 @@ async fn usage_run(
     Ok(())
 }
 
-async fn step_run(
+async fn step_run<W: Write>(
     engine: &Engine,
     gateway: &ScriptedGateway,
     step: &scenario::Step,
-    out: &mut impl Write,
+    out: &mut Out<'_, W>,
 ) -> Result<(), Error> {
     let customer = Actor::new(step.org.clone(), step.name.clone());
     let (command, actor) = match &step.action {
@@ -353,7 +414,11 @@ async fn step_run(
     Ok(())
 }
 
-async fn check(engine: &Engine, expect: &Expect, out: &mut impl Write) -> Result<bool, Error> {
+async fn check<W: Write>(
+    engine: &Engine,
+    expect: &Expect,
+    out: &mut Out<'_, W>,
+) -> Result<bool, Error> {
     let view = engine.view(&expect.org).await?;
     let l = &view.org.lifecycle;
     let mut expected = serde_json::Map::new();
@@ -402,15 +467,64 @@ async fn check(engine: &Engine, expect: &Expect, out: &mut impl Write) -> Result
         expected.insert("entitlements".into(), want.into());
         actual.insert("entitlements".into(), got.into());
     }
+    if let Some(lane) = out.record.as_deref_mut().and_then(|r| r.lane(&expect.org)) {
+        lane.2.push(html::Expectation {
+            at: expect.at,
+            org: expect.org.clone(),
+            ok,
+            text: format!(
+                "expected {}, found {}",
+                serde_json::Value::Object(expected.clone()),
+                serde_json::Value::Object(actual.clone())
+            ),
+        });
+    }
     output::expect(out, expect.at, &expect.org, ok, expected, actual)?;
     Ok(ok)
 }
 
 /// Writes facts in effective-time order; ties keep the order they happened in.
-fn emit(out: &mut impl Write, mut facts: Vec<Fact>) -> std::io::Result<()> {
+fn emit<W: Write>(out: &mut Out<'_, W>, mut facts: Vec<Fact>) -> std::io::Result<()> {
     facts.sort_by_key(Fact::at);
     for fact in &facts {
-        output::fact(out, fact)?;
+        output::fact(out.w, fact)?;
+    }
+    if let Some(record) = out.record.as_deref_mut() {
+        for fact in facts {
+            if let Some(lane) = record.lane(fact.org()) {
+                lane.1.push(fact);
+            }
+        }
     }
     Ok(())
+}
+
+/// The HTML picture of a run (`acctd simulate --html`): a swimlane per org of the
+/// recording, its expectations marked (failed ones red).
+pub fn page(scenario: &Scenario, record: &Recording, summary: &Summary) -> String {
+    let lanes = record
+        .lanes
+        .iter()
+        .map(|(org, facts, expectations)| html::Lane {
+            org,
+            label: "",
+            start: None,
+            facts,
+            expectations,
+        })
+        .collect();
+    html::render(&html::Page {
+        title: format!("acctd simulate: {}", scenario.file.display()),
+        notes: vec![format!(
+            "{} orgs; {} expectations, {} failed.",
+            scenario.orgs.len(),
+            summary.expectations,
+            summary.failed
+        )],
+        from: scenario.start,
+        until: scenario.until,
+        charts: Vec::new(),
+        lanes,
+        omitted: record.omitted,
+    })
 }

@@ -325,3 +325,36 @@ pub async fn lock_writes(conn: &impl ConnectionTrait) -> Result<()> {
     }
     Ok(())
 }
+
+/// Opens `url` for reading only (`acctd whatif`): a `SQLite` file in read-only mode (no
+/// journal-mode switch, no checkpointer), `PostgreSQL` sessions whose transactions
+/// default to read only. Migrations are not run: the caller reads the schema as it is.
+///
+/// # Errors
+/// The database cannot be reached or opened.
+pub async fn connect_read_only(url: &str, max_connections: u32) -> Result<DatabaseConnection> {
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .sqlx_logging(false)
+        .max_connections(pool_size(url, max_connections))
+        .acquire_timeout(Duration::from_secs(30));
+    if url.starts_with("sqlite:") {
+        options.map_sqlx_sqlite_opts(|opts| {
+            opts.read_only(true)
+                .create_if_missing(false)
+                .busy_timeout(Duration::from_secs(30))
+        });
+        return Database::connect(options).await.map_err(|e| {
+            if e.to_string().contains("code: 14") {
+                Error::Db(DbErr::Custom(format!(
+                    "cannot open SQLite database `{url}` read-only: it does not exist or cannot be read ({e})"
+                )))
+            } else {
+                e.into()
+            }
+        });
+    }
+    postgres_reachable(url).await?;
+    options.map_sqlx_postgres_opts(|opts| opts.options([("default_transaction_read_only", "on")]));
+    Ok(Database::connect(options).await?)
+}

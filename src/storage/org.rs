@@ -516,6 +516,43 @@ fn list_query(filter: &Filter) -> Select<org::Entity> {
     query.limit(filter.limit)
 }
 
+/// Which orgs [`page`] reads: each given field narrows the selection.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Selection {
+    pub status: Option<Status>,
+    pub plan: Option<String>,
+    pub ids: Option<Vec<String>>,
+}
+
+/// Up to `limit` orgs of the real clock (test-clock orgs are left out) matching
+/// `selection`, by id after `after` (keyset paging: each page is one indexed range read).
+///
+/// # Errors
+/// A database error or a corrupt row.
+pub async fn page(
+    conn: &impl ConnectionTrait,
+    selection: &Selection,
+    after: Option<&str>,
+    limit: u64,
+) -> Result<Vec<Org>> {
+    let mut query = org::Entity::find()
+        .filter(org::Column::ClockId.is_null())
+        .order_by_asc(org::Column::Id);
+    if let Some(status) = selection.status {
+        query = query.filter(org::Column::State.eq(status.as_str()));
+    }
+    if let Some(plan) = &selection.plan {
+        query = query.filter(org::Column::Plan.eq(plan.clone()));
+    }
+    if let Some(ids) = &selection.ids {
+        query = query.filter(org::Column::Id.is_in(ids.iter().cloned()));
+    }
+    if let Some(after) = after {
+        query = query.filter(org::Column::Id.gt(after.to_owned()));
+    }
+    fetch(conn, query.limit(limit)).await
+}
+
 /// Counts of orgs by state and by lock reason, and the due backlog.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Counts {

@@ -424,6 +424,9 @@ fn readme_walkthrough_runs_as_written() {
         "admin payment ",
         "tick --until ",
         "admin outbox retry ",
+        "forecast acme",
+        "whatif --rules ",
+        "simulate scenarios/grace-lock-cancel.toml --html ",
     ] {
         assert!(
             joined.iter().any(|c| c.starts_with(needle)),

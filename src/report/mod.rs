@@ -1,0 +1,3 @@
+//! Reports of facts for people: [`html`], one self-contained page of swimlanes and charts.
+
+pub mod html;
