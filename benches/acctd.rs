@@ -654,30 +654,8 @@ async fn bench_http(place: &mut Place, orgs: usize, runs: usize) {
         "\n## Entitlement reads over HTTP, {}: `acctd serve` over {orgs} mixed orgs, {HTTP_CONNECTIONS} connections x {HTTP_SECONDS} s, {runs} runs",
         place.name()
     );
-    let at = now();
-    let (db, url) = place.fresh().await;
-    bench::seed(&db, orgs, Scenario::Mixed, at)
-        .await
-        .expect("seed");
-    place.analyze(&db).await;
-    db.close().await.ok();
-    let (mut child, listen) = serve(&place.dir, &url);
+    let (mut child, listen, started) = serve_seeded(place, orgs).await;
     let pid = child.id();
-    // Wait for the daemon to answer (start-up, migrations, catch-up sweep).
-    let started = Instant::now();
-    loop {
-        if get(&listen, "/readyz")
-            .await
-            .is_some_and(|(status, _)| status == 200)
-        {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_mins(10),
-            "acctd serve did not become ready"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     println!("  ready after {}", fmt_secs(started.elapsed()));
     let mut rates = Vec::new();
     let mut p50s = Vec::new();
@@ -722,25 +700,7 @@ async fn bench_foresight(place: &mut Place, orgs: usize, runs: usize) {
         "\n## Forecasts and previews over HTTP, {}: `acctd serve` over {orgs} mixed orgs, {runs} runs",
         place.name()
     );
-    let at = now();
-    let (db, url) = place.fresh().await;
-    bench::seed(&db, orgs, Scenario::Mixed, at)
-        .await
-        .expect("seed");
-    place.analyze(&db).await;
-    db.close().await.ok();
-    let (mut child, listen) = serve(&place.dir, &url);
-    let started = Instant::now();
-    while get(&listen, "/readyz")
-        .await
-        .is_none_or(|(status, _)| status != 200)
-    {
-        assert!(
-            started.elapsed() < Duration::from_mins(10),
-            "acctd serve did not become ready"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (mut child, listen, _) = serve_seeded(place, orgs).await;
     let mut p50s = Vec::new();
     let mut p99s = Vec::new();
     let mut ratios = Vec::new();
@@ -829,6 +789,31 @@ async fn post(addr: &str, path: &str) -> u16 {
     let status = response.status().as_u16();
     response.into_body().collect().await.expect("body");
     status
+}
+
+/// `acctd serve` over a fresh database of `orgs` mixed orgs, once it answers `/readyz`
+/// (start-up, migrations, catch-up sweep); the child, its API address and its start.
+async fn serve_seeded(place: &mut Place, orgs: usize) -> (std::process::Child, String, Instant) {
+    let at = now();
+    let (db, url) = place.fresh().await;
+    bench::seed(&db, orgs, Scenario::Mixed, at)
+        .await
+        .expect("seed");
+    place.analyze(&db).await;
+    db.close().await.ok();
+    let (child, listen) = serve(&place.dir, &url);
+    let started = Instant::now();
+    while get(&listen, "/readyz")
+        .await
+        .is_none_or(|(status, _)| status != 200)
+    {
+        assert!(
+            started.elapsed() < Duration::from_mins(10),
+            "acctd serve did not become ready"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (child, listen, started)
 }
 
 /// `acctd serve` (release binary) on `url`, its API on a free loopback port (returned),
