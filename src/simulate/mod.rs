@@ -174,8 +174,9 @@ pub async fn run_recorded(
         let (at, _, _, item) = &timeline[next];
         next += 1;
         if ticked != Some(*at) {
-            clock.set(*at);
-            emit(out, engine.tick(*at).await?.facts)?;
+            // What the instants before this one wrote is out before time moves on.
+            out.flush()?;
+            advance(&engine, &clock, ticked.unwrap_or(scenario.start), *at, out).await?;
             ticked = Some(*at);
         }
         match item {
@@ -238,10 +239,33 @@ pub async fn run_recorded(
         }
     }
     let last = scenario.until - Duration::seconds(1);
-    clock.set(last);
-    emit(out, engine.tick(last).await?.facts)?;
+    out.flush()?;
+    advance(&engine, &clock, ticked.unwrap_or(scenario.start), last, out).await?;
     output::summary(out, summary.expectations, summary.failed)?;
+    out.flush()?;
     Ok(summary)
+}
+
+/// Moves the clock from `from` to `to`, firing the deadlines due on the way a month at a
+/// time (at each 1st in between, then at `to`) and writing each month's facts as soon as
+/// they are decided, so a long run streams its output instead of holding it to the end.
+async fn advance<W: Write>(
+    engine: &Engine,
+    clock: &VirtualClock,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    out: &mut Out<'_, W>,
+) -> Result<(), Error> {
+    let mut first = Period::containing(from).next().start();
+    while first < to {
+        clock.set(first);
+        emit(out, engine.tick(first).await?.facts)?;
+        out.flush()?;
+        first = Period::containing(first).next().start();
+    }
+    clock.set(to);
+    emit(out, engine.tick(to).await?.facts)?;
+    Ok(())
 }
 
 /// Refuses a scenario beyond `[simulation]`'s bounds before anything runs.

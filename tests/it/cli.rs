@@ -825,3 +825,141 @@ fn a_scenario_beyond_the_simulation_bounds_exits_2() {
         "{err}"
     );
 }
+
+/// A writer that keeps what each flush pushed out, one piece per flush.
+#[derive(Default)]
+struct Flushes {
+    pending: Vec<u8>,
+    flushed: Vec<String>,
+}
+
+impl std::io::Write for Flushes {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.pending.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if !self.pending.is_empty() {
+            let piece = std::mem::take(&mut self.pending);
+            self.flushed.push(String::from_utf8(piece).unwrap());
+        }
+        Ok(())
+    }
+}
+
+/// SPEC 9, streaming: a run pushes out each simulated month's facts as soon as they are
+/// decided, in time order, instead of holding the whole run's output to the end.
+#[tokio::test]
+async fn simulate_flushes_each_month_as_it_is_decided() {
+    let text = "start = \"2026-03-01T00:00:00Z\"\nuntil = \"2029-03-01T00:00:00Z\"\n\
+                [[org]]\nid = \"a\"\nplan = \"basic\"\ntier = 5000\nadmins = [\"a@a.test\"]\n\
+                payment_method = true\nstate = \"active\"\n";
+    let scenario = acctd::simulate::scenario::parse(Path::new("s.toml"), text.to_owned()).unwrap();
+    let mut out = Flushes::default();
+    let summary = acctd::simulate::run(&scenario, &acctd::config::Settings::default(), &mut out)
+        .await
+        .unwrap();
+    assert_eq!(summary.failed, 0);
+    assert!(out.pending.is_empty(), "everything is flushed by the end");
+    // 35 monthly cycles (2026-04-01 to 2029-02-01), each in its own piece.
+    let times: Vec<Vec<String>> = out
+        .flushed
+        .iter()
+        .map(|piece| {
+            piece
+                .lines()
+                .filter_map(|l| {
+                    let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                    v["at"].as_str().map(str::to_owned)
+                })
+                .collect()
+        })
+        .collect();
+    assert!(
+        times.len() >= 35,
+        "{} pieces: {:?}",
+        times.len(),
+        out.flushed
+    );
+    assert!(
+        times[0].iter().all(|at| at.as_str() < "2026-04-02"),
+        "the first piece holds only the first month: {:?}",
+        times[0]
+    );
+    for pair in times.windows(2) {
+        let (Some(last), Some(next)) = (pair[0].iter().max(), pair[1].iter().min()) else {
+            continue;
+        };
+        assert!(last <= next, "pieces out of order: {last} before {next}");
+    }
+    let invoices = out
+        .flushed
+        .iter()
+        .filter(|p| p.contains("\"type\":\"invoice\""))
+        .count();
+    assert!(
+        invoices >= 35,
+        "one piece per monthly invoice, got {invoices}"
+    );
+}
+
+/// A long run prints each month's facts while it runs, holding no more than a month in
+/// memory: the first cycle's facts of 2,000 orgs over a century come out while the
+/// process is still running and small (it is killed then, long before the century ends;
+/// a run that kept its facts to the end would print them only after deciding them all).
+#[test]
+fn a_long_simulation_prints_while_it_runs() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut text =
+        String::from("start = \"2026-01-01T00:00:00Z\"\nuntil = \"2125-12-01T00:00:00Z\"\n");
+    for i in 0..2_000 {
+        text.push_str(&format!(
+            "[[org]]\nid = \"o{i}\"\nplan = \"basic\"\ntier = 5000\nadmins = [\"a@a.test\"]\n\
+             payment_method = true\nstate = \"active\"\n"
+        ));
+    }
+    let path = dir.path().join("century.toml");
+    std::fs::write(&path, text).unwrap();
+    let mut child = crate::helpers::Spawned::spawn(
+        Command::new(env!("CARGO_BIN_EXE_acctd"))
+            .args(["simulate", path.to_str().unwrap()])
+            .current_dir(dir.path())
+            .env_remove("RUST_LOG")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null()),
+    );
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // The first fact of the first monthly cycle; the pipe is left unread after it.
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if line.starts_with("{\"at\":\"2026-02-01T") {
+                let _ = tx.send(line);
+                break;
+            }
+        }
+        std::thread::park();
+    });
+    let first = rx
+        .recv_timeout(Duration::from_mins(2))
+        .expect("the first cycle's facts within 2 minutes");
+    assert!(first.contains("\"org\":\"o"), "{first}");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the first cycle came out only when the run was over"
+    );
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    let peak_kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM");
+    assert!(
+        peak_kb < 256 * 1024,
+        "{peak_kb} kB resident at the first cycle: the run holds more than a month of facts"
+    );
+}
