@@ -11,3 +11,4 @@ pub mod test_clock;
 pub mod transition;
 pub mod usage_alert;
 pub mod usage_report;
+pub mod usage_total;

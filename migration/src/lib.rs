@@ -12,6 +12,7 @@ mod m20261122_000006_create_job_runs;
 mod m20261122_000007_add_due_index;
 mod m20261201_000008_drop_redundant_org_indexes;
 mod m20261205_000009_add_console_indexes;
+mod m20261206_000010_add_usage_totals;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000007_add_due_index::Migration),
             Box::new(m20261201_000008_drop_redundant_org_indexes::Migration),
             Box::new(m20261205_000009_add_console_indexes::Migration),
+            Box::new(m20261206_000010_add_usage_totals::Migration),
         ]
     }
 }

@@ -174,7 +174,14 @@ impl Engine {
         self.check_scope(&org)?;
         let payments = payments.resolve(&org);
         let mut planner = engine
-            .planner(&txn, std::slice::from_ref(&org), until, 0, None, Vec::new())
+            .planner(
+                &txn,
+                std::slice::from_ref(&org),
+                until,
+                0,
+                None,
+                super::Reported::default(),
+            )
             .await?;
         txn.rollback().await?;
         let mut step = planner.advance(&mut org, until)?;

@@ -381,7 +381,9 @@ impl Engine {
         };
         let claimed = due.len() as u64;
         let read: Vec<orgs::Written> = due.iter().map(orgs::Written::of).collect();
-        let mut planner = self.planner(&txn, &due, until, 0, None, Vec::new()).await?;
+        let mut planner = self
+            .planner(&txn, &due, until, 0, None, Reported::default())
+            .await?;
         let t1 = t0.elapsed();
         for org in &mut due {
             let step = planner.advance(org, until);
@@ -414,8 +416,8 @@ impl Engine {
     }
 
     /// A planner over the snapshot of `orgs` for a transaction that decides up to
-    /// `until`: their deadlines, `ids` invoices more than those may issue, the usage of
-    /// `periods`, and `invoice` (a payment outcome's).
+    /// `until`: their deadlines, `ids` invoices more than those may issue, what a usage
+    /// batch `reported`, and `invoice` (a payment outcome's).
     async fn planner(
         &self,
         txn: &DatabaseTransaction,
@@ -423,10 +425,10 @@ impl Engine {
         until: DateTime<Utc>,
         ids: usize,
         invoice: Option<i64>,
-        periods: Vec<Period>,
+        reported: Reported<'_>,
     ) -> Result<Planner<'_>> {
         let snapshot = self
-            .snapshot(txn, orgs, until, ids, invoice, periods)
+            .snapshot(txn, orgs, until, ids, invoice, reported)
             .await?;
         Ok(Planner::new(&self.rules, snapshot, self.clock.now()).on_clock(self.scope.clone()))
     }
@@ -439,10 +441,11 @@ impl Engine {
         until: DateTime<Utc>,
         ids: usize,
         invoice: Option<i64>,
-        mut periods: Vec<Period>,
+        reported: Reported<'_>,
     ) -> Result<domain::plan::Snapshot> {
         // Periods given by the caller are a usage batch's: its alerts are read too.
-        let alerts = !periods.is_empty();
+        let alerts = !reported.periods.is_empty();
+        let mut periods = reported.periods;
         let mut from = until;
         let mut ids = ids;
         for org in orgs {
@@ -458,6 +461,7 @@ impl Engine {
             orgs: &ids_of,
             from,
             periods,
+            projects: reported.projects,
             alerts,
             invoice,
             ids,
@@ -674,7 +678,7 @@ impl Engine {
                 at,
                 issues,
                 None,
-                Vec::new(),
+                Reported::default(),
             )
             .await?;
         let step = planner.advance(&mut org, at);
@@ -719,7 +723,7 @@ impl Engine {
                 at,
                 0,
                 Some(invoice_id),
-                Vec::new(),
+                Reported::default(),
             )
             .await?;
         planner.payable(invoice_id)?;
@@ -820,6 +824,14 @@ fn check_reason(actor: &Actor) -> Result<()> {
         )),
         _ => Ok(()),
     }
+}
+
+/// What a usage batch reads beyond its orgs' deadlines: the periods it reports (with
+/// their alerts) and the projects it names. Empty for every other transaction.
+#[derive(Debug, Default)]
+struct Reported<'a> {
+    periods: Vec<Period>,
+    projects: Vec<(&'a str, Period, &'a str)>,
 }
 
 #[cfg(test)]

@@ -100,7 +100,20 @@ impl Engine {
                 .filter(|o| o.clock == self.scope)
                 .cloned()
                 .collect();
-            let mut planner = self.planner(&txn, &in_scope, at, 0, None, periods).await?;
+            let reported = super::Reported {
+                periods,
+                projects: chunk
+                    .iter()
+                    .filter_map(|r| {
+                        Some((
+                            r.org.as_str(),
+                            Period::parse(&r.period)?,
+                            r.project.as_str(),
+                        ))
+                    })
+                    .collect(),
+            };
+            let mut planner = self.planner(&txn, &in_scope, at, 0, None, reported).await?;
             // Each org caught up first: catching up may close a period.
             for org in loaded.values_mut().filter(|o| o.clock == self.scope) {
                 let step = planner.advance(org, at);

@@ -228,7 +228,7 @@ impl Engine {
             };
             after = Some(last.id.clone());
             let snapshot = engine
-                .snapshot(&txn, &chunk, until, 0, None, Vec::new())
+                .snapshot(&txn, &chunk, until, 0, None, super::Reported::default())
                 .await?;
             txn.rollback().await?;
             let full = chunk.len() as u64 >= options.chunk.max(1);

@@ -269,6 +269,9 @@ pub async fn write(
         let totals: Vec<_> = plan.totals.values().cloned().collect();
         usage::upsert_many(conn, &totals, recorded_at).await?;
     }
+    if !plan.usage.is_empty() {
+        usage::upsert_totals(conn, &plan.usage).await?;
+    }
     usage::insert_alerts(conn, &plan.alerts).await?;
     audit::insert_transitions(conn, &plan.transitions).await?;
     audit::enqueue_in(conn, &plan.outbox, Some(recorded_at)).await?;

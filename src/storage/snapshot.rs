@@ -15,9 +15,12 @@ pub struct Window<'a> {
     /// The earliest instant the plan covers: every invoice issued since is read by key
     /// (a deadline or command at an instant only issues invoices keyed at or after it).
     pub from: DateTime<Utc>,
-    /// Periods whose project totals are read, with the keys of the cycle invoices that
+    /// Periods whose usage totals are read, with the keys of the cycle invoices that
     /// close them.
     pub periods: Vec<Period>,
+    /// The (org, period, project) keys whose stored project totals are read (a usage
+    /// batch's items).
+    pub projects: Vec<(&'a str, Period, &'a str)>,
     /// Whether the alerts recorded in `periods` are read too (usage reports raise them;
     /// deadlines and commands do not).
     pub alerts: bool,
@@ -57,7 +60,11 @@ pub async fn read(conn: &impl sea_orm::ConnectionTrait, window: &Window<'_>) -> 
         }
     }
     if !periods.is_empty() {
-        snapshot.projects = usage::projects_of(conn, window.orgs, &periods).await?;
+        snapshot.usage = usage::totals_of(conn, window.orgs, &periods).await?;
+        let mut keys = window.projects.clone();
+        keys.sort_unstable();
+        keys.dedup();
+        snapshot.projects = usage::projects_of(conn, &keys).await?;
         if window.alerts {
             snapshot.alerted = usage::alerted_of(conn, window.orgs, &periods).await?;
         }

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use entity::{
     invoice, invoice_line, org, outbox, payment, test_clock, transition, usage_alert, usage_report,
+    usage_total,
 };
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
@@ -133,6 +134,10 @@ pub async fn delete(conn: &impl ConnectionTrait, id: &str) -> Result<u64> {
             .await?;
         usage_report::Entity::delete_many()
             .filter(usage_report::Column::OrgId.is_in(ids.clone()))
+            .exec(conn)
+            .await?;
+        usage_total::Entity::delete_many()
+            .filter(usage_total::Column::OrgId.is_in(ids.clone()))
             .exec(conn)
             .await?;
         usage_alert::Entity::delete_many()

@@ -3,8 +3,11 @@
 use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use entity::{usage_alert, usage_report};
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use entity::{usage_alert, usage_report, usage_total};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
 
 use super::bulk::Insert;
 use super::Result;
@@ -16,33 +19,76 @@ use crate::domain::usage::Usage;
 /// # Errors
 /// A database error.
 pub async fn total(conn: &impl ConnectionTrait, org_id: &str, period: Period) -> Result<Usage> {
-    let rows = usage_report::Entity::find()
-        .filter(usage_report::Column::OrgId.eq(org_id))
-        .filter(usage_report::Column::Period.eq(period.label()))
-        .all(conn)
+    let row = usage_total::Entity::find_by_id((org_id.to_owned(), period.label()))
+        .one(conn)
         .await?;
-    Ok(rows.iter().fold(Usage::default(), |acc, r| Usage {
-        mau: acc.mau + u64::try_from(r.mau).unwrap_or(0),
-        data_points: acc.data_points + u64::try_from(r.data_points).unwrap_or(0),
+    Ok(row.map_or_else(Usage::default, |r| Usage {
+        mau: u64::try_from(r.mau).unwrap_or(0),
+        data_points: u64::try_from(r.data_points).unwrap_or(0),
     }))
 }
 
-/// The stored totals of every project of these orgs in these periods, keyed by (org,
-/// period) and then project. Unlisted pairs have no rows.
+/// The usage totals of these orgs in these periods, keyed by (org, period). Unlisted
+/// pairs have no usage.
+///
+/// # Errors
+/// A database error.
+pub async fn totals_of(
+    conn: &impl ConnectionTrait,
+    org_ids: &[&str],
+    periods: &[Period],
+) -> Result<BTreeMap<(String, Period), Usage>> {
+    let labels: Vec<String> = periods.iter().map(|p| p.label()).collect();
+    let mut found = BTreeMap::new();
+    for chunk in org_ids.chunks(1_000) {
+        let rows = usage_total::Entity::find()
+            .filter(usage_total::Column::OrgId.is_in(chunk.iter().copied()))
+            .filter(usage_total::Column::Period.is_in(labels.iter().cloned()))
+            .all(conn)
+            .await?;
+        for r in rows {
+            let Some(period) = Period::parse(&r.period) else {
+                continue;
+            };
+            let usage = Usage {
+                mau: u64::try_from(r.mau).unwrap_or(0),
+                data_points: u64::try_from(r.data_points).unwrap_or(0),
+            };
+            found.insert((r.org_id, period), usage);
+        }
+    }
+    Ok(found)
+}
+
+/// The stored totals of these (org, period, project) keys, keyed by (org, period) and
+/// then project: one primary-key lookup per key, however many other projects the orgs
+/// have. Keys without a row are left out.
 ///
 /// # Errors
 /// A database error.
 pub async fn projects_of(
     conn: &impl ConnectionTrait,
-    org_ids: &[&str],
-    periods: &[Period],
+    keys: &[(&str, Period, &str)],
 ) -> Result<BTreeMap<(String, Period), BTreeMap<String, Usage>>> {
-    let labels: Vec<String> = periods.iter().map(|p| p.label()).collect();
     let mut found: BTreeMap<(String, Period), BTreeMap<String, Usage>> = BTreeMap::new();
-    for chunk in org_ids.chunks(1_000) {
+    // The keys as one JSON parameter, so the statement's text is the same for any number
+    // of keys. (PostgreSQL's placeholder is `$1`, as `?` is one of its JSON operators.)
+    let keyed = match conn.get_database_backend() {
+        DbBackend::Postgres => {
+            r#"("org_id", "period", "project") IN (SELECT k->>0, k->>1, k->>2 FROM json_array_elements($1::json) AS k)"#
+        }
+        _ => {
+            r#"("org_id", "period", "project") IN (SELECT json_extract("value", '$[0]'), json_extract("value", '$[1]'), json_extract("value", '$[2]') FROM json_each(?))"#
+        }
+    };
+    for chunk in keys.chunks(2_000) {
+        let json: Vec<(&str, String, &str)> = chunk
+            .iter()
+            .map(|(org, period, project)| (*org, period.label(), *project))
+            .collect();
+        let json = serde_json::to_string(&json).unwrap_or_else(|_| "[]".to_owned());
         let rows = usage_report::Entity::find()
-            .filter(usage_report::Column::OrgId.is_in(chunk.iter().copied()))
-            .filter(usage_report::Column::Period.is_in(labels.iter().cloned()))
+            .filter(Expr::cust_with_values(keyed, [json]))
             .all(conn)
             .await?;
         for r in rows {
@@ -60,6 +106,36 @@ pub async fn projects_of(
         }
     }
     Ok(found)
+}
+
+/// Replaces orgs' usage totals per period (a multi-row upsert per 1,000 rows).
+///
+/// # Errors
+/// A database error.
+pub async fn upsert_totals<C: ConnectionTrait>(
+    conn: &C,
+    rows: &BTreeMap<(String, Period), Usage>,
+) -> Result<()> {
+    use usage_total::Column as T;
+    const COLUMNS: [T; 4] = [T::OrgId, T::Period, T::Mau, T::DataPoints];
+    let backend = conn.get_database_backend();
+    let rows: Vec<_> = rows.iter().collect();
+    for chunk in rows.chunks(1_000) {
+        let mut insert = Insert::new::<usage_total::Entity>(backend, &COLUMNS, chunk.len());
+        for ((org_id, period), usage) in chunk {
+            insert.row([
+                org_id.clone().into(),
+                period.label().into(),
+                super::fit("mau", usage.mau)?.into(),
+                super::fit("data_points", usage.data_points)?.into(),
+            ]);
+        }
+        let upsert = " ON CONFLICT (\"org_id\", \"period\") DO UPDATE SET \
+                      \"mau\" = \"excluded\".\"mau\", \
+                      \"data_points\" = \"excluded\".\"data_points\"";
+        super::execute(conn, insert.build(upsert)).await?;
+    }
+    Ok(())
 }
 
 pub use crate::domain::plan::{NewAlert, ProjectTotals};
@@ -195,6 +271,10 @@ pub async fn alerted(
 /// # Errors
 /// A database error.
 pub async fn purge_org(conn: &impl ConnectionTrait, org_id: &str) -> Result<u64> {
+    usage_total::Entity::delete_many()
+        .filter(usage_total::Column::OrgId.eq(org_id))
+        .exec(conn)
+        .await?;
     Ok(usage_report::Entity::delete_many()
         .filter(usage_report::Column::OrgId.eq(org_id))
         .exec(conn)
@@ -215,6 +295,11 @@ pub async fn purge_before(conn: &impl ConnectionTrait, plan: &str, cutoff: Perio
         .from(org::Entity)
         .and_where(org::Column::Plan.eq(plan))
         .to_owned();
+    usage_total::Entity::delete_many()
+        .filter(usage_total::Column::Period.lt(cutoff.label()))
+        .filter(usage_total::Column::OrgId.in_subquery(orgs_on_plan.clone()))
+        .exec(conn)
+        .await?;
     Ok(usage_report::Entity::delete_many()
         .filter(usage_report::Column::Period.lt(cutoff.label()))
         .filter(usage_report::Column::OrgId.in_subquery(orgs_on_plan))

@@ -338,6 +338,9 @@ async fn migrations_roll_back_and_apply_again(backend: Backend) {
             "clock {clock:?}: {plan}"
         );
     }
+    // Migration 10 (usage totals) touches no org index.
+    Migrator::down(&conn, Some(1)).await.unwrap();
+    assert_eq!(indexes(conn.clone()).await, now);
     Migrator::down(&conn, Some(1)).await.unwrap();
     assert_eq!(
         indexes(conn.clone()).await,
@@ -359,6 +362,46 @@ async fn migrations_roll_back_and_apply_again(backend: Backend) {
     assert_eq!(indexes(conn.clone()).await, now);
 }
 both!(migrations_roll_back_and_apply_again);
+
+/// Migration 10 fills each org's usage total per period from the project reports already
+/// stored, and a report afterwards reads and keeps that total.
+async fn usage_totals_are_filled_from_the_stored_reports(backend: Backend) {
+    use acctd::domain::period::Period;
+    use acctd::storage::{Migrator, MigratorTrait};
+    let Some(db) = crate::helpers::TestDb::new(backend).await else {
+        return;
+    };
+    let conn = storage::connect(&db.url, 1).await.expect("connect");
+    Migrator::up(&conn, Some(9)).await.unwrap();
+    for (org, period, project, mau, data_points) in [
+        ("acme", "2026-02", "web", 100, 1_000),
+        ("acme", "2026-02", "app", 23, 7),
+        ("acme", "2026-03", "web", 5, 0),
+        ("beta", "2026-02", "web", 40, 2),
+    ] {
+        conn.execute_unprepared(&format!(
+            "INSERT INTO usage_reports (org_id, period, project, mau, data_points, reported_at) \
+             VALUES ('{org}', '{period}', '{project}', {mau}, {data_points}, '2026-03-01T00:00:00Z')"
+        ))
+        .await
+        .unwrap();
+    }
+    Migrator::up(&conn, None).await.unwrap();
+    let total = |org: &'static str, label: &'static str| {
+        let conn = conn.clone();
+        async move {
+            let u = storage::usage::total(&conn, org, Period::parse(label).unwrap())
+                .await
+                .unwrap();
+            (u.mau, u.data_points)
+        }
+    };
+    assert_eq!(total("acme", "2026-02").await, (123, 1_007));
+    assert_eq!(total("acme", "2026-03").await, (5, 0));
+    assert_eq!(total("beta", "2026-02").await, (40, 2));
+    assert_eq!(total("beta", "2026-03").await, (0, 0));
+}
+both!(usage_totals_are_filled_from_the_stored_reports);
 
 /// The console's org list reads one range of one index for each filter, in id order:
 /// no sort, whatever the table's size (seq and bitmap scans off on PostgreSQL, as on a

@@ -341,6 +341,81 @@ async fn retention_purges_usage_older_than_the_plan_keeps(backend: Backend) {
 }
 both!(retention_purges_usage_older_than_the_plan_keeps);
 
+/// SPEC 4: the org's stored total is the sum of its projects' latest totals, through new
+/// projects, replacements and corrections spread over several transactions of one batch
+/// (2,000 items each), and it goes with the org's usage when the org is canceled.
+async fn the_stored_total_is_the_sum_of_the_projects(backend: Backend) {
+    let Some(h) = Harness::start(backend, "2026-03-02T00:00:00Z").await else {
+        return;
+    };
+    h.signup("acme", true, true).await;
+    h.signup("beta", true, true).await;
+    let mut batch: Vec<UsageReport> = (0..3_000)
+        .map(|p| report("acme", &format!("p{p}"), "2026-03", 1, 10))
+        .chain((0..1_500).map(|p| report("beta", &format!("p{p}"), "2026-03", 2, 0)))
+        .collect();
+    // Later in the same batch, in a later transaction: a replacement and a correction.
+    batch.push(report("acme", "p0", "2026-03", 5, 10));
+    batch.push(UsageReport {
+        correction: true,
+        ..report("acme", "p1", "2026-03", 0, 0)
+    });
+    let ingested = h
+        .engine
+        .report_usage(&batch, &Actor::system())
+        .await
+        .unwrap();
+    assert_eq!(ingested.accepted(), batch.len());
+    let march = Period::parse("2026-03").unwrap();
+    let acme = storage::usage::total(h.engine.db(), "acme", march)
+        .await
+        .unwrap();
+    let beta = storage::usage::total(h.engine.db(), "beta", march)
+        .await
+        .unwrap();
+    assert_eq!((acme.mau, acme.data_points), (3_003, 29_990));
+    assert_eq!((beta.mau, beta.data_points), (3_000, 0));
+    for org in ["acme", "beta"] {
+        let sum = count(
+            &h.engine,
+            &format!("SELECT CAST(SUM(mau) AS BIGINT) FROM usage_reports WHERE org_id = '{org}'"),
+        )
+        .await;
+        let stored = count(
+            &h.engine,
+            &format!("SELECT mau FROM usage_totals WHERE org_id = '{org}'"),
+        )
+        .await;
+        assert_eq!(sum, stored, "{org}");
+    }
+    assert_eq!(h.org("acme").await.usage, Some((march, 3_003)));
+
+    h.engine
+        .command(
+            "acme",
+            &Command::Cancel {
+                confirm: "DELETE".into(),
+            },
+            &Actor::new("acme", "leaving"),
+        )
+        .await
+        .unwrap();
+    let left = count(
+        &h.engine,
+        "SELECT COUNT(*) FROM usage_totals WHERE org_id = 'acme'",
+    )
+    .await;
+    assert_eq!(
+        left, 0,
+        "a canceled org's totals are purged with its reports"
+    );
+    let beta = storage::usage::total(h.engine.db(), "beta", march)
+        .await
+        .unwrap();
+    assert_eq!(beta.mau, 3_000, "other orgs keep theirs");
+}
+both!(the_stored_total_is_the_sum_of_the_projects);
+
 /// A batch applies its items in order, exactly as one call each: a second project's report
 /// crosses the next threshold (a second email), a lower total later in the same batch is
 /// refused against the total accepted earlier in it, the last accepted total per project

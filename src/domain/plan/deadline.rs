@@ -112,7 +112,9 @@ impl Planner<'_> {
                 Effect::Purge => {
                     org.canceled_at = Some(at);
                     self.snapshot.projects.retain(|(id, _), _| *id != org.id);
+                    self.snapshot.usage.retain(|(id, _), _| *id != org.id);
                     self.plan.totals.retain(|(id, _, _), _| *id != org.id);
+                    self.plan.usage.retain(|(id, _), _| *id != org.id);
                     self.plan.purges.push(org.id.clone());
                     // Other systems purge theirs on the `org.canceled` webhook event.
                 }

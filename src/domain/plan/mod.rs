@@ -117,8 +117,11 @@ pub struct Snapshot {
     pub keys: HashSet<(String, String)>,
     /// Invoices by id: the failed ones of the orgs, and any other the caller needs.
     pub invoices: BTreeMap<i64, Invoice>,
-    /// Project totals by (org, period), then project.
+    /// The stored totals of the projects a usage batch names, by (org, period), then
+    /// project (not the orgs' other projects).
     pub projects: BTreeMap<(String, Period), BTreeMap<String, Usage>>,
+    /// Each org's usage per period, summed over all its projects.
+    pub usage: BTreeMap<(String, Period), Usage>,
     /// (org, period, threshold) of the alerts recorded.
     pub alerted: HashSet<(String, Period, u32)>,
     /// Invoice ids the plan may hand out, in order.
@@ -128,14 +131,10 @@ pub struct Snapshot {
 impl Snapshot {
     /// The org's usage in a period: the sum of its projects.
     pub fn usage_total(&self, org: &str, period: Period) -> Usage {
-        self.projects
+        self.usage
             .get(&(org.to_owned(), period))
-            .map_or_else(Usage::default, |projects| {
-                projects.values().fold(Usage::default(), |acc, u| Usage {
-                    mau: acc.mau + u.mau,
-                    data_points: acc.data_points + u.data_points,
-                })
-            })
+            .copied()
+            .unwrap_or_default()
     }
 
     /// The org's failed invoices, oldest first.
@@ -219,6 +218,8 @@ pub struct Plan {
     pub purges: Vec<String>,
     /// Project totals to write, the last of each (org, period, project) winning.
     pub totals: BTreeMap<(String, Period, String), ProjectTotals>,
+    /// The orgs' new usage per period (the sum of all their projects) where it changed.
+    pub usage: BTreeMap<(String, Period), Usage>,
     pub alerts: Vec<NewAlert>,
     pub outbox: Vec<OutboxMessage>,
     pub facts: Vec<Fact>,
@@ -231,6 +232,7 @@ impl Plan {
             && self.statuses.is_empty()
             && self.purges.is_empty()
             && self.totals.is_empty()
+            && self.usage.is_empty()
             && self.alerts.is_empty()
     }
 }

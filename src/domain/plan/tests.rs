@@ -101,6 +101,10 @@ fn snapshot_with_usage(label: &str, mau: u64, data_points: u64) -> Snapshot {
             ("acme".to_owned(), period(label)),
             BTreeMap::from([("web".to_owned(), Usage { mau, data_points })]),
         )]),
+        usage: BTreeMap::from([(
+            ("acme".to_owned(), period(label)),
+            Usage { mau, data_points },
+        )]),
         ..snapshot()
     }
 }
@@ -1112,16 +1116,17 @@ fn a_trial_ending_on_the_first_bills_the_whole_month_and_no_overage_for_the_tria
 fn the_first_cycle_after_conversion_bills_the_overage_of_the_conversion_month() {
     let mut org = in_trial(true);
     let mut snapshot = snapshot_with_usage("2026-04", 22_000, 0);
+    let march = Usage {
+        mau: 30_000,
+        data_points: 0,
+    };
     snapshot.projects.insert(
         ("acme".to_owned(), period("2026-03")),
-        BTreeMap::from([(
-            "web".to_owned(),
-            Usage {
-                mau: 30_000,
-                data_points: 0,
-            },
-        )]),
+        BTreeMap::from([("web".to_owned(), march)]),
     );
+    snapshot
+        .usage
+        .insert(("acme".to_owned(), period("2026-03")), march);
     let plan = run(
         &rules(),
         snapshot,
@@ -2746,6 +2751,48 @@ fn usage_is_the_sum_of_the_latest_totals_of_each_project() {
         ]
     );
     assert_eq!(org.usage, Some((period("2026-05"), 25_000)));
+}
+
+/// SPEC 4: a report replaces its project's stored total within the org's stored total,
+/// which the snapshot holds without the org's other projects: 19,000 MAU over the other
+/// projects plus `web` going from 1,000 to 2,000 is 21,000 (105 %).
+#[test]
+fn a_report_replaces_its_project_within_the_stored_total_of_all_projects() {
+    let mut org = billed_for_may();
+    let mut snapshot = snapshot_with_usage("2026-05", 1_000, 0);
+    snapshot.usage.insert(
+        ("acme".to_owned(), period("2026-05")),
+        Usage {
+            mau: 20_000,
+            data_points: 0,
+        },
+    );
+    let rules = rules();
+    let mut planner = Planner::new(&rules, snapshot, t("2026-05-10T00:00:00Z"));
+    let mut orgs = BTreeMap::from([("acme".to_owned(), org.clone())]);
+    let outcome = planner
+        .usage(
+            &mut orgs,
+            &report("2026-05", 2_000, 0),
+            &Actor::system(),
+            t("2026-05-10T00:00:00Z"),
+        )
+        .unwrap();
+    assert_eq!(outcome, Outcome::Accepted);
+    let plan = planner.finish();
+    assert_eq!(
+        plan.usage.get(&("acme".to_owned(), period("2026-05"))),
+        Some(&Usage {
+            mau: 21_000,
+            data_points: 0
+        })
+    );
+    org = orgs.remove("acme").unwrap();
+    assert_eq!(org.usage, Some((period("2026-05"), 21_000)));
+    assert_eq!(
+        plan.alerts.iter().map(|a| a.threshold).collect::<Vec<_>>(),
+        [80, 100]
+    );
 }
 
 /// SPEC 2 and 5: a free add-on (0 per 100 MAU) is included at once without a charge, and

@@ -105,12 +105,10 @@ impl Planner<'_> {
             mau: item.mau,
             data_points: item.data_points,
         };
-        let projects = self
-            .snapshot
-            .projects
-            .entry((org.id.clone(), period))
-            .or_default();
-        if let Some(old) = projects.get(&item.project) {
+        let key = (org.id.clone(), period);
+        let projects = self.snapshot.projects.entry(key.clone()).or_default();
+        let old = projects.get(&item.project).copied();
+        if let Some(old) = old {
             let mut lower = Vec::new();
             if new.mau < old.mau {
                 lower.push(format!("mau {} < {}", new.mau, old.mau));
@@ -131,11 +129,12 @@ impl Planner<'_> {
             }
         }
         // The org's total with this report in place of the project's earlier one.
-        let total = projects
-            .iter()
-            .filter(|(project, _)| **project != item.project)
-            .try_fold(new, |acc, (_, u)| acc.checked_add(*u));
-        let Some(total) = total else {
+        let stored = self.snapshot.usage.get(&key).copied().unwrap_or_default();
+        let others = old.map_or(stored, |old| Usage {
+            mau: stored.mau.saturating_sub(old.mau),
+            data_points: stored.data_points.saturating_sub(old.data_points),
+        });
+        let Some(total) = others.checked_add(new) else {
             return refuse(format!(
                 "the org's total mau or data_points in {} would be above the limit of {}",
                 period.label(),
@@ -143,6 +142,8 @@ impl Planner<'_> {
             ));
         };
         projects.insert(item.project.clone(), new);
+        self.snapshot.usage.insert(key.clone(), total);
+        self.plan.usage.insert(key, total);
         self.plan.totals.insert(
             (org.id.clone(), period, item.project.clone()),
             ProjectTotals {
