@@ -3,7 +3,9 @@
 
 use chrono::{DateTime, Utc};
 use entity::org;
-use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, IdenStatic, QueryFilter,
+};
 
 use super::codec::{json, to_active};
 use crate::domain::period::Period;
@@ -98,14 +100,15 @@ impl Written {
     pub fn changed(&self, o: &Org) -> bool {
         COLUMNS
             .iter()
-            .any(|col| col.name != "updated_at" && !(col.same)(o, self))
+            .any(|col| !matches!(col.name, org::Column::UpdatedAt) && !(col.same)(o, self))
     }
 }
 
-/// A column [`update_many`] writes: its value, and whether an org still has the value it
-/// was read with.
+/// A column [`update_many`] writes: its name, as the entity's column (so that the org
+/// table's columns are spelled only in `entity::org`), its value, and whether an org still
+/// has the value it was read with.
 struct Column {
-    name: &'static str,
+    name: org::Column,
     value: fn(&Org, DateTime<Utc>) -> sea_orm::Value,
     same: fn(&Org, &Written) -> bool,
 }
@@ -116,102 +119,102 @@ fn big(v: u64) -> i64 {
 
 const COLUMNS: [Column; 20] = [
     Column {
-        name: "state",
+        name: org::Column::State,
         value: |o, _| o.lifecycle.status.as_str().into(),
         same: |o, w| o.lifecycle.status == w.lifecycle.status,
     },
     Column {
-        name: "lock_reasons",
+        name: org::Column::LockReasons,
         value: |o, _| o.lifecycle.reasons.to_csv().into(),
         same: |o, w| o.lifecycle.reasons == w.lifecycle.reasons,
     },
     Column {
-        name: "tier",
+        name: org::Column::Tier,
         value: |o, _| i64::from(o.tier).into(),
         same: |o, w| o.tier == w.tier,
     },
     Column {
-        name: "addons",
+        name: org::Column::Addons,
         value: |o, _| json(&o.addons).into(),
         same: |o, w| o.addons == w.addons,
     },
     Column {
-        name: "payment_method",
+        name: org::Column::PaymentMethod,
         value: |o, _| o.lifecycle.payment_method.into(),
         same: |o, w| o.lifecycle.payment_method == w.lifecycle.payment_method,
     },
     Column {
-        name: "subscriber",
+        name: org::Column::Subscriber,
         value: |o, _| o.lifecycle.subscriber.into(),
         same: |o, w| o.lifecycle.subscriber == w.lifecycle.subscriber,
     },
     Column {
-        name: "trial_ends_at",
+        name: org::Column::TrialEndsAt,
         value: |o, _| o.lifecycle.trial_ends_at.into(),
         same: |o, w| o.lifecycle.trial_ends_at == w.lifecycle.trial_ends_at,
     },
     Column {
-        name: "grace_ends_at",
+        name: org::Column::GraceEndsAt,
         value: |o, _| o.lifecycle.grace_ends_at.into(),
         same: |o, w| o.lifecycle.grace_ends_at == w.lifecycle.grace_ends_at,
     },
     Column {
-        name: "cancel_at",
+        name: org::Column::CancelAt,
         value: |o, _| o.lifecycle.cancel_at.into(),
         same: |o, w| o.lifecycle.cancel_at == w.lifecycle.cancel_at,
     },
     Column {
-        name: "next_cycle_at",
+        name: org::Column::NextCycleAt,
         value: |o, _| o.lifecycle.next_cycle_at.into(),
         same: |o, w| o.lifecycle.next_cycle_at == w.lifecycle.next_cycle_at,
     },
     Column {
-        name: "next_due_at",
+        name: org::Column::NextDueAt,
         value: |o, _| o.lifecycle.next_due_at().into(),
         same: |o, w| o.lifecycle.next_due_at() == w.lifecycle.next_due_at(),
     },
     Column {
-        name: "canceled_at",
+        name: org::Column::CanceledAt,
         value: |o, _| o.canceled_at.into(),
         same: |o, w| o.canceled_at == w.canceled_at,
     },
     Column {
-        name: "updated_at",
+        name: org::Column::UpdatedAt,
         value: |_, now| now.into(),
         same: |_, _| false,
     },
     Column {
-        name: "usage_period",
+        name: org::Column::UsagePeriod,
         value: |o, _| o.usage.map(|(p, _)| p.label()).into(),
         same: |o, w| o.usage.map(|(p, _)| p) == w.usage.map(|(p, _)| p),
     },
     Column {
-        name: "usage_mau",
+        name: org::Column::UsageMau,
         value: |o, _| o.usage.map_or(0, |(_, mau)| big(mau)).into(),
         same: |o, w| o.usage.map(|(_, m)| m) == w.usage.map(|(_, m)| m),
     },
     Column {
-        name: "overage_lock_mau",
+        name: org::Column::OverageLockMau,
         value: |o, _| o.overage_lock_mau.map(big).into(),
         same: |o, w| o.overage_lock_mau == w.overage_lock_mau,
     },
     Column {
-        name: "scheduled_tier",
+        name: org::Column::ScheduledTier,
         value: |o, _| o.scheduled_tier.map(i64::from).into(),
         same: |o, w| o.scheduled_tier == w.scheduled_tier,
     },
     Column {
-        name: "scheduled_removals",
+        name: org::Column::ScheduledRemovals,
         value: |o, _| json(&o.scheduled_removals).into(),
         same: |o, w| o.scheduled_removals == w.scheduled_removals,
     },
     Column {
-        name: "reminder_at",
+        name: org::Column::ReminderAt,
         value: |o, _| o.lifecycle.reminder_at.into(),
         same: |o, w| o.lifecycle.reminder_at == w.lifecycle.reminder_at,
     },
     Column {
-        name: "reminded_through",
+        name: org::Column::RemindedThrough,
         value: |o, _| o.lifecycle.reminded_through.into(),
         same: |o, w| o.lifecycle.reminded_through == w.lifecycle.reminded_through,
     },
@@ -263,7 +266,7 @@ pub async fn update_many<C: ConnectionTrait>(
         let set: Vec<String> = columns
             .iter()
             .enumerate()
-            .map(|(i, col)| format!("\"{}\" = v.column{}", col.name, i + 3))
+            .map(|(i, col)| format!("\"{}\" = v.column{}", col.name.as_str(), i + 3))
             .collect();
         let sql = format!(
             "UPDATE orgs SET {}, \"version\" = orgs.\"version\" + 1 FROM (VALUES {rows}) AS v \
