@@ -1,0 +1,329 @@
+//! The rules a setting's value must follow, checked once the layers are merged; each
+//! refusal names the offending key, which `load` then locates in its file.
+
+use rust_decimal::Decimal;
+
+use super::{Api, Settings};
+
+impl Settings {
+    /// Checks every rule a value must follow; returns the offending key and why.
+    ///
+    /// # Errors
+    /// `(key, message)` for the first invalid value.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        self.api.validate()?;
+        let fail = |key: &str, message: String| Err((key.to_owned(), message));
+        if self.database.url.is_empty() {
+            return fail("database.url", "must not be empty".into());
+        }
+        if !(self.database.url.starts_with("sqlite:") || self.database.url.starts_with("postgres"))
+        {
+            return fail(
+                "database.url",
+                format!(
+                    "`{}` is neither sqlite:… nor postgres://…",
+                    self.database.url
+                ),
+            );
+        }
+        if self.database.read_lanes == 0 {
+            return fail("database.read_lanes", "must be at least 1".into());
+        }
+        if self.daemon.sweep_every_seconds == 0 {
+            return fail("daemon.sweep_every_seconds", "must be at least 1".into());
+        }
+        if self.daemon.batch_size == 0 {
+            return fail("daemon.batch_size", "must be at least 1".into());
+        }
+        if self.daemon.batch_target_ms == 0 {
+            return fail("daemon.batch_target_ms", "must be at least 1".into());
+        }
+        for (key, days) in [
+            ("lifecycle.trial_days", self.lifecycle.trial_days),
+            ("lifecycle.grace_days", self.lifecycle.grace_days),
+            (
+                "lifecycle.cancel_after_lock_days",
+                self.lifecycle.cancel_after_lock_days,
+            ),
+        ] {
+            if days == 0 || days > 3650 {
+                return fail(key, format!("{days} days is out of range 1..=3650"));
+            }
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return fail(
+                "log.level",
+                format!("`{}` is not a log filter", self.log.level),
+            );
+        }
+        if self.billing.currency.len() != 3
+            || !self
+                .billing
+                .currency
+                .chars()
+                .all(|c| c.is_ascii_uppercase())
+        {
+            return fail(
+                "billing.currency",
+                format!("`{}` is not an ISO 4217 code", self.billing.currency),
+            );
+        }
+        if self.billing.overage_multiplier < Decimal::ONE {
+            return fail("billing.overage_multiplier", "must be at least 1".into());
+        }
+        if self.billing.tiers.is_empty() || self.billing.tiers.contains(&0) {
+            return fail(
+                "billing.tiers",
+                "must list at least one tier, none of them 0".into(),
+            );
+        }
+        if let Some(tier) = self
+            .billing
+            .tiers
+            .iter()
+            .find(|t| **t > self.billing.max_self_serve_tier)
+        {
+            return fail(
+                "billing.tiers",
+                format!(
+                    "tier {tier} is above billing.max_self_serve_tier ({})",
+                    self.billing.max_self_serve_tier
+                ),
+            );
+        }
+        let thresholds = &self.usage.alert_thresholds;
+        if thresholds.contains(&0) || thresholds.windows(2).any(|w| w[0] >= w[1]) {
+            return fail(
+                "usage.alert_thresholds",
+                "must be positive and strictly increasing".into(),
+            );
+        }
+        if self.usage.lock_above_percent < 100 {
+            return fail("usage.lock_above_percent", "must be at least 100".into());
+        }
+        if self.email.from.parse::<lettre::message::Mailbox>().is_err() {
+            return fail(
+                "email.from",
+                format!("`{}` is not an email address", self.email.from),
+            );
+        }
+        if self.notify.max_attempts == 0
+            || self.notify.batch_size == 0
+            || self.notify.poll_seconds == 0
+        {
+            return fail(
+                "notify",
+                "max_attempts, batch_size and poll_seconds must be at least 1".into(),
+            );
+        }
+        if self.simulation.max_orgs == 0 || self.simulation.max_years == 0 {
+            return fail(
+                "simulation",
+                "max_orgs and max_years must be at least 1".into(),
+            );
+        }
+        if self.notify.max_admins_per_org == 0 {
+            return fail("notify.max_admins_per_org", "must be at least 1".into());
+        }
+        // A send (cut at three times the SMTP timeout, see `Mailer::send`) must end within
+        // the lease renewed right before it, or another dispatcher may send it too.
+        let longest_send = self.email.smtp.timeout_seconds.max(1).saturating_mul(3);
+        if self.notify.lease_seconds <= longest_send {
+            return fail(
+                "notify.lease_seconds",
+                format!(
+                    "{} must be more than 3 × email.smtp.timeout_seconds ({longest_send}), the longest a send may take",
+                    self.notify.lease_seconds
+                ),
+            );
+        }
+        if self.notify.backoff_base_seconds == 0
+            || self.notify.backoff_max_seconds < self.notify.backoff_base_seconds
+        {
+            return fail(
+                "notify.backoff_max_seconds",
+                "must be at least backoff_base_seconds, which must be positive".into(),
+            );
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, endpoint) in self.webhooks.endpoints.iter().enumerate() {
+            let key = format!("webhooks.endpoints[{i}]");
+            if endpoint.name.is_empty() || !names.insert(endpoint.name.as_str()) {
+                return fail(
+                    &format!("{key}.name"),
+                    format!("`{}` must be non-empty and unique", endpoint.name),
+                );
+            }
+            if !(endpoint.url.starts_with("http://") || endpoint.url.starts_with("https://"))
+                || endpoint.url.parse::<hyper::Uri>().is_err()
+            {
+                return fail(
+                    &format!("{key}.url"),
+                    format!("`{}` is not an http(s) URL", endpoint.url),
+                );
+            }
+            if endpoint.secret_env.is_empty() {
+                return fail(
+                    &format!("{key}.secret_env"),
+                    "names the environment variable holding the secret".into(),
+                );
+            }
+        }
+        if self.plans.is_empty() {
+            return fail("plans", "at least one plan is required".into());
+        }
+        for (name, plan) in &self.plans {
+            if plan.price_per_100_mau.is_sign_negative() {
+                return fail(
+                    &format!("plans.{name}.price_per_100_mau"),
+                    "must not be negative".into(),
+                );
+            }
+            if plan.data_points_per_mau == 0 {
+                return fail(
+                    &format!("plans.{name}.data_points_per_mau"),
+                    "must be at least 1".into(),
+                );
+            }
+            for (tier, price) in &plan.tier_prices {
+                let ok = tier
+                    .parse::<u32>()
+                    .is_ok_and(|t| self.billing.tiers.contains(&t));
+                if !ok {
+                    return fail(
+                        &format!("plans.{name}.tier_prices.{tier}"),
+                        format!("`{tier}` is not one of billing.tiers"),
+                    );
+                }
+                if price.is_sign_negative() {
+                    return fail(
+                        &format!("plans.{name}.tier_prices.{tier}"),
+                        "must not be negative".into(),
+                    );
+                }
+            }
+        }
+        for (id, addon) in &self.addons {
+            if addon.price_per_100_mau.is_sign_negative() {
+                return fail(
+                    &format!("addons.{id}.price_per_100_mau"),
+                    "must not be negative".into(),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Api {
+    /// Checks the API settings; returns the offending key and why.
+    ///
+    /// # Errors
+    /// `(key, message)` for the first invalid value.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        if self.max_body_bytes < 1024 {
+            return Err(("api.max_body_bytes".into(), "must be at least 1024".into()));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for token in &self.tokens {
+            if !valid_name(&token.name) {
+                return Err((
+                    "api.tokens".into(),
+                    format!(
+                        "token name `{}` must be 1 to 64 characters without `:`, `,` or spaces",
+                        token.name
+                    ),
+                ));
+            }
+            if !names.insert(token.name.as_str()) {
+                return Err((
+                    "api.tokens".into(),
+                    format!("token name `{}` is used twice", token.name),
+                ));
+            }
+            if parse_sha256(&token.token_sha256).is_none() {
+                return Err((
+                    "api.tokens".into(),
+                    format!("token `{}`: token_sha256 must be 64 hex digits", token.name),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+/// Parses 64 hex digits (either case) into a hash.
+pub fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
+    if hex.len() != 64 || !hex.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+/// A token name: 1 to 64 characters, none of them `:`, `,` or whitespace.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.chars().count() <= 64
+        && !name.contains(|c: char| c == ':' || c == ',' || c.is_whitespace())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{layer, Settings};
+
+    #[test]
+    fn invalid_value_is_located() {
+        let l = layer("[daemon]\nbatch_size = 0\n").unwrap();
+        let err = Settings::from_layers(vec![l], std::iter::empty()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "c.toml:2: key `daemon.batch_size`: must be at least 1"
+        );
+    }
+
+    #[test]
+    fn zero_read_lanes_are_refused() {
+        let l = layer("[database]\nread_lanes = 0\n").unwrap();
+        let err = Settings::from_layers(vec![l], std::iter::empty()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "c.toml:2: key `database.read_lanes`: must be at least 1"
+        );
+        let l = layer("[database]\nread_lanes = 3\n").unwrap();
+        assert_eq!(
+            Settings::from_layers(vec![l], std::iter::empty())
+                .unwrap()
+                .database
+                .read_lanes,
+            3
+        );
+    }
+
+    #[test]
+    fn a_lease_shorter_than_a_send_is_refused() {
+        let l =
+            layer("[email.smtp]\ntimeout_seconds = 10\n[notify]\nlease_seconds = 30\n").unwrap();
+        let err = Settings::from_layers(vec![l], std::iter::empty()).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("c.toml:4: key `notify.lease_seconds`: 30 must be more than"),
+            "{err}"
+        );
+        let l =
+            layer("[email.smtp]\ntimeout_seconds = 10\n[notify]\nlease_seconds = 31\n").unwrap();
+        assert!(Settings::from_layers(vec![l], std::iter::empty()).is_ok());
+    }
+
+    #[test]
+    fn a_zero_batch_target_is_refused() {
+        let l = layer("[daemon]\nbatch_target_ms = 0\n").unwrap();
+        let err = Settings::from_layers(vec![l], std::iter::empty()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "c.toml:2: key `daemon.batch_target_ms`: must be at least 1"
+        );
+    }
+}
