@@ -6,7 +6,7 @@
 )]
 //! acctd benchmarks (issue 8); see BENCHMARKS.md.
 //!
-//! `cargo bench --bench acctd -- [--orgs N] [--runs R] [--only sweep|simulate|ingest|memory|http|whatif]`
+//! `cargo bench --bench acctd -- [--orgs N] [--runs R] [--only sweep|simulate|ingest|memory|http|foresight|whatif|console]`
 //!
 //! Runs on SQLite (a file in a temp dir) and, when `TEST_POSTGRES_URL` names a maintenance
 //! database, on a fresh PostgreSQL database `b_<pid>` that is dropped afterwards.
@@ -67,10 +67,11 @@ fn args() -> Args {
                 "memory",
                 "http",
                 "foresight",
-                "whatif"
+                "whatif",
+                "console"
             ]
             .contains(&only.as_str()),
-            "--only sweep|simulate|ingest|memory|http|foresight|whatif"
+            "--only sweep|simulate|ingest|memory|http|foresight|whatif|console"
         );
     }
     args
@@ -511,6 +512,70 @@ async fn bench_ingest(place: &mut Place, orgs: usize, runs: usize) {
     );
 }
 
+/// Usage ingestion of many distinct projects per org: `projects` reports over 10 active
+/// orgs (each report a new project), and a quarter of that on a fresh database, so the
+/// two rates show whether ingestion is linear in the projects an org has.
+async fn bench_projects(place: &mut Place, projects: usize, runs: usize) {
+    const ORGS: usize = 10;
+    println!(
+        "\n## Usage ingestion of distinct projects, {}: {ORGS} orgs, {} and {projects} projects, batches of 10,000, {runs} runs",
+        place.name(),
+        projects / 4
+    );
+    let mut rates = Vec::new();
+    for n in [projects / 4, projects] {
+        let mut samples = Vec::new();
+        for _ in 0..runs {
+            let at = now();
+            let (db, _) = place.fresh().await;
+            bench::seed(&db, ORGS, Scenario::Active, at)
+                .await
+                .expect("seed");
+            place.analyze(&db).await;
+            let period = acctd::domain::period::Period::containing(at).label();
+            let reports: Vec<UsageReport> = (0..n)
+                .map(|i| UsageReport {
+                    org: format!("org{:07}", i % ORGS),
+                    project: format!("p{i:07}"),
+                    period: period.clone(),
+                    mau: 1,
+                    data_points: 10,
+                    correction: false,
+                })
+                .collect();
+            let engine = engine(db.clone(), at);
+            let actor = Actor::new("bench", "usage");
+            let started = Instant::now();
+            let mut accepted = 0;
+            for batch in reports.chunks(10_000) {
+                let ingested = engine.report_usage(batch, &actor).await.expect("ingest");
+                accepted += ingested.accepted();
+            }
+            let took = started.elapsed();
+            assert_eq!(accepted, n, "every report accepted");
+            samples.push(took);
+            db.close().await.ok();
+        }
+        let m = median(&samples);
+        let rate = n as f64 / m.as_secs_f64();
+        println!(
+            "  {n} projects: {} = {rate:.0} reports/s (runs: {})",
+            fmt_secs(m),
+            samples
+                .iter()
+                .map(|s| fmt_secs(*s))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        rates.push(rate);
+    }
+    println!(
+        "  rate at {projects} against {}: {:.2}x (1.00x is linear)",
+        projects / 4,
+        rates[1] / rates[0]
+    );
+}
+
 /// Peak resident memory of `acctd --db URL tick` over `orgs` due orgs.
 async fn bench_memory(place: &mut Place, orgs: usize) {
     println!(
@@ -609,6 +674,7 @@ async fn bench_whatif(place: &mut Place, orgs: usize, runs: usize) {
                 "--db",
                 &url,
                 "whatif",
+                "console",
                 "--rules",
                 &rules,
                 "--days",
@@ -915,6 +981,216 @@ async fn http_load(addr: &str, orgs: usize) -> (usize, Vec<Duration>, Duration) 
     (all.len(), all, started.elapsed())
 }
 
+/// Clients of the console load (issue 27's figure).
+const CONSOLE_CLIENTS: usize = 50;
+
+/// One request to the console on its own connection: (status, headers, body).
+async fn console_call(
+    addr: &str,
+    method: &str,
+    path: &str,
+    cookie: &str,
+    form: &str,
+) -> (u16, hyper::HeaderMap, String) {
+    use http_body_util::BodyExt;
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let (mut send, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .expect("handshake");
+    tokio::spawn(conn);
+    let request = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr)
+        .header("cookie", cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(http_body_util::Full::new(hyper::body::Bytes::from(
+            form.to_owned(),
+        )))
+        .unwrap();
+    let response = send.send_request(request).await.expect("request");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The value a `Set-Cookie` of `headers` gives `name`.
+fn set_cookie(headers: &hyper::HeaderMap, name: &str) -> String {
+    headers
+        .get_all("set-cookie")
+        .iter()
+        .find_map(|v| {
+            let (pair, _) = v.to_str().ok()?.split_once(';')?;
+            let (k, v) = pair.split_once('=')?;
+            (k == name).then(|| v.to_owned())
+        })
+        .unwrap_or_else(|| panic!("no {name} cookie"))
+}
+
+/// Signs the bench's viewer in to the console; returns the session's `Cookie` header.
+async fn console_sign_in(addr: &str) -> String {
+    let (status, headers, _) = console_call(addr, "GET", "/console/sign-in", "", "").await;
+    assert_eq!(status, 200, "the sign-in form");
+    let pre = set_cookie(&headers, "acctd_sign_in");
+    let (status, headers, body) = console_call(
+        addr,
+        "POST",
+        "/console/sign-in",
+        &format!("acctd_sign_in={pre}"),
+        &format!("csrf={pre}&token=bench-token-0123456789"),
+    )
+    .await;
+    assert_eq!(status, 303, "sign in: {body}");
+    format!("acctd_session={}", set_cookie(&headers, "acctd_session"))
+}
+
+/// The `i`-th request of a console client: org list pages (unfiltered, by state, by
+/// plan, a search by id prefix, a page after an id) and org pages, in turn.
+fn console_path(i: u64, orgs: usize) -> (bool, String) {
+    let org = i as usize * 7_919 % orgs;
+    match i % 6 {
+        0 => (true, "/console/orgs".to_owned()),
+        1 => (true, "/console/orgs?state=locked".to_owned()),
+        2 => (
+            true,
+            format!("/console/orgs?plan=essentials&after=org{org:07}"),
+        ),
+        3 => (true, format!("/console/orgs?q=org{:05}", org / 100)),
+        4 => (true, format!("/console/orgs?after=org{org:07}")),
+        _ => (false, format!("/console/orgs/org{org:07}")),
+    }
+}
+
+/// `CONSOLE_CLIENTS` keep-alive clients of one session asking back to back for
+/// `HTTP_SECONDS`; returns, for org lists and org pages, (server time from the
+/// `Server-Timing` header, time seen by the client) of each request, and the elapsed time.
+async fn console_load(
+    addr: &str,
+    cookie: &str,
+    orgs: usize,
+) -> (
+    Vec<(Duration, Duration)>,
+    Vec<(Duration, Duration)>,
+    Duration,
+) {
+    use http_body_util::BodyExt;
+    let deadline = Instant::now() + Duration::from_secs(HTTP_SECONDS);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..CONSOLE_CLIENTS {
+        let (addr, cookie) = (addr.to_owned(), cookie.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let stream = tokio::net::TcpStream::connect(&addr)
+                .await
+                .expect("connect");
+            stream.set_nodelay(true).ok();
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let (mut send, conn) = hyper::client::conn::http1::handshake(io)
+                .await
+                .expect("handshake");
+            tokio::spawn(conn);
+            let (mut lists, mut pages) = (Vec::new(), Vec::new());
+            let mut i = c as u64 * 1_000_003;
+            while Instant::now() < deadline {
+                i += 1;
+                let (list, path) = console_path(i, orgs);
+                let request = hyper::Request::get(&path)
+                    .header("host", &addr)
+                    .header("cookie", &cookie)
+                    .body(http_body_util::Empty::<hyper::body::Bytes>::new())
+                    .unwrap();
+                let asked = Instant::now();
+                let response = send.send_request(request).await.expect("request");
+                let status = response.status();
+                let server = response
+                    .headers()
+                    .get("server-timing")
+                    .and_then(|v| {
+                        v.to_str()
+                            .ok()?
+                            .strip_prefix("app;dur=")?
+                            .parse::<f64>()
+                            .ok()
+                    })
+                    .expect("a Server-Timing header");
+                let body = response.into_body().collect().await.expect("body");
+                assert_eq!(status, 200, "{path}: {:?}", body.to_bytes());
+                let sample = (Duration::from_secs_f64(server / 1e3), asked.elapsed());
+                if list {
+                    lists.push(sample);
+                } else {
+                    pages.push(sample);
+                }
+            }
+            (lists, pages)
+        }));
+    }
+    let (mut lists, mut pages) = (Vec::new(), Vec::new());
+    for task in tasks {
+        let (l, p) = task.await.unwrap();
+        lists.extend(l);
+        pages.extend(p);
+    }
+    (lists, pages, started.elapsed())
+}
+
+/// The ops console under load (issue 27): `acctd serve` over `orgs` mixed orgs, one
+/// signed-in viewer session, [`CONSOLE_CLIENTS`] clients for `HTTP_SECONDS` per run.
+/// The target is on server time (the console's `Server-Timing`); the client's time,
+/// which adds queueing behind the other clients on the machine's 2 cores, is shown beside.
+async fn bench_console(place: &mut Place, orgs: usize, runs: usize) {
+    println!(
+        "\n## Console, {}: {orgs} orgs, {CONSOLE_CLIENTS} clients for {HTTP_SECONDS} s, org list and org pages, {runs} runs",
+        place.name()
+    );
+    let (mut child, listen, _) = serve_seeded(place, orgs).await;
+    let cookie = console_sign_in(&listen).await;
+    // The first org list after a start counts the orgs by state; later ones show those
+    // counts and refresh them in the background.
+    let started = Instant::now();
+    let (status, _, _) = console_call(&listen, "GET", "/console/orgs", &cookie, "").await;
+    assert_eq!(status, 200);
+    println!(
+        "  first org list after the start (counts {orgs} orgs): {}",
+        fmt_secs(started.elapsed())
+    );
+    let quantiles = |samples: &mut Vec<Duration>| {
+        samples.sort_unstable();
+        let q = |p: f64| samples[((samples.len() - 1) as f64 * p) as usize];
+        format!(
+            "p50 {:.2} ms, p99 {:.2} ms",
+            q(0.50).as_secs_f64() * 1e3,
+            q(0.99).as_secs_f64() * 1e3
+        )
+    };
+    for run in 0..runs {
+        let (lists, pages, elapsed) = console_load(&listen, &cookie, orgs).await;
+        let total = lists.len() + pages.len();
+        println!(
+            "  run {}: {total} pages, {:.0}/s",
+            run + 1,
+            total as f64 / elapsed.as_secs_f64()
+        );
+        for (name, samples) in [("org list", lists), ("org page", pages)] {
+            let (mut server, mut client): (Vec<_>, Vec<_>) = samples.into_iter().unzip();
+            println!(
+                "    {name}: server {}; client {}",
+                quantiles(&mut server),
+                quantiles(&mut client)
+            );
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 /// A live process's CPU time so far (user + system), in seconds.
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -1155,6 +1431,7 @@ fn main() {
             }
             if wants("ingest") {
                 bench_ingest(&mut place, (args.orgs / 10).max(1), args.runs).await;
+                bench_projects(&mut place, (args.orgs * 10).max(4), args.runs).await;
             }
             if wants("memory") {
                 bench_memory(&mut place, args.orgs).await;
@@ -1167,6 +1444,9 @@ fn main() {
             }
             if wants("whatif") {
                 bench_whatif(&mut place, args.orgs, args.runs).await;
+            }
+            if wants("console") {
+                bench_console(&mut place, args.orgs, args.runs).await;
             }
             place.drop_all().await;
         }

@@ -178,10 +178,16 @@ pub fn router(api: ApiState) -> Router<ApiState> {
         .with_state(state)
 }
 
-/// Security headers on every console response.
+/// Security headers on every console response, and its server time (`Server-Timing`,
+/// shown by a browser's developer tools and read by the console benchmark).
 async fn headers(request: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
     let mut response = next.run(request).await;
+    let took = started.elapsed().as_secs_f64() * 1e3;
     let h = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&format!("app;dur={took:.2}")) {
+        h.insert("server-timing", value);
+    }
     h.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
     h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));

@@ -142,6 +142,15 @@ async fn console_refuses_what_it_must(backend: Backend) {
     let csp = form.header("content-security-policy");
     assert!(csp[0].contains("default-src 'none'") && !csp[0].contains("unsafe-inline"));
     assert!(!form.body.contains("<script"));
+    // Its server time, for a browser's developer tools.
+    let timing = form.header("server-timing");
+    assert!(
+        timing.len() == 1
+            && timing[0]
+                .strip_prefix("app;dur=")
+                .is_some_and(|ms| ms.parse::<f64>().is_ok()),
+        "{timing:?}"
+    );
     let set = form.header("set-cookie").join("\n");
     assert!(
         set.contains("HttpOnly") && set.contains("SameSite=Strict"),
