@@ -81,7 +81,6 @@ impl Engine {
         for (c, chunk) in reports.chunks(size).enumerate() {
             let txn = self.db.begin().await?;
             storage::lock_writes(&txn).await?;
-            storage::plan_for_now(&txn).await?;
             // The chunk's orgs (locked on PostgreSQL, in id order), as read.
             let mut ids: Vec<&str> = chunk.iter().map(|r| r.org.as_str()).collect();
             ids.sort_unstable();

@@ -329,23 +329,6 @@ pub async fn lock_writes(conn: &impl ConnectionTrait) -> Result<()> {
     Ok(())
 }
 
-/// Plans the rest of this transaction's statements for their own parameters and the
-/// tables as they are now (`PostgreSQL`'s `SET LOCAL plan_cache_mode =
-/// force_custom_plan`; nothing on `SQLite`). A usage chunk needs it: its lookup of the
-/// reported projects, once cached as a generic plan while `usage_reports` was small, scans
-/// every row of the org for each chunk, so an import grows quadratic wherever `ANALYZE`
-/// lags behind (autovacuum off, or a table growing faster than it runs).
-///
-/// # Errors
-/// A database error.
-pub async fn plan_for_now(conn: &impl ConnectionTrait) -> Result<()> {
-    if conn.get_database_backend() == DbBackend::Postgres {
-        conn.execute_unprepared("SET LOCAL plan_cache_mode = force_custom_plan")
-            .await?;
-    }
-    Ok(())
-}
-
 /// Opens `url` for reading only (`acctd whatif`): a `SQLite` file in read-only mode (no
 /// journal-mode switch, no checkpointer), `PostgreSQL` sessions whose transactions
 /// default to read only. Migrations are not run: the caller reads the schema as it is.

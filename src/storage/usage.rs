@@ -71,6 +71,9 @@ pub async fn projects_of(
     keys: &[(&str, Period, &str)],
 ) -> Result<BTreeMap<(String, Period), BTreeMap<String, Usage>>> {
     let mut found: BTreeMap<(String, Period), BTreeMap<String, Usage>> = BTreeMap::new();
+    if keys.is_empty() {
+        return Ok(found);
+    }
     // The keys as one JSON parameter, so the statement's text is the same for any number
     // of keys. (PostgreSQL's placeholder is `$1`, as `?` is one of its JSON operators.)
     let keyed = match conn.get_database_backend() {
@@ -81,6 +84,16 @@ pub async fn projects_of(
             r#"("org_id", "period", "project") IN (SELECT json_extract("value", '$[0]'), json_extract("value", '$[1]'), json_extract("value", '$[2]') FROM json_each(?))"#
         }
     };
+    // PostgreSQL plans the lookup for the table as it is now: a generic plan cached while
+    // `usage_reports` was small scans every row of the org for each chunk, so an import
+    // grew quadratic wherever `ANALYZE` lags behind (autovacuum off, or a table growing
+    // faster than it runs). Only this statement: planning the bulk upserts each time
+    // costs more than it saves.
+    let postgres = conn.get_database_backend() == DbBackend::Postgres;
+    if postgres {
+        conn.execute_unprepared("SET LOCAL plan_cache_mode = force_custom_plan")
+            .await?;
+    }
     for chunk in keys.chunks(2_000) {
         let json: Vec<(&str, String, &str)> = chunk
             .iter()
@@ -104,6 +117,10 @@ pub async fn projects_of(
                 .or_default()
                 .insert(r.project, usage);
         }
+    }
+    if postgres {
+        conn.execute_unprepared("SET LOCAL plan_cache_mode = auto")
+            .await?;
     }
     Ok(found)
 }
