@@ -444,6 +444,27 @@ async fn bench_sweep(place: &mut Place, orgs: usize, runs: usize) {
     }
 }
 
+/// Sends `reports` through `Engine::report_usage` in batches of 10,000, checking that
+/// every one is accepted; returns the time taken and the facts they caused.
+async fn ingest(engine: &Engine, reports: &[UsageReport]) -> (Duration, usize) {
+    let actor = Actor::new("bench", "usage");
+    let started = Instant::now();
+    let (mut accepted, mut facts) = (0, 0);
+    for batch in reports.chunks(10_000) {
+        let ingested = engine.report_usage(batch, &actor).await.expect("ingest");
+        accepted += ingested.accepted();
+        facts += ingested.report.facts.len();
+    }
+    let took = started.elapsed();
+    assert_eq!(accepted, reports.len(), "every report accepted");
+    (took, facts)
+}
+
+/// The `p` quantile (0..1) of sorted samples.
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
 /// Usage ingestion: `orgs` active orgs, 10 projects each, one report per project, in
 /// batches of 10,000 reports through `Engine::report_usage` (alerts evaluated; totals land
 /// between 40 % and 130 % of the tier, so many orgs cross the 80 % and 100 % thresholds).
@@ -482,18 +503,7 @@ async fn bench_ingest(place: &mut Place, orgs: usize, runs: usize) {
                 })
             })
             .collect();
-        let engine = engine(db.clone(), at);
-        let actor = Actor::new("bench", "usage");
-        let started = Instant::now();
-        let mut accepted = 0;
-        let mut facts = 0;
-        for batch in reports.chunks(10_000) {
-            let ingested = engine.report_usage(batch, &actor).await.expect("ingest");
-            accepted += ingested.accepted();
-            facts += ingested.report.facts.len();
-        }
-        let took = started.elapsed();
-        assert_eq!(accepted, reports_n, "every report accepted");
+        let (took, facts) = ingest(&engine(db.clone(), at), &reports).await;
         alerts = facts;
         samples.push(took);
         db.close().await.ok();
@@ -543,16 +553,7 @@ async fn bench_projects(place: &mut Place, projects: usize, runs: usize) {
                     correction: false,
                 })
                 .collect();
-            let engine = engine(db.clone(), at);
-            let actor = Actor::new("bench", "usage");
-            let started = Instant::now();
-            let mut accepted = 0;
-            for batch in reports.chunks(10_000) {
-                let ingested = engine.report_usage(batch, &actor).await.expect("ingest");
-                accepted += ingested.accepted();
-            }
-            let took = started.elapsed();
-            assert_eq!(accepted, n, "every report accepted");
+            let (took, _) = ingest(&engine(db.clone(), at), &reports).await;
             samples.push(took);
             db.close().await.ok();
         }
@@ -731,8 +732,7 @@ async fn bench_http(place: &mut Place, orgs: usize, runs: usize) {
         let (count, mut latencies, took) = http_load(&listen, orgs).await;
         let server_cores = (cpu_seconds(pid) - cpu_before) / took.as_secs_f64();
         latencies.sort_unstable();
-        let pct =
-            |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+        let pct = |p: f64| percentile(&latencies, p);
         let rate = count as f64 / took.as_secs_f64();
         println!(
             "  run {}: {count} requests in {} = {rate:.0} req/s, p50 {:.2} ms, p99 {:.2} ms (acctd serve used {server_cores:.2} of the 2 cores)",
@@ -788,7 +788,7 @@ async fn bench_foresight(place: &mut Place, orgs: usize, runs: usize) {
             assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));
         }
         forecasts.sort_unstable();
-        let pct = |v: &[Duration], p: f64| v[((v.len() as f64 * p) as usize).min(v.len() - 1)];
+        let pct = percentile;
         let (mut previews, mut calls) = (Vec::new(), Vec::new());
         let mut tried = 0;
         while previews.len() < 400 && tried < 4_000 {
@@ -1163,7 +1163,7 @@ async fn bench_console(place: &mut Place, orgs: usize, runs: usize) {
     );
     let quantiles = |samples: &mut Vec<Duration>| {
         samples.sort_unstable();
-        let q = |p: f64| samples[((samples.len() - 1) as f64 * p) as usize];
+        let q = |p: f64| percentile(samples, p);
         format!(
             "p50 {:.2} ms, p99 {:.2} ms",
             q(0.50).as_secs_f64() * 1e3,

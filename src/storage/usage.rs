@@ -14,6 +14,14 @@ use super::Result;
 use crate::domain::period::Period;
 use crate::domain::usage::Usage;
 
+/// Usage as stored (non-negative `BIGINT`s).
+fn usage_of(mau: i64, data_points: i64) -> Usage {
+    Usage {
+        mau: u64::try_from(mau).unwrap_or(0),
+        data_points: u64::try_from(data_points).unwrap_or(0),
+    }
+}
+
 /// The org's usage in a period, summed over its projects.
 ///
 /// # Errors
@@ -22,10 +30,7 @@ pub async fn total(conn: &impl ConnectionTrait, org_id: &str, period: Period) ->
     let row = usage_total::Entity::find_by_id((org_id.to_owned(), period.label()))
         .one(conn)
         .await?;
-    Ok(row.map_or_else(Usage::default, |r| Usage {
-        mau: u64::try_from(r.mau).unwrap_or(0),
-        data_points: u64::try_from(r.data_points).unwrap_or(0),
-    }))
+    Ok(row.map_or_else(Usage::default, |r| usage_of(r.mau, r.data_points)))
 }
 
 /// The usage totals of these orgs in these periods, keyed by (org, period). Unlisted
@@ -50,10 +55,7 @@ pub async fn totals_of(
             let Some(period) = Period::parse(&r.period) else {
                 continue;
             };
-            let usage = Usage {
-                mau: u64::try_from(r.mau).unwrap_or(0),
-                data_points: u64::try_from(r.data_points).unwrap_or(0),
-            };
+            let usage = usage_of(r.mau, r.data_points);
             found.insert((r.org_id, period), usage);
         }
     }
@@ -108,10 +110,7 @@ pub async fn projects_of(
             let Some(period) = Period::parse(&r.period) else {
                 continue;
             };
-            let usage = Usage {
-                mau: u64::try_from(r.mau).unwrap_or(0),
-                data_points: u64::try_from(r.data_points).unwrap_or(0),
-            };
+            let usage = usage_of(r.mau, r.data_points);
             found
                 .entry((r.org_id, period))
                 .or_default()
