@@ -335,31 +335,31 @@ async fn org_page(
     id: &str,
     query: &OrgQuery,
 ) -> Result<Response, Failure> {
-    // The engine that owns the org: on a test clock, its instant is "now".
-    // One read for an org on the real clock; one on a test clock is viewed again on its
-    // clock's instant (as the API does).
-    let view = state.engine().view(id).await?;
-    let (engine, view) = match &view.org.clock {
+    // Every read at once, each on its own pooled connection, on the real clock's engine.
+    // An org on a test clock is viewed again on its clock's instant (as the API does),
+    // with that instant's alerts; its invoices, payments, trail and messages are the same.
+    let real = state.engine();
+    let (view, alerted, invoices, payments, trail, messages) = tokio::try_join!(
+        real.view(id),
+        real.alerted(id, Period::containing(real.now())),
+        real.invoices(id),
+        real.payments(id),
+        real.transitions(id, TRAIL),
+        real.messages_of(id, MESSAGES),
+    )?;
+    let (engine, view, alerted) = match &view.org.clock {
         Some(clock) => {
             let engine = state.engine().for_test_clock(clock).await?;
-            let view = engine.view(id).await?;
-            (engine, view)
+            let period = Period::containing(engine.now());
+            let (view, alerted) = tokio::try_join!(engine.view(id), engine.alerted(id, period))?;
+            (engine, view, alerted)
         }
-        None => (state.engine().clone(), view),
+        None => (real.clone(), view, alerted),
     };
     let now = engine.now();
     let org = &view.org;
     let l = &org.lifecycle;
     let rules = engine.rules();
-    let period = Period::containing(now);
-    // Independent reads, at once: each may take its own pooled connection.
-    let (alerted, invoices, payments, trail, messages) = tokio::try_join!(
-        engine.alerted(id, period),
-        engine.invoices(id),
-        engine.payments(id),
-        engine.transitions(id, TRAIL),
-        engine.messages_of(id, MESSAGES),
-    )?;
     let mut paid: BTreeMap<i64, Vec<Value>> = BTreeMap::new();
     for p in &payments {
         paid.entry(p.invoice_id).or_default().push(json!({
