@@ -16,6 +16,7 @@ use crate::config::{Settings, Unusable};
 use crate::engine::{Engine, ExternalGateway};
 use crate::notify::webhook::Webhooks;
 use crate::notify::{Dispatcher, Mailer};
+use crate::telemetry::metrics::Metrics;
 use crate::{api, scheduler, storage};
 
 /// A built daemon, ready to run.
@@ -56,7 +57,9 @@ impl App {
         storage::migrate(&db).await?;
         let mailer =
             Mailer::from_settings(&settings.email).map_err(|e| Unusable(format!("email: {e}")))?;
-        let mut dispatcher = Dispatcher::new(db.clone(), mailer, &settings, clock.clone());
+        let metrics = Metrics::prometheus();
+        let mut dispatcher = Dispatcher::new(db.clone(), mailer, &settings, clock.clone())
+            .with_metrics(metrics.clone());
         if !settings.webhooks.endpoints.is_empty() {
             let timeout = Duration::from_secs(settings.email.smtp.timeout_seconds.max(1));
             dispatcher = dispatcher.with_webhooks(
@@ -68,7 +71,8 @@ impl App {
         let pool = storage::pool_size(&settings.database.url, settings.database.max_connections);
         let read_lanes = usize::try_from(settings.database.read_lanes.min(pool)).unwrap_or(1);
         let engine = Engine::new(db, settings.rules(), Arc::new(ExternalGateway), clock)
-            .with_batched_reads(read_lanes);
+            .with_batched_reads(read_lanes)
+            .with_metrics(metrics);
         let tokens = api::Tokens::load(
             &settings.api.tokens,
             std::env::var(api::auth::ENV_VAR).ok().as_deref(),
@@ -108,6 +112,17 @@ impl App {
         let mut jobs = scheduler::start(every, bell.clone()).await?;
         let tracker = TaskTracker::new();
         tracker.spawn(scheduler::run(self.engine.clone(), bell, shutdown.clone()));
+        // Histograms hold their samples until drained: drain them between scrapes.
+        let (metrics, upkeep) = (self.engine.metrics().clone(), shutdown.clone());
+        tracker.spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tokio::select! {
+                    _ = every.tick() => metrics.upkeep(),
+                    () = upkeep.cancelled() => break,
+                }
+            }
+        });
         let outbox_bell = Arc::new(Notify::new());
         let poll = Duration::from_secs(self.settings.notify.poll_seconds);
         scheduler::add_repeated(&jobs, poll, outbox_bell.clone()).await?;

@@ -14,6 +14,7 @@
 //! - [`console`]: the ops console, HTML pages on the API's router, engine and roles.
 //! - [`report`]: the HTML pictures of facts over time (swimlanes, weekly charts).
 //! - [`config`], [`telemetry`], [`cli`]: settings, logs, the command line.
+//! - [`https`]: the TLS configuration of the HTTP clients (`admin --url`, webhooks).
 
 pub mod api;
 pub mod app;
@@ -25,6 +26,7 @@ pub mod console;
 pub mod domain;
 pub mod engine;
 pub mod executor;
+pub mod https;
 pub mod lock;
 pub mod notify;
 pub mod report;

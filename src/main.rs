@@ -95,9 +95,9 @@ async fn dispatch(command: Command, settings: Settings) -> ExitCode {
             catch_up,
         } => report(tick(&settings, until, json, force, catch_up).await),
         Command::Admin { remote, command } => {
-            if let Some(url) = remote.url {
+            if let Some(url) = remote.url.clone() {
                 let mut out = std::io::stdout().lock();
-                return failure(cli::remote::run(&url, remote.token, command, &mut out).await);
+                return failure(cli::remote::run(&url, remote, command, &mut out).await);
             }
             let engine = match engine(&settings).await {
                 Ok(engine) => engine,

@@ -15,44 +15,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::engine::{self, Engine};
 
-/// Sweep counters of this process, for `/metrics`.
-pub mod stats {
-    use std::sync::atomic::{AtomicU64, Ordering};
-
-    pub static SWEEPS: AtomicU64 = AtomicU64::new(0);
-    pub static ORGS: AtomicU64 = AtomicU64::new(0);
-    pub static BATCHES: AtomicU64 = AtomicU64::new(0);
-    pub static MICROS_TOTAL: AtomicU64 = AtomicU64::new(0);
-    pub static LAST_MICROS: AtomicU64 = AtomicU64::new(0);
-    pub static LAST_BATCH_ORGS: AtomicU64 = AtomicU64::new(0);
-
-    pub(super) fn batch(orgs: u64) {
-        BATCHES.fetch_add(1, Ordering::Relaxed);
-        ORGS.fetch_add(orgs, Ordering::Relaxed);
-        LAST_BATCH_ORGS.store(orgs, Ordering::Relaxed);
-    }
-
-    pub(super) fn sweep(micros: u64) {
-        SWEEPS.fetch_add(1, Ordering::Relaxed);
-        MICROS_TOTAL.fetch_add(micros, Ordering::Relaxed);
-        LAST_MICROS.store(micros, Ordering::Relaxed);
-    }
-
-    /// `(sweeps, orgs, batches, seconds total, last sweep seconds, last batch orgs)`.
-    pub fn snapshot() -> (u64, u64, u64, f64, f64, u64) {
-        #[allow(clippy::cast_precision_loss)]
-        let secs = |micros: u64| micros as f64 / 1e6;
-        (
-            SWEEPS.load(Ordering::Relaxed),
-            ORGS.load(Ordering::Relaxed),
-            BATCHES.load(Ordering::Relaxed),
-            secs(MICROS_TOTAL.load(Ordering::Relaxed)),
-            secs(LAST_MICROS.load(Ordering::Relaxed)),
-            LAST_BATCH_ORGS.load(Ordering::Relaxed),
-        )
-    }
-}
-
 /// Cron expression (with seconds) of the monthly cycle's wake-up, in UTC.
 pub const MONTHLY: &str = "0 0 0 1 * *";
 
@@ -167,7 +129,9 @@ pub async fn sweep(engine: &Engine, token: &CancellationToken) -> engine::Result
     let orgs = engine
         .sweep(until, |swept, batch| {
             transitions += batch.transitions();
-            stats::batch(swept.claimed);
+            engine
+                .metrics()
+                .sweep_batch(swept.claimed, swept.took, swept.lag);
             if token.is_cancelled() {
                 std::ops::ControlFlow::Break(())
             } else {
@@ -175,7 +139,7 @@ pub async fn sweep(engine: &Engine, token: &CancellationToken) -> engine::Result
             }
         })
         .await?;
-    stats::sweep(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
+    engine.metrics().sweep();
     if orgs > 0 {
         tracing::info!(
             orgs,

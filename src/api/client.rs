@@ -1,14 +1,11 @@
-//! A small client of the admin API (HTTP/1.1 over TCP, no TLS), used by `acctd admin
-//! --url` and by the integration tests. One connection per request: the callers make a
-//! handful of requests, and a fresh connection never trips over a closed keep-alive.
+//! A small client of the admin API over HTTP or HTTPS (reqwest on rustls), used by
+//! `acctd admin --url` and by the integration tests. HTTPS trusts the Mozilla roots and,
+//! with [`Client::with_ca`], the certificates of a PEM file (an internal CA).
 
 use std::time::Duration;
 
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
-use axum::http::{Method, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
+use axum::body::Bytes;
+use axum::http::{Method, StatusCode};
 use serde_json::Value;
 
 /// Why a request got no answer.
@@ -16,11 +13,10 @@ use serde_json::Value;
 pub enum ClientError {
     #[error("bad API URL `{url}`: {message}")]
     Url { url: String, message: String },
-    #[error("cannot reach the API at {authority}: {source}")]
-    Connect {
-        authority: String,
-        source: std::io::Error,
-    },
+    #[error("bad CA certificates: {0}")]
+    Ca(String),
+    #[error("cannot reach the API at {url}: {message}")]
+    Connect { url: String, message: String },
     #[error("HTTP error: {0}")]
     Http(String),
     #[error("no answer within {0:?}")]
@@ -57,47 +53,71 @@ impl Answer {
 /// The API at a base URL, with an optional bearer token.
 #[derive(Clone, Debug)]
 pub struct Client {
-    authority: String,
-    prefix: String,
+    http: reqwest::Client,
+    /// The base URL without a trailing `/`.
+    base: String,
     token: Option<String>,
-    timeout: Duration,
 }
 
+/// How long a request may take in all.
+const TIMEOUT: Duration = Duration::from_mins(5);
+
+/// How long connecting (TCP and TLS) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl Client {
-    /// `url` is `http://HOST:PORT` with an optional path prefix.
+    /// `url` is `http://HOST[:PORT]` or `https://HOST[:PORT]`, with an optional path
+    /// prefix.
     ///
     /// # Errors
-    /// [`ClientError::Url`] for anything else (including `https`: put a TLS-terminating
-    /// proxy in front, and reach the API on its private address).
+    /// [`ClientError::Url`] for anything else.
     pub fn new(url: &str, token: Option<String>) -> Result<Self, ClientError> {
+        Self::with_ca(url, token, None)
+    }
+
+    /// As [`Client::new`], trusting also the certificates in `ca_pem` (PEM bytes) for
+    /// `https`.
+    ///
+    /// # Errors
+    /// [`ClientError::Url`]; [`ClientError::Ca`] for PEM data without a usable certificate.
+    pub fn with_ca(
+        url: &str,
+        token: Option<String>,
+        ca_pem: Option<&[u8]>,
+    ) -> Result<Self, ClientError> {
         let bad = |message: &str| ClientError::Url {
             url: url.to_owned(),
             message: message.to_owned(),
         };
-        let uri: Uri = url.parse().map_err(|_| bad("not a URL"))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => return Err(bad("https is not supported by this client; use http")),
-            _ => return Err(bad("expected http://HOST:PORT")),
+        let parsed = reqwest::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(bad("expected http://HOST:PORT or https://HOST:PORT"));
         }
-        let authority = uri
-            .authority()
-            .ok_or_else(|| bad("no host"))?
-            .as_str()
-            .to_owned();
-        if authority.contains('@') {
+        if parsed.host_str().is_none_or(str::is_empty) {
+            return Err(bad("no host"));
+        }
+        if !parsed.username().is_empty() || parsed.password().is_some() {
             return Err(bad("credentials in the URL are not supported; use --token"));
         }
-        let authority = if uri.port().is_some() {
-            authority
-        } else {
-            format!("{authority}:80")
-        };
+        if parsed.query().is_some() || parsed.fragment().is_some() {
+            return Err(bad(
+                "a query or fragment has no place in the API's base URL",
+            ));
+        }
+        let tls = crate::https::tls_config(ca_pem).map_err(ClientError::Ca)?;
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(TIMEOUT)
+            // The API answers; it never redirects. A redirect would carry the token away.
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .build()
+            .map_err(|e| ClientError::Http(e.to_string()))?;
         Ok(Self {
-            authority,
-            prefix: uri.path().trim_end_matches('/').to_owned(),
+            http,
+            base: parsed.as_str().trim_end_matches('/').to_owned(),
             token,
-            timeout: Duration::from_mins(5),
         })
     }
 
@@ -121,65 +141,44 @@ impl Client {
         body: Option<Vec<u8>>,
         headers: &[(&str, &str)],
     ) -> Result<Answer, ClientError> {
-        tokio::time::timeout(self.timeout, self.exchange(method, path, body, headers))
-            .await
-            .map_err(|_| ClientError::Timeout(self.timeout))?
-    }
-
-    async fn exchange(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Vec<u8>>,
-        headers: &[(&str, &str)],
-    ) -> Result<Answer, ClientError> {
-        let http = |e: &dyn std::fmt::Display| ClientError::Http(e.to_string());
-        let stream = tokio::net::TcpStream::connect(&self.authority)
-            .await
-            .map_err(|source| ClientError::Connect {
-                authority: self.authority.clone(),
-                source,
-            })?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| http(&e))?;
-        tokio::spawn(async move {
-            // The connection ends with the request; an error shows in the response too.
-            let _ = connection.await;
-        });
-        let mut request = Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.prefix))
-            .header(HOST, &self.authority);
+        let url = format!("{}{path}", self.base);
+        let mut request = self.http.request(method, &url);
         if let Some(token) = &self.token {
-            request = request.header(AUTHORIZATION, format!("Bearer {token}"));
+            request = request.bearer_auth(token);
         }
         if body.is_some()
             && !headers
                 .iter()
                 .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
         {
-            request = request.header(CONTENT_TYPE, "application/json");
+            request = request.header("content-type", "application/json");
         }
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
-        let request = request
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))
-            .map_err(|e| http(&e))?;
-        let response = sender.send_request(request).await.map_err(|e| http(&e))?;
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        let failed = |e: reqwest::Error| {
+            if e.is_timeout() {
+                ClientError::Timeout(TIMEOUT)
+            } else if e.is_connect() {
+                ClientError::Connect {
+                    url: self.base.clone(),
+                    message: crate::https::chain(&e),
+                }
+            } else {
+                ClientError::Http(crate::https::chain(&e))
+            }
+        };
+        let response = request.send().await.map_err(failed)?;
         let status = response.status();
         let content_type = response
             .headers()
-            .get(CONTENT_TYPE)
+            .get("content-type")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| http(&e))?
-            .to_bytes();
+        let body = response.bytes().await.map_err(failed)?;
         Ok(Answer {
             status,
             content_type,

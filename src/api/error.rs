@@ -143,6 +143,11 @@ impl IntoResponse for ApiError {
             }
         });
         let mut response = (status, Json(body)).into_response();
+        if let ApiError::Refused(refusal) = &self {
+            response
+                .extensions_mut()
+                .insert(super::Refused(refusal.command));
+        }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 WWW_AUTHENTICATE,

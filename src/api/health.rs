@@ -1,8 +1,6 @@
 //! Probes, metrics and counts: `/healthz`, `/readyz` (no token), `/metrics` (Prometheus
 //! text) and `/v1/stats`.
 
-use std::fmt::Write as _;
-
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
@@ -53,135 +51,46 @@ pub(super) async fn stats(State(state): State<ApiState>) -> Result<Json<Value>> 
     })))
 }
 
-fn label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-}
-
-/// `GET /metrics` (viewer): Prometheus text. Sweep latency and batch sizes are not here:
-/// the scheduler does not record them yet (its log line `sweep` has both).
+/// `GET /metrics` (viewer): Prometheus text. The gauges (orgs by state and lock reason,
+/// backlogs, the due lag) are read from the database now; the counters and histograms
+/// are this process's since it started (`telemetry::metrics`).
 pub(super) async fn metrics(State(state): State<ApiState>) -> Result<impl IntoResponse> {
+    use crate::domain::{LockReason, Status};
+    let metrics = state.engine.metrics();
+    let set = |name, label, value| metrics.set(name, label, value);
     let now = state.engine.now();
     let counted = state.engine.stats().await?;
-    let (counts, outbox) = (&counted.counts, counted.outbox_backlog);
-    let (by_cause, oldest_due) = (&counted.transitions_by_cause, counted.oldest_due);
-    let mut out = String::new();
-    family(&mut out, "acctd_orgs", "gauge", "Orgs by lifecycle state.");
-    for (status, n) in &counts.by_state {
-        let _ = writeln!(out, "acctd_orgs{{state=\"{}\"}} {n}", status.as_str());
+    let counts = &counted.counts;
+    #[allow(clippy::cast_precision_loss)]
+    let n = |n: u64| n as f64;
+    for status in Status::ALL {
+        let count = counts
+            .by_state
+            .iter()
+            .find(|(s, _)| *s == status)
+            .map_or(0, |(_, n)| *n);
+        set("acctd_orgs", Some(("state", status.as_str())), n(count));
     }
-    family(
-        &mut out,
-        "acctd_locked_orgs",
-        "gauge",
-        "Locked orgs by lock reason (an org may have several).",
-    );
-    for (reason, n) in &counts.by_reason {
-        let _ = writeln!(
-            out,
-            "acctd_locked_orgs{{reason=\"{}\"}} {n}",
-            reason.as_str()
+    for reason in LockReason::ALL {
+        let count = counts
+            .by_reason
+            .iter()
+            .find(|(r, _)| *r == reason)
+            .map_or(0, |(_, n)| *n);
+        set(
+            "acctd_locked_orgs",
+            Some(("reason", reason.as_str())),
+            n(count),
         );
     }
-    family(
-        &mut out,
-        "acctd_transitions_total",
-        "counter",
-        "Transitions in the audit trail, by cause.",
-    );
-    for (cause, n) in by_cause {
-        let _ = writeln!(
-            out,
-            "acctd_transitions_total{{cause=\"{}\"}} {n}",
-            label(cause)
-        );
-    }
-    family(
-        &mut out,
-        "acctd_outbox_backlog",
-        "gauge",
-        "Notifications written but not yet delivered.",
-    );
-    let _ = writeln!(out, "acctd_outbox_backlog {outbox}");
-    family(
-        &mut out,
-        "acctd_due_orgs",
-        "gauge",
-        "Orgs on the real clock with a deadline that has passed and is not processed yet.",
-    );
-    let _ = writeln!(out, "acctd_due_orgs {}", counts.due);
-    family(
-        &mut out,
-        "acctd_due_lag_seconds",
-        "gauge",
-        "How long the oldest passed, unprocessed deadline has waited (0 when none).",
-    );
-    let lag = oldest_due.map_or(0, |at| (now - at).num_seconds().max(0));
-    let _ = writeln!(out, "acctd_due_lag_seconds {lag}");
-    let (sweeps, swept, batches, seconds, last, last_batch) = crate::scheduler::stats::snapshot();
-    family(
-        &mut out,
-        "acctd_sweeps_total",
-        "counter",
-        "Sweeps run by this process.",
-    );
-    let _ = writeln!(out, "acctd_sweeps_total {sweeps}");
-    family(
-        &mut out,
-        "acctd_sweep_seconds_total",
-        "counter",
-        "Time spent sweeping.",
-    );
-    let _ = writeln!(out, "acctd_sweep_seconds_total {seconds}");
-    family(
-        &mut out,
-        "acctd_sweep_last_seconds",
-        "gauge",
-        "Latency of the last sweep.",
-    );
-    let _ = writeln!(out, "acctd_sweep_last_seconds {last}");
-    family(
-        &mut out,
-        "acctd_sweep_batches_total",
-        "counter",
-        "Batches (transactions) swept.",
-    );
-    let _ = writeln!(out, "acctd_sweep_batches_total {batches}");
-    family(
-        &mut out,
-        "acctd_sweep_orgs_total",
-        "counter",
-        "Orgs processed by sweeps.",
-    );
-    let _ = writeln!(out, "acctd_sweep_orgs_total {swept}");
-    family(
-        &mut out,
-        "acctd_sweep_last_batch_orgs",
-        "gauge",
-        "Orgs in the last batch.",
-    );
-    let _ = writeln!(out, "acctd_sweep_last_batch_orgs {last_batch}");
-    family(
-        &mut out,
-        "acctd_http_requests_total",
-        "counter",
-        "API requests served by this process, by method, route and status.",
-    );
-    for ((method, route, status), n) in state.metrics.snapshot() {
-        let _ = writeln!(
-            out,
-            "acctd_http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {n}",
-            label(&route)
-        );
-    }
+    set("acctd_outbox_backlog", None, n(counted.outbox_backlog));
+    set("acctd_due_orgs", None, n(counts.due));
+    let lag = counted
+        .oldest_due
+        .map_or(0, |at| (now - at).num_seconds().max(0));
+    set("acctd_due_lag_seconds", None, n(lag.unsigned_abs()));
     Ok((
         [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        out,
+        metrics.render().unwrap_or_default(),
     ))
 }

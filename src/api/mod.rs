@@ -24,8 +24,7 @@ mod health;
 mod orgs;
 mod usage;
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
@@ -52,7 +51,6 @@ pub struct ApiState {
     pub engine: Engine,
     pub tokens: Arc<Tokens>,
     pub settings: Arc<config::Api>,
-    metrics: Arc<HttpMetrics>,
 }
 
 impl ApiState {
@@ -61,17 +59,9 @@ impl ApiState {
             engine,
             tokens: Arc::new(tokens),
             settings: Arc::new(settings),
-            metrics: Arc::default(),
         }
     }
 }
-
-/// Requests served, by method, route and status, for `/metrics`. Every label has a
-/// bounded set of values: the standard methods and the routes of the table, and `other`
-/// for any other method (a client may send any token as a method) or a path that matches
-/// no route.
-#[derive(Default)]
-struct HttpMetrics(Mutex<BTreeMap<(&'static str, String, u16), u64>>);
 
 /// The method as a metrics label: one of HTTP's standard methods, or `other`.
 fn method_label(method: &Method) -> &'static str {
@@ -90,30 +80,6 @@ fn method_label(method: &Method) -> &'static str {
         .iter()
         .find(|m| *m == method)
         .map_or("other", Method::as_str)
-}
-
-impl HttpMetrics {
-    /// Counts a response; `route` is the matched route, `None` when none matched.
-    fn record(&self, method: &Method, route: Option<&str>, status: u16) {
-        let mut map = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let key = (
-            method_label(method),
-            route.unwrap_or("other").to_owned(),
-            status,
-        );
-        *map.entry(key).or_default() += 1;
-    }
-
-    fn snapshot(&self) -> Vec<((&'static str, String, u16), u64)> {
-        let map = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.iter().map(|(k, v)| (k.clone(), *v)).collect()
-    }
 }
 
 /// One route as documented: method, path, the role it needs (`None`: no token) and what
@@ -400,7 +366,16 @@ async fn observe(State(state): State<ApiState>, request: Request, next: Next) ->
         }
     };
     let status = response.status().as_u16();
-    state.metrics.record(&method, route.as_deref(), status);
+    let metrics = state.engine.metrics();
+    metrics.http_request(
+        method_label(&method),
+        route.as_deref(),
+        status,
+        started.elapsed(),
+    );
+    if let Some(Refused(command)) = response.extensions().get::<Refused>() {
+        metrics.refused(command);
+    }
     let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     if method == Method::GET && status < 400 {
         tracing::debug!(parent: &span, status, elapsed_ms, "request");
@@ -413,6 +388,11 @@ async fn observe(State(state): State<ApiState>, request: Request, next: Next) ->
 #[derive(Debug, thiserror::Error)]
 #[error("handler failed: {0}")]
 struct HandlerFailed(String);
+
+/// A response's mark that the rules refused a command (`ApiError::Refused`, the console's
+/// refusal page), for the refusals counter of `/metrics`.
+#[derive(Clone, Copy, Debug)]
+pub struct Refused(pub &'static str);
 
 /// Serves `router` on `listener` until `shutdown` is cancelled; requests in flight are
 /// answered first.

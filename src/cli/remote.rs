@@ -10,12 +10,13 @@ use clap::Args;
 use serde_json::{json, Value};
 
 use super::admin::{AdminCommand, Failure};
-use crate::api::client::Client;
+use crate::api::client::{Client, ClientError};
 
 /// Where the admin API is, and the token to use.
 #[derive(Debug, Clone, Default, Args)]
 pub struct Remote {
-    /// Act through the admin API at this URL (http://HOST:PORT) instead of the database.
+    /// Act through the admin API at this URL (http://HOST:PORT or https://HOST:PORT)
+    /// instead of the database.
     #[arg(
         long,
         global = true,
@@ -35,6 +36,16 @@ pub struct Remote {
         help_heading = "API client options"
     )]
     pub token: Option<String>,
+    /// For an https --url: also trust the CA certificates in this PEM file (an internal
+    /// CA; the Mozilla roots are always trusted).
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "ACCTD_API_CA_FILE",
+        help_heading = "API client options"
+    )]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// Percent-encodes one path segment or query value.
@@ -296,12 +307,25 @@ async fn fetch(
 /// fails.
 pub async fn run(
     url: &str,
-    token: Option<String>,
+    remote: Remote,
     command: AdminCommand,
     out: &mut impl Write,
 ) -> Result<(), Failure> {
     let io = |e: std::io::Error| Failure::Other(e.into());
-    let client = Client::new(url, token).map_err(|e| Failure::Input(e.to_string()))?;
+    let ca = match &remote.ca_file {
+        Some(path) => Some(
+            std::fs::read(path)
+                .map_err(|e| Failure::Input(format!("--ca-file {}: {e}", path.display())))?,
+        ),
+        None => None,
+    };
+    let client =
+        Client::with_ca(url, remote.token, ca.as_deref()).map_err(|e| match &remote.ca_file {
+            Some(path) if matches!(e, ClientError::Ca(_)) => {
+                Failure::Input(format!("--ca-file {}: {e}", path.display()))
+            }
+            _ => Failure::Input(e.to_string()),
+        })?;
     check_direction(&client, &command).await?;
     let dry_run = command.who().is_some_and(|who| who.dry_run);
     let mut call = call(command)?;

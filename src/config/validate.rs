@@ -155,7 +155,7 @@ impl Settings {
                 );
             }
             if !(endpoint.url.starts_with("http://") || endpoint.url.starts_with("https://"))
-                || endpoint.url.parse::<hyper::Uri>().is_err()
+                || reqwest::Url::parse(&endpoint.url).is_err()
             {
                 return fail(
                     &format!("{key}.url"),

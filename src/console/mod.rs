@@ -397,7 +397,11 @@ impl Failure {
             ApiError::Internal(_) => "Internal error".to_owned(),
             e => format!("Refused: {e}"),
         };
-        render(
+        let refused = match &self.0 {
+            ApiError::Refused(r) => Some(crate::api::Refused(r.command)),
+            _ => None,
+        };
+        let mut response = render(
             state,
             Some(signed),
             status,
@@ -408,7 +412,11 @@ impl Failure {
                 "status": status.as_u16(),
                 "refusal": refusal,
             }),
-        )
+        );
+        if let Some(refused) = refused {
+            response.extensions_mut().insert(refused);
+        }
+        response
     }
 }
 

@@ -30,6 +30,7 @@ pub use crate::domain::record::Actor;
 use crate::domain::{self, Lifecycle, Org, Refusal, Status};
 use crate::storage::snapshot::{self, Window};
 use crate::storage::{self, billing, org as orgs};
+use crate::telemetry::metrics::Metrics;
 pub use forecast::{Forecast, Payments};
 pub use gateway::{ExternalGateway, PaymentGateway, ScriptedGateway};
 pub use read::{Access, Readiness, Stats, View};
@@ -112,6 +113,8 @@ pub struct Engine {
     reads: Option<Arc<storage::reads::OrgReads>>,
     /// Plans and writes as usual, then rolls back ([`Engine::preview`]).
     preview: bool,
+    /// Where committed transitions are counted ([`Engine::with_metrics`]).
+    metrics: Metrics,
 }
 
 /// Sizes sweep batches to a time budget (`daemon.batch_target_ms`): a full batch that
@@ -167,6 +170,10 @@ pub struct Swept {
     pub more: bool,
     /// In a catch-up pass, the rowid of the last org claimed.
     pub last_rowid: Option<i64>,
+    /// How long the batch took, claim to commit.
+    pub took: std::time::Duration,
+    /// How long the oldest deadline claimed had passed at `until`.
+    pub lag: Option<std::time::Duration>,
 }
 
 impl Engine {
@@ -189,7 +196,19 @@ impl Engine {
             scope: None,
             reads: None,
             preview: false,
+            metrics: Metrics::default(),
         }
+    }
+
+    /// The same engine, counting what it commits (and its sweeps) in `metrics`.
+    #[must_use]
+    pub fn with_metrics(self, metrics: Metrics) -> Self {
+        Self { metrics, ..self }
+    }
+
+    /// Where this engine counts what it commits.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// The same engine in preview mode (`--dry-run`, `?dry_run=true`): each call reads,
@@ -380,6 +399,11 @@ impl Engine {
             }
         };
         let claimed = due.len() as u64;
+        let lag = due
+            .iter()
+            .filter_map(|org| org.lifecycle.next_due_at())
+            .min()
+            .and_then(|oldest| (until - oldest).to_std().ok());
         let read: Vec<orgs::Written> = due.iter().map(orgs::Written::of).collect();
         let mut planner = self
             .planner(&txn, &due, until, 0, None, Reported::default())
@@ -412,6 +436,8 @@ impl Engine {
             claimed,
             more: claimed >= limit,
             last_rowid,
+            took: t4,
+            lag,
         })
     }
 
@@ -745,6 +771,9 @@ impl Engine {
                 facts: plan.facts,
                 org,
             };
+        }
+        for t in &plan.transitions {
+            self.metrics.transition(&t.cause);
         }
         let mut report = committed(plan);
         report.org = org;

@@ -40,6 +40,7 @@ pub struct Dispatcher {
     from: String,
     clock: Arc<dyn Clock>,
     webhooks: Option<Arc<Webhooks>>,
+    metrics: crate::telemetry::metrics::Metrics,
 }
 
 impl Dispatcher {
@@ -57,7 +58,15 @@ impl Dispatcher {
             from: settings.email.from.clone(),
             clock,
             webhooks: None,
+            metrics: crate::telemetry::metrics::Metrics::default(),
         }
+    }
+
+    /// The same dispatcher, recording deliveries and failures in `metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: crate::telemetry::metrics::Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Also delivers webhook messages to these endpoints.
@@ -166,6 +175,11 @@ impl Dispatcher {
                     // Acknowledged only while held; else the holder acknowledges it.
                     if outbox::mark_sent(&self.db, m.id, m.attempts, now).await? {
                         round.sent += 1;
+                        self.metrics.delivered(
+                            &m.channel,
+                            (now - m.at).to_std().unwrap_or_default(),
+                            u32::try_from(m.attempts).unwrap_or(0),
+                        );
                     }
                 }
                 Err(error) => {
@@ -174,6 +188,7 @@ impl Dispatcher {
                     let retry_at = (!give_up).then(|| now + self.backoff(m.id, m.attempts));
                     tracing::warn!(outbox = m.id, org = %m.org_id, template = %m.template, attempts = m.attempts, %error, dead = give_up, "delivery failed");
                     outbox::mark_failed(&self.db, m.id, m.attempts, &error, retry_at).await?;
+                    self.metrics.delivery_failed(&m.channel, give_up);
                     if give_up {
                         round.dead += 1;
                     } else {

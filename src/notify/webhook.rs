@@ -6,27 +6,19 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
-use http_body_util::Full;
-use hyper::body::Bytes;
-use hyper::{Method, Request, Uri};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use sha2::Sha256;
 
 use crate::config;
 
 struct Endpoint {
-    url: Uri,
+    url: reqwest::Url,
     secret: Vec<u8>,
 }
 
-/// The configured endpoints and an HTTP(S) client.
+/// The configured endpoints and an HTTP(S) client (reqwest on rustls, redirects refused).
 pub struct Webhooks {
     endpoints: BTreeMap<String, Endpoint>,
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
-    timeout: Duration,
+    client: reqwest::Client,
 }
 
 /// The signature header value for a body sent at `timestamp` (seconds since the epoch).
@@ -62,9 +54,7 @@ impl Webhooks {
                     e.name, e.secret_env
                 )
             })?;
-            let url = e
-                .url
-                .parse()
+            let url = reqwest::Url::parse(&e.url)
                 .map_err(|err| format!("webhook `{}`: {err}", e.name))?;
             endpoints.insert(
                 e.name.clone(),
@@ -74,18 +64,17 @@ impl Webhooks {
                 },
             );
         }
-        // Name the crypto provider: both of rustls's are linked into this binary.
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
-            .map_err(|e| format!("webhooks: tls: {e}"))?
-            .https_or_http()
-            .enable_http1()
-            .build();
-        Ok(Self {
-            endpoints,
-            client: Client::builder(TokioExecutor::new()).build(https),
-            timeout,
-        })
+        let tls = crate::https::tls_config(None).map_err(|e| format!("webhooks: tls: {e}"))?;
+        let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .timeout(timeout)
+            // A receiver that moved answers 3xx: that is a failed delivery to fix in the
+            // configuration, never a signed body sent on to wherever it points.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent("acctd")
+            .build()
+            .map_err(|e| format!("webhooks: {e}"))?;
+        Ok(Self { endpoints, client })
     }
 
     /// Whether an endpoint of this name is configured.
@@ -108,23 +97,23 @@ impl Webhooks {
             .endpoints
             .get(name)
             .ok_or_else(|| format!("no webhook endpoint `{name}`"))?;
-        let request = Request::builder()
-            .method(Method::POST)
-            .uri(endpoint.url.clone())
+        let sent = self
+            .client
+            .post(endpoint.url.clone())
             .header("content-type", "application/json")
-            .header("user-agent", "acctd")
             .header("acctd-event-id", event_id)
             .header(
                 "acctd-signature",
                 signature(&endpoint.secret, timestamp, body),
             )
-            .body(Full::new(Bytes::copy_from_slice(body)))
-            .map_err(|e| format!("webhook `{name}`: {e}"))?;
-        match tokio::time::timeout(self.timeout, self.client.request(request)).await {
-            Ok(Ok(response)) if response.status().is_success() => Ok(()),
-            Ok(Ok(response)) => Err(format!("webhook `{name}`: HTTP {}", response.status())),
-            Ok(Err(e)) => Err(format!("webhook `{name}`: {e}")),
-            Err(_) => Err(format!("webhook `{name}`: timed out")),
+            .body(body.to_vec())
+            .send()
+            .await;
+        match sent {
+            Ok(response) if response.status().is_success() => Ok(()),
+            Ok(response) => Err(format!("webhook `{name}`: HTTP {}", response.status())),
+            Err(e) if e.is_timeout() => Err(format!("webhook `{name}`: timed out")),
+            Err(e) => Err(format!("webhook `{name}`: {}", crate::https::chain(&e))),
         }
     }
 }

@@ -1377,6 +1377,11 @@ async fn metrics_stats_and_openapi(backend: Backend) {
         .await;
     app.post(ADMIN, "/v1/orgs/acme/admin/unlock", json!({"reason": "y"}))
         .await;
+    // Refused by the rules: the org is not locked.
+    let (refused, _) = app
+        .post(ADMIN, "/v1/orgs/acme/admin/unlock", json!({"reason": "z"}))
+        .await;
+    assert_eq!(refused, StatusCode::CONFLICT);
     let metrics = || async {
         let answer = app
             .client(Some(VIEWER))
@@ -1404,6 +1409,11 @@ async fn metrics_stats_and_openapi(backend: Backend) {
         "acctd_due_lag_seconds 0",
         "acctd_http_requests_total{method=\"POST\",route=\"/v1/orgs\",status=\"201\"} 1",
         "acctd_http_requests_total{method=\"POST\",route=\"/v1/orgs/{id}/admin/{op}\",status=\"200\"} 2",
+        "acctd_http_requests_total{method=\"POST\",route=\"/v1/orgs/{id}/admin/{op}\",status=\"409\"} 1",
+        "acctd_refusals_total{command=\"unlock\"} 1",
+        "# TYPE acctd_http_request_duration_seconds histogram",
+        "acctd_http_request_duration_seconds_count{method=\"POST\",route=\"/v1/orgs\",status=\"201\"} 1",
+        "acctd_http_request_duration_seconds_bucket{method=\"POST\",route=\"/v1/orgs\",status=\"201\",le=\"+Inf\"} 1",
     ] {
         assert!(text.lines().any(|l| l == line), "missing `{line}` in\n{text}");
     }

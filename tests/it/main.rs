@@ -18,6 +18,7 @@ mod console;
 mod crash;
 mod forecast;
 mod html;
+mod https;
 mod lifecycle;
 mod notify;
 mod preview;

@@ -1,4 +1,7 @@
-//! The tracing subscriber, built from parts so tests can inject a writer.
+//! The tracing subscriber, built from parts so tests can inject a writer, and the
+//! process's Prometheus metrics ([`metrics`]).
+
+pub mod metrics;
 
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
