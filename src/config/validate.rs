@@ -101,11 +101,24 @@ impl Settings {
         if self.usage.lock_above_percent < 100 {
             return fail("usage.lock_above_percent", "must be at least 100".into());
         }
-        if self.email.from.parse::<lettre::message::Mailbox>().is_err() {
-            return fail(
-                "email.from",
-                format!("`{}` is not an email address", self.email.from),
-            );
+        // One mailbox, as every message's `From`; a display name is fine there.
+        match crate::notify::address::mailbox(&self.email.from) {
+            Ok(_) => {}
+            Err(crate::notify::address::AddressError::List(n)) => {
+                return fail(
+                    "email.from",
+                    format!(
+                        "`{}` is not one email address: it lists {n} addresses",
+                        self.email.from
+                    ),
+                );
+            }
+            Err(_) => {
+                return fail(
+                    "email.from",
+                    format!("`{}` is not an email address", self.email.from),
+                );
+            }
         }
         if self.notify.max_attempts == 0
             || self.notify.batch_size == 0
@@ -315,6 +328,25 @@ mod tests {
         let l =
             layer("[email.smtp]\ntimeout_seconds = 10\n[notify]\nlease_seconds = 31\n").unwrap();
         assert!(Settings::from_layers(vec![l], std::iter::empty()).is_ok());
+    }
+
+    #[test]
+    fn email_from_is_one_mailbox_with_an_optional_name() {
+        let l = layer("[email]\nfrom = \"a@x.com, b@y.com\"\n").unwrap();
+        let err = Settings::from_layers(vec![l], std::iter::empty()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "c.toml:2: key `email.from`: `a@x.com, b@y.com` is not one email address: it lists 2 addresses"
+        );
+        let l = layer("[email]\nfrom = \"billing at example.com\"\n").unwrap();
+        let err = Settings::from_layers(vec![l], std::iter::empty()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "c.toml:2: key `email.from`: `billing at example.com` is not an email address"
+        );
+        let l = layer("[email]\nfrom = \"acctd <billing@example.com>\"\n").unwrap();
+        let s = Settings::from_layers(vec![l], std::iter::empty()).unwrap();
+        assert_eq!(s.email.from, "acctd <billing@example.com>");
     }
 
     #[test]
