@@ -16,7 +16,8 @@ impl Settings {
         if self.database.url.is_empty() {
             return fail("database.url", "must not be empty".into());
         }
-        if !(self.database.url.starts_with("sqlite:") || self.database.url.starts_with("postgres"))
+        if !(crate::storage::is_sqlite(&self.database.url)
+            || self.database.url.starts_with("postgres"))
         {
             return fail(
                 "database.url",
@@ -25,6 +26,14 @@ impl Settings {
                     self.database.url
                 ),
             );
+        }
+        if crate::storage::is_sqlite(&self.database.url) {
+            if let Err(e) = crate::storage::SqliteUrl::parse(&self.database.url) {
+                return fail(
+                    "database.url",
+                    format!("`{}` is not a SQLite URL: {e}", self.database.url),
+                );
+            }
         }
         if self.database.read_lanes == 0 {
             return fail("database.read_lanes", "must be at least 1".into());
@@ -347,6 +356,30 @@ mod tests {
         let l = layer("[email]\nfrom = \"acctd <billing@example.com>\"\n").unwrap();
         let s = Settings::from_layers(vec![l], std::iter::empty()).unwrap();
         assert_eq!(s.email.from, "acctd <billing@example.com>");
+    }
+
+    #[test]
+    fn a_sqlite_url_sqlx_would_refuse_is_refused() {
+        let l = layer("[database]\nurl = \"sqlite://acctd.db?mode=rwx\"\n").unwrap();
+        let err = Settings::from_layers(vec![l], std::iter::empty()).unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "c.toml:2: key `database.url`: `sqlite://acctd.db?mode=rwx` is not a SQLite URL: "
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("mode"), "{err}");
+        for ok in [
+            "sqlite:acctd.db",
+            "sqlite://acctd.db?mode=rwc&cache=shared",
+            "sqlite::memory:",
+        ] {
+            let l = layer(&format!("[database]\nurl = \"{ok}\"\n")).unwrap();
+            assert!(
+                Settings::from_layers(vec![l], std::iter::empty()).is_ok(),
+                "{ok}"
+            );
+        }
     }
 
     #[test]
