@@ -59,6 +59,20 @@ impl Settings {
                 return fail(key, format!("{days} days is out of range 1..=3650"));
             }
         }
+        if let Some(bad) = unknown_log_level(&self.log.level) {
+            let within = if bad == self.log.level.trim() {
+                String::new()
+            } else {
+                format!("`{}`: ", self.log.level)
+            };
+            return fail(
+                "log.level",
+                format!(
+                    "{within}`{bad}` is not a log level; use one of {}, alone or as target=level",
+                    LOG_LEVELS.join(", ")
+                ),
+            );
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return fail(
                 "log.level",
@@ -273,6 +287,36 @@ impl Api {
         Ok(())
     }
 }
+/// The levels a `log.level` directive may set.
+const LOG_LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
+/// The first level in a tracing filter (`warn,acctd=debug`) that is not one of
+/// [`LOG_LEVELS`]. `EnvFilter` reads a bare word it does not know as a target to log at
+/// every level (`verbose` is `verbose=trace`), and so a misspelt level would log nothing
+/// of acctd's: here a directive's level must be named, alone or after `target=`. The
+/// level is what follows the last `=` outside a span filter's brackets and braces
+/// (`acctd[sweep{org=acme}]=debug`).
+fn unknown_log_level(filter: &str) -> Option<&str> {
+    filter
+        .split(',')
+        .map(str::trim)
+        .filter(|directive| !directive.is_empty())
+        .map(|directive| {
+            let mut depth = 0_i32;
+            let mut level_at = 0;
+            for (i, c) in directive.char_indices() {
+                match c {
+                    '[' | '{' => depth += 1,
+                    ']' | '}' => depth -= 1,
+                    '=' if depth == 0 => level_at = i + 1,
+                    _ => {}
+                }
+            }
+            directive[level_at..].trim()
+        })
+        .find(|level| !LOG_LEVELS.iter().any(|l| l.eq_ignore_ascii_case(level)))
+}
+
 /// Parses 64 hex digits (either case) into a hash.
 pub fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
     if hex.len() != 64 || !hex.is_ascii() {
@@ -378,6 +422,50 @@ mod tests {
             assert!(
                 Settings::from_layers(vec![l], std::iter::empty()).is_ok(),
                 "{ok}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_log_level_is_refused_with_its_line() {
+        for (level, message) in [
+            (
+                "verbose",
+                "`verbose` is not a log level; use one of trace, debug, info, warn, error, off, alone or as target=level",
+            ),
+            (
+                "warn,acctd=verbose",
+                "`warn,acctd=verbose`: `verbose` is not a log level; use one of trace, debug, info, warn, error, off, alone or as target=level",
+            ),
+            (
+                "acctd",
+                "`acctd` is not a log level; use one of trace, debug, info, warn, error, off, alone or as target=level",
+            ),
+            (
+                "info,acctd[sweep{org=acme}]=dbug",
+                "`info,acctd[sweep{org=acme}]=dbug`: `dbug` is not a log level; use one of trace, debug, info, warn, error, off, alone or as target=level",
+            ),
+        ] {
+            let l = layer(&format!("# logs\n[log]\nformat = \"text\"\nlevel = \"{level}\"\n")).unwrap();
+            let err = Settings::from_layers(vec![l], std::iter::empty()).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!("c.toml:4: key `log.level`: {message}"),
+                "{level}"
+            );
+        }
+        for level in [
+            "info",
+            "WARN",
+            "off",
+            "warn,acctd=debug,sea_orm=off",
+            "acctd::engine=trace",
+            "info,acctd[sweep{org=acme}]=debug",
+        ] {
+            let l = layer(&format!("[log]\nlevel = \"{level}\"\n")).unwrap();
+            assert!(
+                Settings::from_layers(vec![l], std::iter::empty()).is_ok(),
+                "{level}"
             );
         }
     }
