@@ -143,6 +143,17 @@ impl Settings {
                 );
             }
         }
+        if let Some(ca_file) = &self.email.smtp.ca_file {
+            if ca_file.is_empty() {
+                return fail("email.smtp.ca_file", "must not be empty".into());
+            }
+            if self.email.smtp.tls == super::SmtpTls::None {
+                return fail(
+                    "email.smtp.ca_file",
+                    "trusts a CA for TLS, but email.smtp.tls is none".into(),
+                );
+            }
+        }
         if self.notify.max_attempts == 0
             || self.notify.batch_size == 0
             || self.notify.poll_seconds == 0
@@ -468,6 +479,25 @@ mod tests {
                 "{level}"
             );
         }
+    }
+
+    #[test]
+    fn an_smtp_ca_file_needs_tls() {
+        let l = layer("[email.smtp]\ntls = \"none\"\nca_file = \"ca.pem\"\n").unwrap();
+        let err = Settings::from_layers(vec![l], std::iter::empty()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "c.toml:3: key `email.smtp.ca_file`: trusts a CA for TLS, but email.smtp.tls is none"
+        );
+        let l = layer("[email.smtp]\nca_file = \"\"\n").unwrap();
+        let err = Settings::from_layers(vec![l], std::iter::empty()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "c.toml:2: key `email.smtp.ca_file`: must not be empty"
+        );
+        let l = layer("[email.smtp]\ntls = \"tls\"\nca_file = \"ca.pem\"\n").unwrap();
+        let s = Settings::from_layers(vec![l], std::iter::empty()).unwrap();
+        assert_eq!(s.email.smtp.ca_file.as_deref(), Some("ca.pem"));
     }
 
     #[test]

@@ -21,6 +21,7 @@ mod html;
 mod lifecycle;
 mod notify;
 mod preview;
+mod smtp_tls;
 mod storage;
 mod usage;
 mod whatif;
