@@ -10,6 +10,13 @@
 //!
 //! Runs on SQLite (a file in a temp dir) and, when `TEST_POSTGRES_URL` names a maintenance
 //! database, on a fresh PostgreSQL database `b_<pid>` that is dropped afterwards.
+//!
+//! By hand, against a database of your own (migrated first):
+//! `… -- --seed URL [--orgs N] [--scenario grace-expired|mixed|active] [--now TIME]` inserts
+//! orgs and runs ANALYZE; `… -- --raw-sweep URL [--now TIME]` locks every expired grace
+//! period with set-based SQL, the baseline of a sweep.
+
+mod support;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -17,7 +24,6 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use acctd::bench::{self, fmt_secs, median, Scenario};
 use acctd::clock::{self, VirtualClock};
 use acctd::config::Settings;
 use acctd::engine::usage::UsageReport;
@@ -25,6 +31,7 @@ use acctd::engine::{Actor, Engine, ScriptedGateway};
 use acctd::storage;
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
+use support::{self as bench, fmt_secs, median, Scenario};
 
 const BIN: &str = env!("CARGO_BIN_EXE_acctd");
 
@@ -36,6 +43,13 @@ struct Args {
     orgs: usize,
     runs: usize,
     only: Option<String>,
+    /// `--seed URL`: seeds that database with `orgs` orgs of `scenario` and exits.
+    seed: Option<String>,
+    scenario: Scenario,
+    /// `--raw-sweep URL`: runs the set-based SQL sweep on that database and exits.
+    raw_sweep: Option<String>,
+    /// The instant `--seed` builds around and `--raw-sweep` sweeps at (default: now).
+    now: Option<DateTime<Utc>>,
     /// Writes the simulation's scenario to this file and exits.
     scenario_out: Option<PathBuf>,
 }
@@ -45,6 +59,10 @@ fn args() -> Args {
         orgs: 100_000,
         runs: 3,
         only: None,
+        seed: None,
+        scenario: Scenario::GraceExpired,
+        raw_sweep: None,
+        now: None,
         scenario_out: None,
     };
     let mut it = std::env::args().skip(1);
@@ -54,6 +72,18 @@ fn args() -> Args {
             "--runs" => args.runs = it.next().and_then(|v| v.parse().ok()).expect("--runs R"),
             "--only" => args.only = it.next(),
             "--scenario-out" => args.scenario_out = it.next().map(PathBuf::from),
+            "--seed" => args.seed = Some(it.next().expect("--seed URL")),
+            "--scenario" => {
+                args.scenario = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| panic!("--scenario {}", Scenario::NAMES));
+            }
+            "--raw-sweep" => args.raw_sweep = Some(it.next().expect("--raw-sweep URL")),
+            "--now" => {
+                let now = it.next().and_then(|v| v.parse().ok());
+                args.now = Some(now.expect("--now RFC3339"));
+            }
             // cargo bench passes --bench; ignore that and any filter.
             _ => {}
         }
@@ -1161,7 +1191,10 @@ async fn bench_console(place: &mut Place, orgs: usize, runs: usize) {
         if stats["due_backlog"] == 0 {
             break;
         }
-        assert!(started.elapsed() < Duration::from_mins(10), "no steady state: {stats}");
+        assert!(
+            started.elapsed() < Duration::from_mins(10),
+            "no steady state: {stats}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     println!(
@@ -1418,6 +1451,10 @@ fn main() {
         println!("{steps} steps written to {}", path.display());
         return;
     }
+    if args.seed.is_some() || args.raw_sweep.is_some() {
+        by_hand(&args);
+        return;
+    }
     let wants = |what: &str| args.only.as_deref().is_none_or(|o| o == what);
     let dir = tempfile::tempdir().expect("temp dir");
     println!(
@@ -1467,5 +1504,46 @@ fn main() {
             }
             place.drop_all().await;
         }
+    });
+}
+
+/// `--seed URL` or `--raw-sweep URL`: one step of a benchmark by hand, on a database of
+/// the caller's (migrated first).
+fn by_hand(args: &Args) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let url = args.seed.as_ref().or(args.raw_sweep.as_ref()).unwrap();
+        let db = storage::connect(url, 2).await.expect("connect");
+        storage::migrate(&db).await.expect("migrate");
+        let now = clock::truncate(args.now.unwrap_or_else(Utc::now));
+        if args.seed.is_some() {
+            let (result, took) =
+                bench::time_async(bench::seed(&db, args.orgs, args.scenario, now)).await;
+            result.expect("seed");
+            let (result, analyzed) = bench::time_async(bench::analyze(&db)).await;
+            result.expect("ANALYZE");
+            println!(
+                "seeded {} orgs ({}) in {}, ANALYZE in {}",
+                args.orgs,
+                args.scenario,
+                fmt_secs(took),
+                fmt_secs(analyzed)
+            );
+        } else {
+            let (result, took) = bench::time_async(bench::raw_sweep(&db, now)).await;
+            let done = result.expect("raw sweep");
+            println!(
+                "raw sweep: {} orgs locked, {} transitions, {} outbox rows in {}",
+                done.orgs,
+                done.transitions,
+                done.outbox,
+                fmt_secs(took)
+            );
+        }
+        db.close().await.ok();
     });
 }

@@ -2,7 +2,6 @@
 //! [`crate::cli::admin`].
 
 pub mod admin;
-pub mod bench;
 pub mod forecast;
 pub mod outbox;
 pub mod remote;
@@ -86,9 +85,6 @@ pub enum Command {
     /// changed ones, side by side: weekly counts and the orgs whose fate differs. Opens
     /// the database read-only.
     Whatif(whatif::WhatifArgs),
-    /// Benchmark helpers: bulk seeding and the set-based SQL sweep baseline.
-    #[command(subcommand)]
-    Bench(bench::BenchCommand),
     /// Report usage: one report, or a batch file (JSON Lines or CSV).
     #[command(subcommand)]
     Usage(usage::UsageCommand),

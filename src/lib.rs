@@ -18,7 +18,6 @@
 
 pub mod api;
 pub mod app;
-pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -25,16 +25,13 @@ pub enum Error {
     },
 }
 
-/// The database file of a SQLite URL, or `None` for PostgreSQL and in-memory databases.
+/// The database file of a SQLite URL, as sqlx reads it (`storage::SqliteUrl`), or `None`
+/// for PostgreSQL, in-memory databases and URLs sqlx refuses (which then fail to open).
 pub fn sqlite_file(url: &str) -> Option<PathBuf> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))?;
-    let path = rest.split('?').next().unwrap_or_default();
-    if path.is_empty() || path.contains(":memory:") || url.contains("mode=memory") {
+    if !crate::storage::is_sqlite(url) {
         return None;
     }
-    Some(PathBuf::from(path))
+    crate::storage::SqliteUrl::parse(url).ok()?.file
 }
 
 /// Takes the daemon lock for a SQLite database; `Ok(None)` for other databases.
@@ -91,5 +88,22 @@ mod tests {
         assert!(acquire(&url).unwrap().is_some(), "released on drop");
         assert!(acquire("sqlite::memory:").unwrap().is_none());
         assert!(acquire("postgres://u@h/db").unwrap().is_none());
+    }
+
+    #[test]
+    fn the_lock_is_next_to_the_file_sqlite_opens_in_every_url_form() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("my data.db");
+        let encoded = dir.path().join("my%20data.db");
+        for url in [
+            format!("sqlite://{}?mode=rwc", db.display()),
+            format!("sqlite:{}?mode=rwc&cache=shared", db.display()),
+            format!("sqlite://{}?mode=rwc", encoded.display()),
+        ] {
+            let lock = acquire(&url).unwrap().expect("a lock for a file");
+            assert_eq!(lock.path, dir.path().join("my data.db.lock"), "{url}");
+        }
+        assert!(acquire("sqlite://a.db?mode=memory").unwrap().is_none());
+        assert!(acquire("sqlite://:memory:").unwrap().is_none());
     }
 }

@@ -118,7 +118,6 @@ async fn dispatch(command: Command, settings: Settings) -> ExitCode {
             let mut out = std::io::stdout().lock();
             failure(cli::whatif::run(&settings, args, &mut out).await)
         }
-        Command::Bench(command) => report(cli::bench::run(&settings.database.url, command).await),
         Command::Usage(usage) => {
             let engine = match engine(&settings).await {
                 Ok(engine) => engine,

@@ -1,8 +1,11 @@
 //! TOML layers: reading and parsing each file with its text kept for error messages,
 //! merging them key by key, environment variables as overrides, and locating an error's
-//! key at its file and line.
+//! key at its file and line by the spans the TOML parser gives every key and value.
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
+
+use toml::de::{DeTable, DeValue};
 
 use super::{Error, Result, Settings};
 
@@ -77,68 +80,95 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-/// The line where a dotted key is set (or its table opens), found by walking the table
-/// headers; a key may be given by its last segments only.
+/// Every key of a TOML text with the spans the parser gave it: a dotted path
+/// (`lifecycle.grace_days`; an array's items as `webhooks.endpoints[0]`), the span of the
+/// key (of a table's header, of an array item the item) and the span of its value.
+struct Keys(Vec<Key>);
+
+struct Key {
+    path: String,
+    /// The key's own span: its name, a table's header, or an array item.
+    name: Range<usize>,
+    value: Range<usize>,
+}
+
+impl Keys {
+    /// The keys of `text`. Text with a syntax error yields the keys the parser read.
+    fn of(text: &str) -> Self {
+        let (root, _errors) = DeTable::parse_recoverable(text);
+        let mut keys = Vec::new();
+        table_keys(root.get_ref(), "", &mut keys);
+        Self(keys)
+    }
+
+    /// The key named `key`, or failing that ending with it (a scenario's `[config]`
+    /// table holds settings keys under `config.`).
+    fn find(&self, key: &str) -> Option<&Key> {
+        let suffix = format!(".{key}");
+        self.0
+            .iter()
+            .find(|k| k.path == key)
+            .or_else(|| self.0.iter().find(|k| k.path.ends_with(&suffix)))
+    }
+
+    /// The innermost key whose name or value holds byte `offset`.
+    fn at(&self, offset: usize) -> Option<&Key> {
+        self.0
+            .iter()
+            .filter(|k| k.name.contains(&offset) || k.value.contains(&offset))
+            .max_by_key(|k| k.path.len())
+    }
+}
+
+fn table_keys(table: &DeTable<'_>, prefix: &str, out: &mut Vec<Key>) {
+    for (key, value) in table {
+        let path = if prefix.is_empty() {
+            key.get_ref().to_string()
+        } else {
+            format!("{prefix}.{}", key.get_ref())
+        };
+        out.push(Key {
+            path: path.clone(),
+            name: key.span(),
+            value: value.span(),
+        });
+        value_keys(value.get_ref(), &path, out);
+    }
+}
+
+fn value_keys(value: &DeValue<'_>, path: &str, out: &mut Vec<Key>) {
+    match value {
+        DeValue::Table(table) => table_keys(table, path, out),
+        DeValue::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let path = format!("{path}[{i}]");
+                out.push(Key {
+                    path: path.clone(),
+                    name: item.span(),
+                    value: item.span(),
+                });
+                value_keys(item.get_ref(), &path, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The line where a dotted key is set (or its table opens); a key may be given by its
+/// last segments only.
 pub fn line_of_key(text: &str, key: &str) -> Option<usize> {
     if key.is_empty() {
         return None;
     }
-    let mut table = String::new();
-    for (index, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if let Some(header) = line.strip_prefix('[') {
-            table = header
-                .trim_matches(|c| c == '[' || c == ']')
-                .trim()
-                .replace('"', "");
-            if table == key || table.ends_with(&format!(".{key}")) {
-                return Some(index + 1);
-            }
-            continue;
-        }
-        if let Some((name, _)) = line.split_once('=') {
-            let name = name.trim().replace('"', "");
-            let full = if table.is_empty() {
-                name
-            } else {
-                format!("{table}.{name}")
-            };
-            if full == key || full.ends_with(&format!(".{key}")) {
-                return Some(index + 1);
-            }
-        }
-    }
-    None
+    Keys::of(text)
+        .find(key)
+        .map(|k| line_col(text, k.name.start).0)
 }
 
-/// The dotted key set on the line holding byte `offset` (the table header's key on a
-/// header line), found by walking the table headers above it.
+/// The dotted key whose key or value holds byte `offset` (the innermost, for a value
+/// inside an inline table or array).
 pub fn key_at(text: &str, offset: usize) -> Option<String> {
-    let (target, _) = line_col(text, offset);
-    let mut table = String::new();
-    for (index, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if let Some(header) = line.strip_prefix('[') {
-            table = header
-                .trim_matches(|c| c == '[' || c == ']')
-                .trim()
-                .replace('"', "");
-            if index + 1 == target {
-                return Some(table);
-            }
-            continue;
-        }
-        if index + 1 == target {
-            let (name, _) = line.split_once('=')?;
-            let name = name.trim().replace('"', "");
-            return Some(if table.is_empty() {
-                name
-            } else {
-                format!("{table}.{name}")
-            });
-        }
-    }
-    None
+    Keys::of(text).at(offset).map(|k| k.path.clone())
 }
 
 /// Merges `overlay` into `base`, key by key (tables recursively, other values replaced).
@@ -163,15 +193,32 @@ pub(super) fn invalid_in(layers: &[Layer], key: &str, message: &str) -> Error {
     invalid_at(&sources, key, message)
 }
 
-/// Locates `key` in the last layer that mentions it. Without a key, the first name in
-/// backticks in the message (serde's "unknown field `x`") is looked up instead.
+/// Locates `key` in the last layer that sets it; failing that, the nearest table around
+/// it (a field missing from `[[webhooks.endpoints]]` is reported at that item). Without
+/// a key, the first name in backticks in the message (serde's "unknown field `x`") is
+/// looked up instead.
 pub(super) fn invalid_at(sources: &[(PathBuf, String)], key: &str, message: &str) -> Error {
     let named = message.split('`').nth(1).unwrap_or_default();
     let key = if key.is_empty() { named } else { key };
-    let found = sources
-        .iter()
-        .rev()
-        .find_map(|(file, text)| line_of_key(text, key).map(|line| (file.clone(), line)));
+    let keys: Vec<Keys> = sources.iter().map(|(_, text)| Keys::of(text)).collect();
+    let mut wanted = key;
+    let found = loop {
+        if wanted.is_empty() {
+            break None;
+        }
+        let found = sources
+            .iter()
+            .zip(&keys)
+            .rev()
+            .find_map(|((file, text), keys)| {
+                keys.find(wanted)
+                    .map(|k| (file.clone(), line_col(text, k.name.start).0))
+            });
+        if found.is_some() {
+            break found;
+        }
+        wanted = parent(wanted);
+    };
     let (file, line) = found.unwrap_or_else(|| {
         let file = sources
             .last()
@@ -183,6 +230,14 @@ pub(super) fn invalid_at(sources: &[(PathBuf, String)], key: &str, message: &str
         line,
         key: key.to_owned(),
         message: message.to_owned(),
+    }
+}
+
+/// The key one level up: `a.b` of `a.b.c` and of `a.b[2]`; empty at the top.
+fn parent(key: &str) -> &str {
+    match key.rfind(['.', '[']) {
+        Some(i) => &key[..i],
+        None => "",
     }
 }
 
@@ -211,10 +266,9 @@ pub(super) fn parse_env_value(raw: &str) -> toml::Value {
         .and_then(|mut t| t.remove("v"))
         .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
 }
-
 #[cfg(test)]
 mod tests {
-    use crate::config::layer;
+    use crate::config::{layer, Settings};
 
     #[test]
     fn unknown_key_names_file_line_and_key() {
@@ -224,5 +278,91 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.starts_with("c.toml:3:"), "{msg}");
         assert!(msg.contains("grace_dayz"), "{msg}");
+    }
+
+    fn invalid(text: &str) -> String {
+        let l = layer(text).unwrap();
+        Settings::from_layers(vec![l], std::iter::empty())
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn a_key_after_a_header_with_a_comment_is_located() {
+        assert_eq!(
+            invalid("[lifecycle] # the timers\ngrace_days = 0\n"),
+            "c.toml:2: key `lifecycle.grace_days`: 0 days is out of range 1..=3650"
+        );
+    }
+
+    #[test]
+    fn a_header_inside_a_multiline_string_is_text() {
+        let text = "[email]\nfile_dir = \"\"\"\n[lifecycle]\ngrace_days = 1\n\"\"\"\n\n\
+                    [lifecycle]\ntrial_days = 5\ngrace_days = 0\n";
+        assert_eq!(
+            invalid(text),
+            "c.toml:9: key `lifecycle.grace_days`: 0 days is out of range 1..=3650"
+        );
+    }
+
+    #[test]
+    fn a_dotted_key_is_located() {
+        assert_eq!(
+            invalid("# timers\n\nlifecycle.grace_days = 4000\n"),
+            "c.toml:3: key `lifecycle.grace_days`: 4000 days is out of range 1..=3650"
+        );
+    }
+
+    #[test]
+    fn a_key_in_an_inline_table_is_located() {
+        assert_eq!(
+            invalid("# prices\n[plans.basic]\ntier_prices = { 12345 = \"1.00\" }\n"),
+            "c.toml:3: key `plans.basic.tier_prices.12345`: `12345` is not one of billing.tiers"
+        );
+        let err = layer(
+            "[api]\ntokens = [\n  { name = \"a\", role = \"viewer\", token_sha256 = 5 },\n]\n",
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(
+            err.starts_with("c.toml:3:") && err.contains("key `api.tokens[0].token_sha256`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_key_in_an_array_of_tables_is_located_in_its_item() {
+        let text = "[[webhooks.endpoints]]\nname = \"a\"\nurl = \"http://a.test/\"\n\
+                    secret_env = \"A\"\n\n[[webhooks.endpoints]]\nname = \"b\"\n\
+                    url = \"ftp://b.test/\"\nsecret_env = \"B\"\n";
+        assert_eq!(
+            invalid(text),
+            "c.toml:8: key `webhooks.endpoints[1].url`: `ftp://b.test/` is not an http(s) URL"
+        );
+        let text = "[[webhooks.endpoints]]\nname = \"a\"\nurl = \"http://a.test/\"\n\
+                    secret_env = \"A\"\n\n[[webhooks.endpoints]]\nname = \"a\"\n\
+                    url = \"http://b.test/\"\nsecret_env = \"B\"\n";
+        assert_eq!(
+            invalid(text),
+            "c.toml:7: key `webhooks.endpoints[1].name`: `a` must be non-empty and unique"
+        );
+    }
+
+    #[test]
+    fn a_key_set_by_no_layer_is_located_at_its_table() {
+        // notify.lease_seconds keeps its default; the SMTP timeout makes it too short.
+        assert_eq!(
+            invalid("# mail\n[email.smtp]\ntimeout_seconds = 100\n")
+                .split(" must")
+                .next(),
+            Some("c.toml:1: key `notify.lease_seconds`: 120")
+        );
+        assert_eq!(
+            invalid("[email.smtp]\ntimeout_seconds = 100\n\n[notify]\npoll_seconds = 5\n")
+                .split(" must")
+                .next(),
+            Some("c.toml:4: key `notify.lease_seconds`: 120")
+        );
     }
 }

@@ -74,6 +74,9 @@ pub struct Smtp {
     #[serde(skip_serializing)]
     pub password: Option<String>,
     pub password_file: Option<String>,
+    /// A PEM file of CA certificates trusted for the relay besides the public roots
+    /// (an internal CA, or a test's own); only with `tls` = `starttls` or `tls`.
+    pub ca_file: Option<String>,
     pub timeout_seconds: u64,
 }
 
@@ -86,6 +89,7 @@ impl fmt::Debug for Smtp {
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("password_file", &self.password_file)
+            .field("ca_file", &self.ca_file)
             .field("timeout_seconds", &self.timeout_seconds)
             .finish()
     }
@@ -111,6 +115,7 @@ impl Default for Smtp {
             username: None,
             password: None,
             password_file: None,
+            ca_file: None,
             timeout_seconds: 10,
         }
     }

@@ -16,7 +16,8 @@ impl Settings {
         if self.database.url.is_empty() {
             return fail("database.url", "must not be empty".into());
         }
-        if !(self.database.url.starts_with("sqlite:") || self.database.url.starts_with("postgres"))
+        if !(crate::storage::is_sqlite(&self.database.url)
+            || self.database.url.starts_with("postgres"))
         {
             return fail(
                 "database.url",
@@ -25,6 +26,14 @@ impl Settings {
                     self.database.url
                 ),
             );
+        }
+        if crate::storage::is_sqlite(&self.database.url) {
+            if let Err(e) = crate::storage::SqliteUrl::parse(&self.database.url) {
+                return fail(
+                    "database.url",
+                    format!("`{}` is not a SQLite URL: {e}", self.database.url),
+                );
+            }
         }
         if self.database.read_lanes == 0 {
             return fail("database.read_lanes", "must be at least 1".into());
@@ -49,6 +58,20 @@ impl Settings {
             if days == 0 || days > 3650 {
                 return fail(key, format!("{days} days is out of range 1..=3650"));
             }
+        }
+        if let Some(bad) = unknown_log_level(&self.log.level) {
+            let within = if bad == self.log.level.trim() {
+                String::new()
+            } else {
+                format!("`{}`: ", self.log.level)
+            };
+            return fail(
+                "log.level",
+                format!(
+                    "{within}`{bad}` is not a log level; use one of {}, alone or as target=level",
+                    LOG_LEVELS.join(", ")
+                ),
+            );
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return fail(
@@ -101,11 +124,35 @@ impl Settings {
         if self.usage.lock_above_percent < 100 {
             return fail("usage.lock_above_percent", "must be at least 100".into());
         }
-        if self.email.from.parse::<lettre::message::Mailbox>().is_err() {
-            return fail(
-                "email.from",
-                format!("`{}` is not an email address", self.email.from),
-            );
+        // One mailbox, as every message's `From`; a display name is fine there.
+        match crate::notify::address::mailbox(&self.email.from) {
+            Ok(_) => {}
+            Err(crate::notify::address::AddressError::List(n)) => {
+                return fail(
+                    "email.from",
+                    format!(
+                        "`{}` is not one email address: it lists {n} addresses",
+                        self.email.from
+                    ),
+                );
+            }
+            Err(_) => {
+                return fail(
+                    "email.from",
+                    format!("`{}` is not an email address", self.email.from),
+                );
+            }
+        }
+        if let Some(ca_file) = &self.email.smtp.ca_file {
+            if ca_file.is_empty() {
+                return fail("email.smtp.ca_file", "must not be empty".into());
+            }
+            if self.email.smtp.tls == super::SmtpTls::None {
+                return fail(
+                    "email.smtp.ca_file",
+                    "trusts a CA for TLS, but email.smtp.tls is none".into(),
+                );
+            }
         }
         if self.notify.max_attempts == 0
             || self.notify.batch_size == 0
@@ -251,6 +298,36 @@ impl Api {
         Ok(())
     }
 }
+/// The levels a `log.level` directive may set.
+const LOG_LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
+/// The first level in a tracing filter (`warn,acctd=debug`) that is not one of
+/// [`LOG_LEVELS`]. `EnvFilter` reads a bare word it does not know as a target to log at
+/// every level (`verbose` is `verbose=trace`), and so a misspelt level would log nothing
+/// of acctd's: here a directive's level must be named, alone or after `target=`. The
+/// level is what follows the last `=` outside a span filter's brackets and braces
+/// (`acctd[sweep{org=acme}]=debug`).
+fn unknown_log_level(filter: &str) -> Option<&str> {
+    filter
+        .split(',')
+        .map(str::trim)
+        .filter(|directive| !directive.is_empty())
+        .map(|directive| {
+            let mut depth = 0_i32;
+            let mut level_at = 0;
+            for (i, c) in directive.char_indices() {
+                match c {
+                    '[' | '{' => depth += 1,
+                    ']' | '}' => depth -= 1,
+                    '=' if depth == 0 => level_at = i + 1,
+                    _ => {}
+                }
+            }
+            directive[level_at..].trim()
+        })
+        .find(|level| !LOG_LEVELS.iter().any(|l| l.eq_ignore_ascii_case(level)))
+}
+
 /// Parses 64 hex digits (either case) into a hash.
 pub fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
     if hex.len() != 64 || !hex.is_ascii() {
@@ -315,6 +392,112 @@ mod tests {
         let l =
             layer("[email.smtp]\ntimeout_seconds = 10\n[notify]\nlease_seconds = 31\n").unwrap();
         assert!(Settings::from_layers(vec![l], std::iter::empty()).is_ok());
+    }
+
+    #[test]
+    fn email_from_is_one_mailbox_with_an_optional_name() {
+        let l = layer("[email]\nfrom = \"a@x.com, b@y.com\"\n").unwrap();
+        let err = Settings::from_layers(vec![l], std::iter::empty()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "c.toml:2: key `email.from`: `a@x.com, b@y.com` is not one email address: it lists 2 addresses"
+        );
+        let l = layer("[email]\nfrom = \"billing at example.com\"\n").unwrap();
+        let err = Settings::from_layers(vec![l], std::iter::empty()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "c.toml:2: key `email.from`: `billing at example.com` is not an email address"
+        );
+        let l = layer("[email]\nfrom = \"acctd <billing@example.com>\"\n").unwrap();
+        let s = Settings::from_layers(vec![l], std::iter::empty()).unwrap();
+        assert_eq!(s.email.from, "acctd <billing@example.com>");
+    }
+
+    #[test]
+    fn a_sqlite_url_sqlx_would_refuse_is_refused() {
+        let l = layer("[database]\nurl = \"sqlite://acctd.db?mode=rwx\"\n").unwrap();
+        let err = Settings::from_layers(vec![l], std::iter::empty()).unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "c.toml:2: key `database.url`: `sqlite://acctd.db?mode=rwx` is not a SQLite URL: "
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("mode"), "{err}");
+        for ok in [
+            "sqlite:acctd.db",
+            "sqlite://acctd.db?mode=rwc&cache=shared",
+            "sqlite::memory:",
+        ] {
+            let l = layer(&format!("[database]\nurl = \"{ok}\"\n")).unwrap();
+            assert!(
+                Settings::from_layers(vec![l], std::iter::empty()).is_ok(),
+                "{ok}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_log_level_is_refused_with_its_line() {
+        for (level, message) in [
+            (
+                "verbose",
+                "`verbose` is not a log level; use one of trace, debug, info, warn, error, off, alone or as target=level",
+            ),
+            (
+                "warn,acctd=verbose",
+                "`warn,acctd=verbose`: `verbose` is not a log level; use one of trace, debug, info, warn, error, off, alone or as target=level",
+            ),
+            (
+                "acctd",
+                "`acctd` is not a log level; use one of trace, debug, info, warn, error, off, alone or as target=level",
+            ),
+            (
+                "info,acctd[sweep{org=acme}]=dbug",
+                "`info,acctd[sweep{org=acme}]=dbug`: `dbug` is not a log level; use one of trace, debug, info, warn, error, off, alone or as target=level",
+            ),
+        ] {
+            let l = layer(&format!("# logs\n[log]\nformat = \"text\"\nlevel = \"{level}\"\n")).unwrap();
+            let err = Settings::from_layers(vec![l], std::iter::empty()).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!("c.toml:4: key `log.level`: {message}"),
+                "{level}"
+            );
+        }
+        for level in [
+            "info",
+            "WARN",
+            "off",
+            "warn,acctd=debug,sea_orm=off",
+            "acctd::engine=trace",
+            "info,acctd[sweep{org=acme}]=debug",
+        ] {
+            let l = layer(&format!("[log]\nlevel = \"{level}\"\n")).unwrap();
+            assert!(
+                Settings::from_layers(vec![l], std::iter::empty()).is_ok(),
+                "{level}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_smtp_ca_file_needs_tls() {
+        let l = layer("[email.smtp]\ntls = \"none\"\nca_file = \"ca.pem\"\n").unwrap();
+        let err = Settings::from_layers(vec![l], std::iter::empty()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "c.toml:3: key `email.smtp.ca_file`: trusts a CA for TLS, but email.smtp.tls is none"
+        );
+        let l = layer("[email.smtp]\nca_file = \"\"\n").unwrap();
+        let err = Settings::from_layers(vec![l], std::iter::empty()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "c.toml:2: key `email.smtp.ca_file`: must not be empty"
+        );
+        let l = layer("[email.smtp]\ntls = \"tls\"\nca_file = \"ca.pem\"\n").unwrap();
+        let s = Settings::from_layers(vec![l], std::iter::empty()).unwrap();
+        assert_eq!(s.email.smtp.ca_file.as_deref(), Some("ca.pem"));
     }
 
     #[test]

@@ -612,21 +612,11 @@ impl Engine {
                 ),
             ));
         }
-        if let Some(bad) = signup.admins.iter().find(|a| !looks_like_email(a)) {
-            return Err(invalid(
-                "admins",
-                format!("`{bad}` is not one email address"),
-            ));
+        for admin in &signup.admins {
+            one_email_address("admins", admin)?;
         }
-        if let Some(bad) = signup
-            .billing_email
-            .as_ref()
-            .filter(|e| !looks_like_email(e))
-        {
-            return Err(invalid(
-                "billing_email",
-                format!("`{bad}` is not one email address"),
-            ));
+        if let Some(billing_email) = &signup.billing_email {
+            one_email_address("billing_email", billing_email)?;
         }
         self.rules.prices.plan(&signup.plan)?;
         self.rules.prices.check_tier(signup.tier)?;
@@ -824,18 +814,26 @@ fn validate_id(id: &str) -> Result<()> {
 /// The longest email address accepted (RFC 5321's limit on a forward path).
 pub const MAX_EMAIL_BYTES: usize = 254;
 
-/// One plain address `user@host.tld`: a list (`a@b.co,evil@x.co`), a display name or
-/// angle brackets, spaces and control characters are refused, since the address is put
-/// into a message's recipients as it is.
-fn looks_like_email(s: &str) -> bool {
-    let single = s.len() <= MAX_EMAIL_BYTES
-        && !s.contains(|c: char| {
-            c.is_whitespace() || c.is_control() || matches!(c, ',' | ';' | '<' | '>' | '"')
-        });
-    single
-        && s.split_once('@').is_some_and(|(user, host)| {
-            !user.is_empty() && !host.contains('@') && host.contains('.')
-        })
+/// Refuses anything but one bare address (`user@host`) of at most [`MAX_EMAIL_BYTES`], as
+/// lettre parses it (`notify::address::recipient`): a list (`a@b.co,evil@x.co`), a
+/// display name or angle brackets (`Eve <evil@x.co>`) and surrounding spaces are refused
+/// rather than cleaned up, since the address is stored and later put into a message's
+/// recipients as it is.
+fn one_email_address(field: &'static str, text: &str) -> Result<()> {
+    use crate::notify::address::{recipient, AddressError};
+    let reason = if text.len() > MAX_EMAIL_BYTES {
+        format!(": longer than {MAX_EMAIL_BYTES} bytes")
+    } else {
+        match recipient(text) {
+            Ok(()) => return Ok(()),
+            Err(AddressError::Invalid) => String::new(),
+            Err(e) => format!(": {e}"),
+        }
+    };
+    Err(invalid(
+        field,
+        format!("`{text}` is not one email address{reason}"),
+    ))
 }
 
 /// The longest reason accepted for the audit trail, in characters.

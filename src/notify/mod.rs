@@ -4,6 +4,7 @@
 //! the engine writes an outbox row in the same transaction as the cause, with a dedupe
 //! key, and only the dispatcher sends.
 
+pub mod address;
 pub mod dispatch;
 pub mod template;
 pub mod transport;

@@ -4,11 +4,14 @@ use std::time::Duration;
 
 use lettre::message::{header, header::ContentType, Mailbox, Mailboxes, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::PoolConfig;
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::CertificateDer;
 
 use super::template::Rendered;
-use crate::config::{Email, EmailTransport, SmtpTls};
+use crate::config::{Email, EmailTransport, Smtp, SmtpTls};
 
 /// A mail transport built from settings.
 pub enum Mailer {
@@ -29,6 +32,8 @@ pub enum BuildError {
     Smtp(String),
     #[error("email.smtp.password_file: {0}")]
     PasswordFile(std::io::Error),
+    #[error("email.smtp.ca_file `{0}`: {1}")]
+    CaFile(String, String),
     #[error("email.file_dir `{0}`: {1}")]
     FileDir(String, std::io::Error),
 }
@@ -43,16 +48,11 @@ impl Mailer {
         Ok(match email.transport {
             EmailTransport::Smtp => {
                 let smtp = &email.smtp;
+                let builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host);
                 let builder = match smtp.tls {
-                    SmtpTls::Starttls => {
-                        AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.host)
-                            .map_err(|e| BuildError::Smtp(e.to_string()))?
-                    }
-                    SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&smtp.host)
-                        .map_err(|e| BuildError::Smtp(e.to_string()))?,
-                    SmtpTls::None => {
-                        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host)
-                    }
+                    SmtpTls::Starttls => builder.tls(Tls::Required(tls_parameters(smtp)?)),
+                    SmtpTls::Tls => builder.tls(Tls::Wrapper(tls_parameters(smtp)?)),
+                    SmtpTls::None => builder,
                 };
                 let timeout = Duration::from_secs(smtp.timeout_seconds.max(1));
                 let mut builder = builder
@@ -119,6 +119,28 @@ impl Mailer {
             Mailer::None => Err("email.transport is none".to_owned()),
         }
     }
+}
+
+/// TLS to `smtp.host`, verified against the public roots and, with `ca_file`, the CAs
+/// in that PEM file too.
+fn tls_parameters(smtp: &Smtp) -> Result<TlsParameters, BuildError> {
+    let mut builder = TlsParameters::builder(smtp.host.clone());
+    if let Some(file) = &smtp.ca_file {
+        let failed = |message: String| BuildError::CaFile(file.clone(), message);
+        let pem = std::fs::read(file).map_err(|e| failed(e.to_string()))?;
+        // lettre reads a PEM file without certificates as an empty list: say so instead.
+        let certificates = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| failed(format!("not PEM certificates: {e}")))?;
+        if certificates.is_empty() {
+            return Err(failed("holds no PEM certificate".to_owned()));
+        }
+        let certificate = Certificate::from_pem(&pem).map_err(|e| failed(e.to_string()))?;
+        builder = builder.add_root_certificate(certificate);
+    }
+    builder
+        .build()
+        .map_err(|e| BuildError::Smtp(format!("tls: {e}")))
 }
 
 /// Builds the MIME message: both parts, a Message-ID derived from the dedupe key so that

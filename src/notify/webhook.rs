@@ -124,11 +124,50 @@ mod tests {
 
     #[test]
     fn signature_is_hmac_sha256_over_timestamp_and_body() {
-        // RFC 4231-style check computed independently: HMAC-SHA256("key", "1.{}").
+        // The header's shape, and that the secret and the timestamp are both signed (the
+        // value itself is checked against independent vectors below).
         let sig = signature(b"key", 1, b"{}");
         assert!(sig.starts_with("t=1,v1="));
         assert_eq!(sig.len(), "t=1,v1=".len() + 64);
         assert_ne!(sig, signature(b"other", 1, b"{}"));
         assert_ne!(sig, signature(b"key", 2, b"{}"));
+    }
+}
+
+/// Vectors computed outside this crate, so that a mistake in [`signature`] cannot hide
+/// behind a test that computes the expected value with it. Each was made with
+/// `printf '%s' '{timestamp}.{body}' | openssl dgst -sha256 -hmac '{secret}'`.
+#[cfg(test)]
+mod vector_tests {
+    use super::signature;
+
+    #[test]
+    fn signature_matches_openssl_for_an_event_body() {
+        assert_eq!(
+            signature(
+                b"s3cret",
+                1_772_323_200,
+                br#"{"event":"org.canceled","org":"acme"}"#
+            ),
+            "t=1772323200,v1=52257ef446a18db58756d849c1e17e833183b40b09542dc7e272db7cd4d1d0ee"
+        );
+    }
+
+    #[test]
+    fn signature_matches_openssl_for_an_empty_body_and_a_key_longer_than_a_block() {
+        // 92 bytes: HMAC hashes a key longer than SHA-256's 64-byte block first.
+        let secret = b"a much longer secret, longer than the 64-byte block of SHA-256, so HMAC hashes the key first";
+        assert_eq!(
+            signature(secret, -1, b""),
+            "t=-1,v1=4a18559a6ab99b7cd3eb7eb4680ef8b1d3974a932cb3e1b965a8539d1163508d"
+        );
+    }
+
+    #[test]
+    fn signature_matches_openssl_for_a_short_key() {
+        assert_eq!(
+            signature(b"key", 1, b"{}"),
+            "t=1,v1=1ba6b8171186efc613e8bcc0cbdab2748f24984d7c5a84faa2637afa0e40d224"
+        );
     }
 }

@@ -16,6 +16,8 @@ pub mod snapshot;
 pub mod test_clock;
 pub mod usage;
 
+use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 use sea_orm::{
@@ -56,23 +58,69 @@ pub(crate) fn fit(field: &'static str, v: u64) -> Result<i64> {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Whether `url` names a `SQLite` database (sea-orm picks the backend by this scheme).
+pub fn is_sqlite(url: &str) -> bool {
+    url.starts_with("sqlite:")
+}
+
+/// A `sqlite:` URL as sqlx reads it. It is parsed by the parser that opens the pool
+/// (`SqliteConnectOptions::from_str`), so that `sqlite:FILE`, `sqlite://FILE`,
+/// `sqlite::memory:`, a percent-encoded file name and the query (`?mode=rwc`,
+/// `?mode=memory`, `?mode=ro`, `&cache=…`) mean the same here as to the database.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SqliteUrl {
+    /// The database file, percent-decoded; `None` in memory, and for an empty name
+    /// (`SQLite`'s private temporary database).
+    pub file: Option<PathBuf>,
+    /// In memory (`:memory:` or `?mode=memory`): it vanishes with its last connection.
+    pub memory: bool,
+    /// The file is created if it does not exist (`?mode=rwc`).
+    pub create: bool,
+}
+
+impl SqliteUrl {
+    /// Parses a `sqlite:` URL.
+    ///
+    /// # Errors
+    /// sqlx's refusal: an unknown query parameter or `mode`, or a file name that is not
+    /// UTF-8 once decoded.
+    pub fn parse(url: &str) -> Result<Self, sea_orm::sqlx::Error> {
+        use sea_orm::sqlx::sqlite::SqliteConnectOptions;
+        use sea_orm::sqlx::ConnectOptions as _;
+        let options = SqliteConnectOptions::from_str(url)?;
+        // sqlx keeps its open mode private but writes it into the URL it rebuilds
+        // (`mode=memory|rwc|ro|rw`). That URL is built from the file name too, which it
+        // does not escape enough to parse back (`:memory:` becomes `file:sqlx-in-…`,
+        // read as a port), so it is rebuilt with a plain name in its place.
+        let mode = options
+            .clone()
+            .filename("db")
+            .to_url_lossy()
+            .query_pairs()
+            .find(|(key, _)| key == "mode")
+            .map(|(_, mode)| mode.into_owned())
+            .unwrap_or_default();
+        let memory = mode == "memory";
+        let file = options.get_filename();
+        Ok(Self {
+            file: (!memory && !file.as_os_str().is_empty()).then(|| file.to_path_buf()),
+            memory,
+            create: mode == "rwc",
+        })
+    }
+}
+
 /// The number of connections [`connect`] opens for `url` when asked for `max_connections`:
 /// one for an in-memory `SQLite` database (it vanishes with its last connection), at
 /// least one for a `SQLite` file, at least two on `PostgreSQL`.
 pub fn pool_size(url: &str, max_connections: u32) -> u32 {
-    if url.starts_with("sqlite:") {
-        if is_memory(url) {
-            1
-        } else {
-            max_connections.max(1)
-        }
-    } else {
+    if !is_sqlite(url) {
         max_connections.max(2)
+    } else if SqliteUrl::parse(url).is_ok_and(|u| u.memory) {
+        1
+    } else {
+        max_connections.max(1)
     }
-}
-
-fn is_memory(url: &str) -> bool {
-    url.contains(":memory:") || url.contains("mode=memory")
 }
 
 /// Opens a pool of [`pool_size`] connections. `SQLite` files use WAL with a busy timeout;
@@ -83,10 +131,18 @@ fn is_memory(url: &str) -> bool {
 pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection> {
     let mut options = ConnectOptions::new(url.to_owned());
     options.sqlx_logging(false);
-    if url.starts_with("sqlite:") {
+    let sqlite = if is_sqlite(url) {
+        Some(
+            SqliteUrl::parse(url)
+                .map_err(|e| Error::Db(DbErr::Custom(format!("bad SQLite URL `{url}`: {e}"))))?,
+        )
+    } else {
+        None
+    };
+    if let Some(sqlite) = &sqlite {
         // A file's WAL is checkpointed by a connection of its own, woken as pooled
         // connections are released (storage/checkpoint.rs).
-        let background_checkpoints = !is_memory(url);
+        let background_checkpoints = !sqlite.memory;
         if background_checkpoints {
             let wake = checkpoint::spawn(url);
             options.map_sqlx_sqlite_pool_opts(move |pool| {
@@ -141,19 +197,15 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
     // that switch does not wait on the busy timeout: retry such a refusal briefly.
     let mut attempt = 0;
     loop {
-        match Database::connect(options.clone()).await {
-            Err(e)
-                if url.starts_with("sqlite:")
-                    && attempt < 8
-                    && e.to_string().contains("database is locked") =>
-            {
+        match (Database::connect(options.clone()).await, &sqlite) {
+            (Err(e), Some(_)) if attempt < 8 && e.to_string().contains("database is locked") => {
                 attempt += 1;
                 tokio::time::sleep(Duration::from_millis(25 * attempt)).await;
             }
-            Err(e) if url.starts_with("sqlite:") && e.to_string().contains("code: 14") => {
-                return Err(Error::Db(DbErr::Custom(sqlite_open_error(url, &e))));
+            (Err(e), Some(sqlite)) if e.to_string().contains("code: 14") => {
+                return Err(Error::Db(DbErr::Custom(sqlite_open_error(url, sqlite, &e))));
             }
-            other => return Ok(other?),
+            (other, _) => return Ok(other?),
         }
     }
 }
@@ -204,14 +256,13 @@ async fn postgres_reachable(url: &str) -> Result<()> {
 
 /// What to say when `SQLite` cannot open `url`'s file (its code 14, "unable to open
 /// database file", names neither the file nor the cause).
-fn sqlite_open_error(url: &str, e: &DbErr) -> String {
-    let path = url
-        .trim_start_matches("sqlite:")
-        .trim_start_matches("//")
-        .split('?')
-        .next()
+fn sqlite_open_error(url: &str, sqlite: &SqliteUrl, e: &DbErr) -> String {
+    let path = sqlite
+        .file
+        .as_deref()
+        .map(|f| f.display().to_string())
         .unwrap_or_default();
-    let hint = if url.contains("mode=rwc") {
+    let hint = if sqlite.create {
         "check that its directory exists and is writable"
     } else {
         "it does not exist, or its directory is not writable; to create it, add `?mode=rwc` to the URL"
@@ -341,7 +392,7 @@ pub async fn connect_read_only(url: &str, max_connections: u32) -> Result<Databa
         .sqlx_logging(false)
         .max_connections(pool_size(url, max_connections))
         .acquire_timeout(Duration::from_secs(30));
-    if url.starts_with("sqlite:") {
+    if is_sqlite(url) {
         options.map_sqlx_sqlite_opts(|opts| {
             opts.read_only(true)
                 .create_if_missing(false)
@@ -360,4 +411,88 @@ pub async fn connect_read_only(url: &str, max_connections: u32) -> Result<Databa
     postgres_reachable(url).await?;
     options.map_sqlx_postgres_opts(|opts| opts.options([("default_transaction_read_only", "on")]));
     Ok(Database::connect(options).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use super::{pool_size, SqliteUrl};
+
+    fn parsed(url: &str) -> SqliteUrl {
+        SqliteUrl::parse(url).unwrap_or_else(|e| panic!("{url}: {e}"))
+    }
+
+    fn file(path: &str, create: bool) -> SqliteUrl {
+        SqliteUrl {
+            file: Some(PathBuf::from(path)),
+            memory: false,
+            create,
+        }
+    }
+
+    #[test]
+    fn every_form_of_a_sqlite_file_url_names_the_same_file() {
+        for (url, expected) in [
+            ("sqlite:acctd.db", file("acctd.db", false)),
+            ("sqlite://acctd.db", file("acctd.db", false)),
+            ("sqlite://acctd.db?mode=rwc", file("acctd.db", true)),
+            ("sqlite:acctd.db?mode=rwc", file("acctd.db", true)),
+            (
+                "sqlite:///var/lib/acctd/a.db?mode=rwc",
+                file("/var/lib/acctd/a.db", true),
+            ),
+            (
+                "sqlite://acctd.db?cache=shared&mode=rwc",
+                file("acctd.db", true),
+            ),
+            (
+                "sqlite://acctd.db?mode=rwc&cache=private",
+                file("acctd.db", true),
+            ),
+            ("sqlite://acctd.db?mode=ro", file("acctd.db", false)),
+            // Percent-decoded, as SQLite opens it.
+            (
+                "sqlite:///tmp/my%20data/a%3Fb.db?mode=rwc",
+                file("/tmp/my data/a?b.db", true),
+            ),
+        ] {
+            assert_eq!(parsed(url), expected, "{url}");
+        }
+    }
+
+    #[test]
+    fn memory_urls_have_no_file_and_one_connection() {
+        for url in [
+            "sqlite::memory:",
+            "sqlite://:memory:",
+            "sqlite://?mode=memory",
+            "sqlite://acctd.db?mode=memory",
+            "sqlite::memory:?cache=shared",
+        ] {
+            let u = parsed(url);
+            assert!(u.memory && u.file.is_none(), "{url}: {u:?}");
+            assert_eq!(pool_size(url, 8), 1, "{url}");
+        }
+        assert_eq!(pool_size("sqlite://a.db?mode=rwc", 8), 8);
+        assert_eq!(pool_size("sqlite://a.db?mode=rwc", 0), 1);
+        assert_eq!(pool_size("postgres://u@h/db", 1), 2);
+        // A file whose name merely mentions memory is a file.
+        assert_eq!(
+            parsed("sqlite://memory.db?mode=rwc").file.as_deref(),
+            Some(Path::new("memory.db"))
+        );
+        assert_eq!(pool_size("sqlite://memory.db?mode=rwc", 8), 8);
+    }
+
+    #[test]
+    fn a_query_sqlx_refuses_is_an_error() {
+        for url in [
+            "sqlite://a.db?mode=rwx",
+            "sqlite://a.db?journal=wal",
+            "sqlite://a.db?cache=big",
+        ] {
+            assert!(SqliteUrl::parse(url).is_err(), "{url}");
+        }
+    }
 }

@@ -1848,6 +1848,32 @@ async fn oversized_and_ambiguous_input_is_refused_naming_the_limit(backend: Back
             "billing_email",
             "one email address",
         ),
+        // Issue 28: addresses are read by lettre's parser, the one the transport uses.
+        (
+            json!({"admins": ["a@new.test, b@new.test"]}),
+            "admins",
+            "`a@new.test, b@new.test` is not one email address: it lists 2 addresses",
+        ),
+        (
+            json!({"billing_email": "Billing <billing@new.test>"}),
+            "billing_email",
+            "is not one email address: give the address alone",
+        ),
+        (
+            json!({"billing_email": " billing@new.test"}),
+            "billing_email",
+            "is not one email address: give the address alone",
+        ),
+        (
+            json!({"admins": ["a@new.test", "billing at new.test"]}),
+            "admins",
+            "`billing at new.test` is not one email address",
+        ),
+        (
+            json!({"billing_email": format!("{}@new.test", "b".repeat(250))}),
+            "billing_email",
+            "longer than 254 bytes",
+        ),
         (json!({"id": "."}), "id", "not a usable id"),
         (json!({"id": ".."}), "id", "not a usable id"),
         (

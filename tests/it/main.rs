@@ -10,6 +10,10 @@
 //! them run and fail instead.
 
 mod helpers;
+/// The benchmark's seeding, shared with the what-if test on the benchmark's mix.
+#[path = "../../benches/support/mod.rs"]
+#[allow(dead_code)]
+mod seed;
 
 mod api;
 mod billing;
@@ -22,6 +26,7 @@ mod https;
 mod lifecycle;
 mod notify;
 mod preview;
+mod smtp_tls;
 mod storage;
 mod usage;
 mod whatif;

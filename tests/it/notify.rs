@@ -416,6 +416,20 @@ async fn webhooks_are_signed_retried_and_delivered_once(backend: Backend) {
         .collect();
     events.sort();
     assert_eq!(events, ["org.canceled", "org.transition", "org.transition"]);
+    // The first POST (the signup's transition, answered 500) on fixed inputs: the
+    // virtual clock's instant, the secret and the body. The signature was computed
+    // outside acctd, over the exact signed bytes `{timestamp}.{body}`:
+    //   printf '%s' '1772323200.{"at":…}' | openssl dgst -sha256 -hmac 's3cret'
+    assert_eq!(
+        got[0].body,
+        r#"{"at":"2026-03-01T00:00:00Z","org":"acme","type":"transition","from":null,"to":"active","cause":"signup","lock_reasons":[],"event":"org.transition"}"#
+    );
+    assert_eq!(
+        got[0].header("acctd-signature"),
+        Some("t=1772323200,v1=e7a26e52a93064cf86ba15b428c1b71122471a9f595b23319585e7acb16a5d19")
+    );
+    // The others, whose bodies are not written out here, against `signature`, itself
+    // checked against openssl's vectors (src/notify/webhook.rs).
     for hook in &got {
         let sig = hook.header("acctd-signature").unwrap();
         let ts: i64 = sig

@@ -159,7 +159,7 @@ fn checksum(path: &Path) -> Vec<u8> {
     hash.finalize().to_vec()
 }
 
-/// Seeds 3,000 orgs of the benchmark's mix (`acctd bench seed`'s machinery) and runs
+/// Seeds 3,000 orgs of the benchmark's mix (`benches/support`'s seeding) and runs
 /// `acctd whatif` on them: the output shows weeks and differing orgs, and the database
 /// is exactly as it was. The read-only connection refuses a write.
 async fn whatif_never_writes_the_source_database(backend: Backend) {
@@ -168,7 +168,7 @@ async fn whatif_never_writes_the_source_database(backend: Backend) {
     };
     let conn = db.connect().await;
     let now = acctd::clock::truncate(chrono::Utc::now());
-    acctd::bench::seed(&conn, 3_000, acctd::bench::Scenario::Mixed, now)
+    crate::seed::seed(&conn, 3_000, crate::seed::Scenario::Mixed, now)
         .await
         .unwrap();
     let file = db.dir.path().join("acctd.db");

@@ -1,6 +1,7 @@
-//! Benchmark support (issue 8): fast bulk seeding of orgs, the set-based SQL baseline for a
-//! sweep (`raw_sweep`), and small measurement helpers. Used by `benches/acctd.rs` and by
-//! `acctd bench …`.
+//! Benchmark support, outside the library: fast bulk seeding of orgs, the set-based SQL
+//! baseline for a sweep (`raw_sweep`), and small measurement helpers. Used by
+//! `benches/acctd.rs` (also as `--seed URL` and `--raw-sweep URL` by hand) and by the
+//! what-if test on the benchmark's mix (`tests/it/whatif.rs`).
 //!
 //! Seeding goes through [`storage::org::insert_many`] (so rows are encoded exactly as the
 //! engine encodes them), in large chunks, one transaction per chunk.
@@ -11,9 +12,9 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, TransactionTrait};
 
-use crate::domain::period::{next_first_after, Period};
-use crate::domain::{Lifecycle, LockReason, LockReasons, Org, Status, Timers};
-use crate::storage;
+use acctd::domain::period::{next_first_after, Period};
+use acctd::domain::{Lifecycle, LockReason, LockReasons, Org, Status, Timers};
+use acctd::storage;
 
 /// Orgs generated and inserted per transaction while seeding.
 pub const SEED_CHUNK: usize = 20_000;
@@ -233,7 +234,7 @@ fn mixed_org(rng: &mut Mix, i: usize, now: DateTime<Utc>) -> Org {
 }
 
 /// Inserts `orgs` orgs of `scenario` (ids `org0000000` …), chunked, one transaction per
-/// [`SEED_CHUNK`] orgs. `now` should be whole seconds ([`crate::clock::truncate`]).
+/// [`SEED_CHUNK`] orgs. `now` should be whole seconds ([`acctd::clock::truncate`]).
 ///
 /// # Errors
 /// A database error (for instance ids that exist already).
@@ -280,7 +281,7 @@ pub async fn raw_sweep(
     let backend = db.get_database_backend();
     let timers = Timers::default();
     let cancel_days = timers.lock_to_cancel.num_days();
-    let reminder_days = i64::from(crate::config::Notify::default().reminder_days);
+    let reminder_days = i64::from(acctd::config::Notify::default().reminder_days);
     let warn_days = cancel_days - reminder_days;
     // Expressions per backend: the grace deadline as RFC 3339 with `Z`, the auto-cancel
     // and reminder instants, the earliest of two nullable instants, a JSON object.
@@ -370,13 +371,6 @@ pub async fn raw_sweep(
         transitions: t.rows_affected(),
         outbox: o.rows_affected(),
     })
-}
-
-/// Runs a closure once and returns its result with the wall time it took.
-pub fn time<T>(f: impl FnOnce() -> T) -> (T, Duration) {
-    let started = Instant::now();
-    let value = f();
-    (value, started.elapsed())
 }
 
 /// Refreshes the planner's statistics after a bulk load (`ANALYZE`). Without them
