@@ -1187,13 +1187,13 @@ async fn bench_console(place: &mut Place, orgs: usize, runs: usize) {
     loop {
         let (status, body) = get(&listen, "/v1/stats").await.expect("stats");
         assert_eq!(status, 200);
-        let stats: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        if stats["due_backlog"] == 0 {
+        let counted: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        if counted["due_backlog"] == 0 {
             break;
         }
         assert!(
             started.elapsed() < Duration::from_mins(10),
-            "no steady state: {stats}"
+            "no steady state: {counted}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
