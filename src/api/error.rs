@@ -14,6 +14,43 @@ use crate::domain::{LockReason, Refusal};
 use crate::engine;
 use crate::storage;
 
+/// The body of every error answer: `{"error": {"code", "message", "details"}}` (the
+/// `OpenAPI` document's `Error` schema).
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    pub code: ErrorCode,
+    pub message: String,
+    /// What the code needs: the field, the roles, the refusal's state and legal moves, a
+    /// limit.
+    #[schema(value_type = Object)]
+    pub details: Value,
+}
+
+/// The stable, machine-readable error codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadRequest,
+    Invalid,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    IllegalTransition,
+    Conflict,
+    PayloadTooLarge,
+    UriTooLong,
+    UnsupportedMediaType,
+    Unavailable,
+    Internal,
+}
+
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -83,21 +120,21 @@ impl ApiError {
     }
 
     /// The stable, machine-readable code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            ApiError::BadRequest(_) => "bad_request",
-            ApiError::Invalid { .. } => "invalid",
-            ApiError::Unauthorized => "unauthorized",
-            ApiError::Forbidden { .. } => "forbidden",
-            ApiError::NotFound(_) => "not_found",
-            ApiError::MethodNotAllowed => "method_not_allowed",
-            ApiError::Refused(_) => "illegal_transition",
-            ApiError::Conflict(_) => "conflict",
-            ApiError::PayloadTooLarge { .. } => "payload_too_large",
-            ApiError::UriTooLong { .. } => "uri_too_long",
-            ApiError::UnsupportedMediaType => "unsupported_media_type",
-            ApiError::Unavailable { .. } => "unavailable",
-            ApiError::Internal(_) => "internal",
+            ApiError::BadRequest(_) => ErrorCode::BadRequest,
+            ApiError::Invalid { .. } => ErrorCode::Invalid,
+            ApiError::Unauthorized => ErrorCode::Unauthorized,
+            ApiError::Forbidden { .. } => ErrorCode::Forbidden,
+            ApiError::NotFound(_) => ErrorCode::NotFound,
+            ApiError::MethodNotAllowed => ErrorCode::MethodNotAllowed,
+            ApiError::Refused(_) => ErrorCode::IllegalTransition,
+            ApiError::Conflict(_) => ErrorCode::Conflict,
+            ApiError::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
+            ApiError::UriTooLong { .. } => ErrorCode::UriTooLong,
+            ApiError::UnsupportedMediaType => ErrorCode::UnsupportedMediaType,
+            ApiError::Unavailable { .. } => ErrorCode::Unavailable,
+            ApiError::Internal(_) => ErrorCode::Internal,
         }
     }
 
@@ -135,13 +172,13 @@ impl IntoResponse for ApiError {
             tracing::error!(error = %e, error.cause_chain = ?chain, "request failed");
         }
         let status = self.status();
-        let body = json!({
-            "error": {
-                "code": self.code(),
-                "message": self.to_string(),
-                "details": self.details(),
-            }
-        });
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code(),
+                message: self.to_string(),
+                details: self.details(),
+            },
+        };
         let mut response = (status, Json(body)).into_response();
         if let ApiError::Refused(refusal) = &self {
             response

@@ -7,7 +7,7 @@ use axum::response::IntoResponse;
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::dto::Health;
+use super::dto::{Health, StatsResponse};
 use super::error::{ApiError, Result};
 use super::ApiState;
 use crate::engine::Readiness;
@@ -37,18 +37,25 @@ pub(super) async fn readyz(State(state): State<ApiState>) -> Result<Json<Health>
 }
 
 /// `GET /v1/stats` (viewer): the same object as `acctd admin stats --json`.
-pub(super) async fn stats(State(state): State<ApiState>) -> Result<Json<Value>> {
+pub(super) async fn stats(State(state): State<ApiState>) -> Result<Json<StatsResponse>> {
     let counted = state.engine.stats().await?;
-    let (counts, transitions, outbox) =
-        (counted.counts, counted.transitions, counted.outbox_backlog);
-    Ok(Json(json!({
-        "orgs": counts.orgs,
-        "by_state": counts.by_state.iter().map(|(s, n)| (s.as_str().to_owned(), Value::from(*n))).collect::<serde_json::Map<_, _>>(),
-        "by_reason": counts.by_reason.iter().map(|(r, n)| (r.as_str().to_owned(), Value::from(*n))).collect::<serde_json::Map<_, _>>(),
-        "transitions": transitions,
-        "due_backlog": counts.due,
-        "outbox_backlog": outbox,
-    })))
+    let counts = counted.counts;
+    Ok(Json(StatsResponse {
+        orgs: counts.orgs,
+        by_state: counts
+            .by_state
+            .iter()
+            .map(|(s, n)| (s.as_str().to_owned(), Value::from(*n)))
+            .collect(),
+        by_reason: counts
+            .by_reason
+            .iter()
+            .map(|(r, n)| (r.as_str().to_owned(), Value::from(*n)))
+            .collect(),
+        transitions: counted.transitions,
+        due_backlog: counts.due,
+        outbox_backlog: counted.outbox_backlog,
+    }))
 }
 
 /// `GET /metrics` (viewer): Prometheus text. The gauges (orgs by state and lock reason,

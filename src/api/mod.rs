@@ -97,6 +97,35 @@ pub struct Endpoint {
     pub query: &'static [&'static str],
     /// An example request body, if it takes one.
     pub example: Option<fn() -> Value>,
+    /// The request body's type, and whether the body may be left out.
+    pub request: Option<(Body, bool)>,
+    /// The success response body's type (JSON routes).
+    pub response: Option<Body>,
+}
+
+/// A body's type as the `OpenAPI` document names and describes it (utoipa's `ToSchema`).
+#[derive(Clone, Copy, Debug)]
+pub struct Body {
+    pub name: fn() -> std::borrow::Cow<'static, str>,
+    /// Adds the type's schema and every schema it refers to.
+    pub schemas: fn(
+        &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ),
+}
+
+impl Body {
+    fn of<T: utoipa::ToSchema>() -> Self {
+        Self {
+            name: T::name,
+            schemas: |schemas| {
+                schemas.push((T::name().into_owned(), T::schema()));
+                T::schemas(schemas);
+            },
+        }
+    }
 }
 
 struct Route {
@@ -130,6 +159,8 @@ where
             content_type: "application/json",
             query: &[],
             example: None,
+            request: None,
+            response: None,
         },
         handler: on(filter, handler),
     }
@@ -155,6 +186,24 @@ impl Route {
         self.doc.example = Some(example);
         self
     }
+
+    /// The route reads a JSON body of type `T`.
+    fn takes<T: utoipa::ToSchema>(mut self) -> Self {
+        self.doc.request = Some((Body::of::<T>(), true));
+        self
+    }
+
+    /// The route reads a JSON body of type `T`, or none (every field has a default).
+    fn may_take<T: utoipa::ToSchema>(mut self) -> Self {
+        self.doc.request = Some((Body::of::<T>(), false));
+        self
+    }
+
+    /// The route answers a JSON body of type `T`.
+    fn returns<T: utoipa::ToSchema>(mut self) -> Self {
+        self.doc.response = Some(Body::of::<T>());
+        self
+    }
 }
 
 fn example<T: serde::Serialize>(value: &T) -> Value {
@@ -175,14 +224,17 @@ fn table(test_clocks: bool) -> Vec<Route> {
     let operator = Some(Role::Operator);
     let admin = Some(Role::Admin);
     let mut routes = vec![
-        route(GET, "/healthz", None, "Liveness: the process answers", health::healthz),
-        route(GET, "/readyz", None, "Readiness: database reachable, migrations applied", health::readyz),
+        route(GET, "/healthz", None, "Liveness: the process answers", health::healthz).returns::<dto::Health>(),
+        route(GET, "/readyz", None, "Readiness: database reachable, migrations applied", health::readyz).returns::<dto::Health>(),
         route(GET, "/metrics", viewer, "Prometheus metrics", health::metrics).text(),
         route(GET, "/openapi.json", viewer, "This document", openapi::serve),
-        route(GET, "/v1/stats", viewer, "Counts by state and lock reason, backlogs", health::stats),
+        route(GET, "/v1/stats", viewer, "Counts by state and lock reason, backlogs", health::stats).returns::<dto::StatsResponse>(),
         route(GET, "/v1/orgs", viewer, "List orgs by id, optionally by state and lock reason (keyset paging)", orgs::list)
+            .returns::<dto::OrgList>()
             .query(&["state", "reason", "after", "limit"]),
         route(POST, "/v1/orgs", operator, "Sign an org up (a trial, or an imported subscriber)", orgs::signup)
+            .takes::<SignupRequest>()
+            .returns::<dto::CommandResponse>()
             .query(&["dry_run"])
             .created()
             .example(|| example(&SignupRequest {
@@ -194,14 +246,18 @@ fn table(test_clocks: bool) -> Vec<Route> {
                 reason: Some("new customer".into()),
                 ..SignupRequest::default()
             })),
-        route(GET, "/v1/orgs/{id}", viewer, "An org: state, reasons, deadlines, entitlements, legal moves", orgs::show),
-        route(GET, "/v1/orgs/{id}/entitlements", viewer, "What an org may use, with its state and deadlines", orgs::entitlements),
+        route(GET, "/v1/orgs/{id}", viewer, "An org: state, reasons, deadlines, entitlements, legal moves", orgs::show).returns::<dto::OrgDto>(),
+        route(GET, "/v1/orgs/{id}/entitlements", viewer, "What an org may use, with its state and deadlines", orgs::entitlements).returns::<dto::EntitlementsResponse>(),
         route(GET, "/v1/orgs/{id}/transitions", viewer, "The org's audit trail, oldest first", orgs::transitions)
+            .returns::<dto::TransitionList>()
             .query(&["limit"]),
-        route(GET, "/v1/orgs/{id}/invoices", viewer, "The org's invoices with their lines", orgs::invoices),
+        route(GET, "/v1/orgs/{id}/invoices", viewer, "The org's invoices with their lines", orgs::invoices).returns::<dto::InvoiceList>(),
         route(GET, "/v1/orgs/{id}/forecast", viewer, "What happens to the org up to a horizon (default 60 days) if nothing else does; writes nothing", orgs::forecast)
+            .returns::<dto::ForecastResponse>()
             .query(&["days", "until", "payments"]),
         route(POST, "/v1/usage", operator, "Report usage totals; a result per item", usage::report)
+            .takes::<UsageRequest>()
+            .returns::<dto::UsageResponse>()
             .query(&["dry_run"])
             .example(|| example(&UsageRequest {
                 reports: vec![UsageItem {
@@ -214,26 +270,44 @@ fn table(test_clocks: bool) -> Vec<Route> {
                 }],
             })),
         route(POST, "/v1/invoices/{id}/payment", operator, "Record the payment provider's outcome for an invoice", billing::payment)
+            .takes::<PaymentRequest>()
+            .returns::<dto::CommandResponse>()
             .query(&["dry_run"])
             .example(|| example(&PaymentRequest { outcome: PaymentOutcome::Failed, reason: Some("provider webhook".into()) })),
         route(POST, "/v1/orgs/{id}/payment-method", operator, "A card was added", orgs::payment_method)
+            .may_take::<dto::ReasonBody>()
+            .returns::<dto::CommandResponse>()
             .query(&["dry_run"]),
         route(POST, "/v1/orgs/{id}/plan", operator, "Change the tier: upgrade if higher, downgrade if lower", billing::plan)
+            .takes::<PlanRequest>()
+            .returns::<dto::CommandResponse>()
             .query(&["dry_run"])
             .example(|| example(&PlanRequest { tier: 30_000, reason: None })),
         route(DELETE, "/v1/orgs/{id}/plan/scheduled", operator, "Cancel a scheduled downgrade", billing::cancel_downgrade)
+            .may_take::<dto::ReasonBody>()
+            .returns::<dto::CommandResponse>()
             .query(&["dry_run"]),
         route(POST, "/v1/orgs/{id}/addons", operator, "Include an add-on", billing::add_addon)
+            .takes::<AddonRequest>()
+            .returns::<dto::CommandResponse>()
             .query(&["dry_run"])
             .example(|| example(&AddonRequest { addon: "journeys".into(), reason: None })),
         route(DELETE, "/v1/orgs/{id}/addons/{addon}", operator, "Remove an add-on (at the next 1st unless in trial)", billing::remove_addon)
+            .may_take::<dto::ReasonBody>()
+            .returns::<dto::CommandResponse>()
             .query(&["dry_run"]),
         route(POST, "/v1/orgs/{id}/addons/{addon}/keep", operator, "Cancel a scheduled add-on removal", billing::keep_addon)
+            .may_take::<dto::ReasonBody>()
+            .returns::<dto::CommandResponse>()
             .query(&["dry_run"]),
         route(POST, "/v1/orgs/{id}/cancel", admin, "Cancel an org: confirm with exactly DELETE and give a reason", admin::cancel)
+            .may_take::<CancelRequest>()
+            .returns::<dto::CommandResponse>()
             .query(&["dry_run"])
             .example(|| example(&CancelRequest { confirm: Some("DELETE".into()), reason: Some("customer asked".into()) })),
         route(POST, "/v1/orgs/{id}/admin/{op}", admin, "A manual operation: lock, unlock, extend_trial, extend_grace, postpone_cancel, end_trial, mark_paid, transition", admin::operation)
+            .may_take::<AdminRequest>()
+            .returns::<dto::CommandResponse>()
             .query(&["dry_run"])
             .example(|| example(&AdminRequest { reason: Some("chargeback".into()), ..AdminRequest::default() })),
     ];
@@ -246,6 +320,8 @@ fn table(test_clocks: bool) -> Vec<Route> {
                 "Create a test clock frozen at an instant",
                 clocks::create,
             )
+            .takes::<CreateClockRequest>()
+            .returns::<dto::ClockDto>()
             .created()
             .example(|| {
                 example(&CreateClockRequest {
@@ -259,7 +335,8 @@ fn table(test_clocks: bool) -> Vec<Route> {
                 viewer,
                 "A test clock",
                 clocks::show,
-            ),
+            )
+            .returns::<dto::ClockDto>(),
             route(
                 POST,
                 "/v1/test-clocks/{id}/advance",
@@ -267,6 +344,8 @@ fn table(test_clocks: bool) -> Vec<Route> {
                 "Move a test clock forward and run its orgs up to it",
                 clocks::advance,
             )
+            .takes::<AdvanceRequest>()
+            .returns::<dto::AdvanceResponse>()
             .example(|| {
                 example(&AdvanceRequest {
                     to: chrono::DateTime::UNIX_EPOCH,
@@ -278,7 +357,8 @@ fn table(test_clocks: bool) -> Vec<Route> {
                 admin,
                 "Delete a test clock and its orgs",
                 clocks::delete,
-            ),
+            )
+            .returns::<dto::DeletedClock>(),
         ]);
     }
     routes

@@ -1,14 +1,20 @@
 //! `GET /openapi.json`: an `OpenAPI` 3.1 document built from the route table
-//! ([`super::endpoints`]), the same table the router is built from, so every served route
-//! is documented with its method, path parameters, role and an example body. Bodies are
-//! described by examples serialized from the request DTOs, not by JSON Schemas (no
-//! schema generator is linked in).
+//! ([`super::endpoints`]), the same table the router and the role checks are built from,
+//! so every served route is documented with its method, parameters, role, error
+//! responses and an example body. Every JSON body, asked or answered, has the JSON Schema
+//! utoipa derives from its DTO type (`#[derive(utoipa::ToSchema)]` in `dto/` and
+//! `error.rs`), under `components.schemas`.
 
 use axum::extract::State;
 use axum::Json;
 use serde_json::{json, Map, Value};
 
+use super::error::ErrorBody;
 use super::{endpoints, ApiState, Endpoint};
+
+fn schema_ref(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
 
 fn path_params(path: &str) -> Vec<&str> {
     path.split('/')
@@ -34,15 +40,20 @@ fn operation(e: &Endpoint) -> Value {
     let error = |description: &str| {
         json!({
             "description": description,
-            "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } }
+            "content": { "application/json": { "schema": schema_ref("Error") } }
         })
     };
     let mut responses = Map::new();
+    let answer = match &e.response {
+        Some(body) => json!({ "schema": schema_ref(&(body.name)()) }),
+        None if e.content_type == "application/json" => json!({ "schema": { "type": "object" } }),
+        None => json!({ "schema": { "type": "string" } }),
+    };
     responses.insert(
         e.status.to_string(),
-        json!({ "description": e.summary, "content": { e.content_type: {} } }),
+        json!({ "description": e.summary, "content": { e.content_type: answer } }),
     );
-    if e.example.is_some() || e.method != axum::http::Method::GET {
+    if e.request.is_some() || e.method != axum::http::Method::GET {
         responses.insert("400".into(), error("malformed or invalid input"));
         responses.insert(
             "409".into(),
@@ -74,21 +85,42 @@ fn operation(e: &Endpoint) -> Value {
         }
         None => op["security"] = json!([]),
     }
-    if let Some(example) = e.example {
+    if let Some((body, required)) = &e.request {
+        let mut content = json!({ "schema": schema_ref(&(body.name)()) });
+        if let Some(example) = e.example {
+            content["example"] = example();
+        }
         op["requestBody"] = json!({
-            "required": true,
-            "content": { "application/json": { "example": example() } }
+            "required": required,
+            "content": { "application/json": content }
         });
     }
     op
 }
 
+/// Every schema the routes' bodies name, with those they refer to, and `Error`.
+fn schemas(routes: &[Endpoint]) -> Map<String, Value> {
+    use utoipa::{PartialSchema as _, ToSchema as _};
+    let mut found = vec![(ErrorBody::name().into_owned(), ErrorBody::schema())];
+    ErrorBody::schemas(&mut found);
+    for e in routes {
+        for body in e.request.iter().map(|(b, _)| b).chain(&e.response) {
+            (body.schemas)(&mut found);
+        }
+    }
+    found
+        .into_iter()
+        .map(|(name, schema)| (name, serde_json::to_value(schema).unwrap_or_default()))
+        .collect()
+}
+
 /// The document for a router with (or without) the test-clock routes.
 pub fn document(test_clocks: bool) -> Value {
+    let routes = endpoints(test_clocks);
     let mut paths = Map::new();
-    for e in endpoints(test_clocks) {
+    for e in &routes {
         let item = paths.entry(e.path.to_owned()).or_insert_with(|| json!({}));
-        item[e.method.as_str().to_lowercase()] = operation(&e);
+        item[e.method.as_str().to_lowercase()] = operation(e);
     }
     json!({
         "openapi": "3.1.0",
@@ -100,23 +132,7 @@ pub fn document(test_clocks: bool) -> Value {
         "paths": paths,
         "components": {
             "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
-            "schemas": {
-                "Error": {
-                    "type": "object",
-                    "required": ["error"],
-                    "properties": {
-                        "error": {
-                            "type": "object",
-                            "required": ["code", "message", "details"],
-                            "properties": {
-                                "code": { "type": "string", "enum": ["bad_request", "invalid", "unauthorized", "forbidden", "not_found", "method_not_allowed", "illegal_transition", "conflict", "payload_too_large", "unsupported_media_type", "unavailable", "internal"] },
-                                "message": { "type": "string" },
-                                "details": { "type": "object" }
-                            }
-                        }
-                    }
-                }
-            }
+            "schemas": schemas(&routes),
         }
     })
 }

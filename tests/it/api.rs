@@ -1925,3 +1925,218 @@ async fn oversized_and_ambiguous_input_is_refused_naming_the_limit(backend: Back
     assert!(app.ok("/v1/orgs/acme").await["usage"].is_null());
 }
 both!(oversized_and_ambiguous_input_is_refused_naming_the_limit);
+
+/// Every `$ref` in a JSON document.
+fn refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+    match v {
+        Value::Object(map) => {
+            if let Some(Value::String(r)) = map.get("$ref") {
+                out.push(r);
+            }
+            map.values().for_each(|v| refs(v, out));
+        }
+        Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+        _ => {}
+    }
+}
+
+/// Issue 28: `/openapi.json` gives every route of the table, its role and error answers,
+/// and a JSON Schema (derived by utoipa from the DTO types) for every JSON body. A request
+/// body and real answers validate against their schemas; a wrong one does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_has_a_schema_for_every_body_and_answers_match_them() {
+    let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let doc = app.ok("/openapi.json").await;
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert!(doc["info"]["title"].is_string());
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    // Every reference anywhere in the document resolves.
+    let mut found = Vec::new();
+    refs(&doc, &mut found);
+    assert!(found.len() > 50, "{}", found.len());
+    for r in found {
+        let name = r.strip_prefix("#/components/schemas/").unwrap_or(r);
+        assert!(schemas.contains_key(name), "dangling {r}");
+    }
+    let codes = &schemas["ErrorCode"]["enum"];
+    assert!(
+        codes
+            .as_array()
+            .unwrap()
+            .contains(&json!("illegal_transition")),
+        "{codes}"
+    );
+    // Every route the router serves (the same table) is in the document, with a schema
+    // for its JSON bodies and the error answers of its role.
+    for e in acctd::api::endpoints(true) {
+        let op = &doc["paths"][e.path][e.method.as_str().to_lowercase()];
+        assert!(op.is_object(), "{} {} is missing", e.method, e.path);
+        let success = &op["responses"][e.status.to_string()]["content"][e.content_type];
+        assert!(
+            success["schema"].is_object(),
+            "{} {}: {op}",
+            e.method,
+            e.path
+        );
+        if e.role.is_some() {
+            assert_eq!(
+                op["responses"]["403"]["content"]["application/json"]["schema"]["$ref"],
+                "#/components/schemas/Error"
+            );
+        }
+        if e.method != Method::GET {
+            assert!(
+                op["responses"]["400"].is_object(),
+                "{} {}",
+                e.method,
+                e.path
+            );
+        }
+        if e.request.is_some() {
+            assert!(op["requestBody"]["content"]["application/json"]["schema"]["$ref"].is_string());
+        }
+    }
+
+    // A request body against its schema: the documented example validates; a wrong type,
+    // a missing required field and an unknown field do not.
+    let signup = &doc["paths"]["/v1/orgs"]["post"]["requestBody"]["content"]["application/json"];
+    let schema = &signup["schema"];
+    let example = signup["example"].clone();
+    assert_eq!(validate(&doc, schema, &example), Ok(()));
+    let mut wrong = example.clone();
+    wrong["tier"] = json!("many");
+    assert!(validate(&doc, schema, &wrong).unwrap_err().contains("tier"));
+    let mut missing = example.clone();
+    missing.as_object_mut().unwrap().remove("plan");
+    assert!(validate(&doc, schema, &missing)
+        .unwrap_err()
+        .contains("plan"));
+    // The same body, sent, is accepted; the answers validate against their schemas.
+    let (status, created) = app.post(OPERATOR, "/v1/orgs", example).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let answer = |path: &str| {
+        doc["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+            .clone()
+    };
+    assert_eq!(
+        validate(
+            &doc,
+            &doc["paths"]["/v1/orgs"]["post"]["responses"]["201"]["content"]["application/json"]
+                ["schema"],
+            &created
+        ),
+        Ok(())
+    );
+    for (template, path) in [
+        ("/v1/orgs/{id}", "/v1/orgs/acme"),
+        ("/v1/orgs/{id}/entitlements", "/v1/orgs/acme/entitlements"),
+        ("/v1/orgs/{id}/transitions", "/v1/orgs/acme/transitions"),
+        ("/v1/orgs/{id}/invoices", "/v1/orgs/acme/invoices"),
+        ("/v1/orgs/{id}/forecast", "/v1/orgs/acme/forecast"),
+        ("/v1/orgs", "/v1/orgs"),
+        ("/v1/stats", "/v1/stats"),
+    ] {
+        let body = app.ok(path).await;
+        assert_eq!(
+            validate(&doc, &answer(template), &body),
+            Ok(()),
+            "{path}: {body}"
+        );
+    }
+    let (_, refused) = app
+        .post(
+            ADMIN,
+            "/v1/orgs/acme/admin/unlock",
+            json!({"reason": "not locked"}),
+        )
+        .await;
+    assert_eq!(
+        validate(
+            &doc,
+            &json!({"$ref": "#/components/schemas/Error"}),
+            &refused
+        ),
+        Ok(())
+    );
+}
+
+/// Checks `value` against the subset of JSON Schema that utoipa writes: `$ref`, `type`
+/// (one or several), `properties`, `required`, `additionalProperties`, `items`, `enum`,
+/// `oneOf`, `anyOf`, `allOf`. Names the path of the first mismatch.
+fn validate(doc: &Value, schema: &Value, value: &Value) -> Result<(), String> {
+    fn at(doc: &Value, schema: &Value, value: &Value, path: &str) -> Result<(), String> {
+        if let Some(r) = schema["$ref"].as_str() {
+            let name = r.trim_start_matches("#/components/schemas/");
+            return at(doc, &doc["components"]["schemas"][name], value, path);
+        }
+        if let Some(all) = schema["allOf"].as_array() {
+            for s in all {
+                at(doc, s, value, path)?;
+            }
+        }
+        for key in ["oneOf", "anyOf"] {
+            if let Some(options) = schema[key].as_array() {
+                let matching = options
+                    .iter()
+                    .filter(|s| at(doc, s, value, path).is_ok())
+                    .count();
+                if matching == 0 || (key == "oneOf" && matching > 1) {
+                    return Err(format!(
+                        "{path}: {matching} of the {key} options match {value}"
+                    ));
+                }
+            }
+        }
+        if let Some(options) = schema["enum"].as_array() {
+            if !options.contains(value) {
+                return Err(format!("{path}: {value} is not one of {options:?}"));
+            }
+        }
+        let kind = match value {
+            Value::Null => "null",
+            Value::Bool(_) => "boolean",
+            Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+            Value::Number(_) => "number",
+            Value::String(_) => "string",
+            Value::Array(_) => "array",
+            Value::Object(_) => "object",
+        };
+        let allowed: Vec<&str> = match &schema["type"] {
+            Value::String(t) => vec![t.as_str()],
+            Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        };
+        let fits = allowed.contains(&kind) || (kind == "integer" && allowed.contains(&"number"));
+        if !allowed.is_empty() && !fits {
+            return Err(format!("{path}: {kind} where the schema wants {allowed:?}"));
+        }
+        if let Value::Object(map) = value {
+            for name in schema["required"].as_array().into_iter().flatten() {
+                let name = name.as_str().unwrap();
+                if !map.contains_key(name) {
+                    return Err(format!("{path}.{name}: required, missing"));
+                }
+            }
+            let properties = schema["properties"].as_object();
+            for (name, v) in map {
+                match properties.and_then(|p| p.get(name)) {
+                    Some(s) => at(doc, s, v, &format!("{path}.{name}"))?,
+                    None => match &schema["additionalProperties"] {
+                        Value::Bool(false) => return Err(format!("{path}.{name}: not allowed")),
+                        s @ Value::Object(_) => at(doc, s, v, &format!("{path}.{name}"))?,
+                        _ => {}
+                    },
+                }
+            }
+        }
+        if let (Value::Array(items), Some(s)) = (value, schema.get("items")) {
+            for (i, v) in items.iter().enumerate() {
+                at(doc, s, v, &format!("{path}[{i}]"))?;
+            }
+        }
+        Ok(())
+    }
+    at(doc, schema, value, "$")
+}

@@ -17,6 +17,6 @@ pub use requests::{
 pub use responses::{
     facts, AdvanceResponse, Assumptions, ClockDto, CommandResponse, Deadlines, DeletedClock,
     EntitlementsDto, EntitlementsResponse, FactDto, FactLine, ForecastResponse, Health, InvoiceDto,
-    InvoiceList, ItemStatus, LineDto, OrgDto, OrgList, OrgSummary, TransitionDto, TransitionList,
-    UsageDto, UsageResponse, UsageResult,
+    InvoiceList, ItemStatus, LineDto, OrgDto, OrgList, OrgSummary, StatsResponse, TransitionDto,
+    TransitionList, UsageDto, UsageResponse, UsageResult,
 };

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// `POST /v1/orgs`: a new org in trial (or an imported subscriber with `active`).
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignupRequest {
     pub id: String,
@@ -59,7 +59,7 @@ pub struct ForecastQuery {
 }
 
 /// A body that only carries the reason stored in the audit trail (optional).
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReasonBody {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -67,7 +67,7 @@ pub struct ReasonBody {
 }
 
 /// `POST /v1/orgs/{id}/plan`: upgrade if `tier` is higher, downgrade if lower.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlanRequest {
     pub tier: u32,
@@ -76,7 +76,7 @@ pub struct PlanRequest {
 }
 
 /// `POST /v1/orgs/{id}/addons`.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddonRequest {
     pub addon: String,
@@ -85,7 +85,7 @@ pub struct AddonRequest {
 }
 
 /// The payment provider's outcome for an invoice.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentOutcome {
     Succeeded,
@@ -93,7 +93,7 @@ pub enum PaymentOutcome {
 }
 
 /// `POST /v1/invoices/{id}/payment`.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PaymentRequest {
     pub outcome: PaymentOutcome,
@@ -102,7 +102,7 @@ pub struct PaymentRequest {
 }
 
 /// `POST /v1/orgs/{id}/cancel`: `confirm` must be exactly `DELETE`; `reason` is required.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CancelRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -114,7 +114,7 @@ pub struct CancelRequest {
 /// `POST /v1/orgs/{id}/admin/{op}` (SPEC section 10). `reason` is required; `days` for
 /// `extend_trial`, `extend_grace` and `postpone_cancel`; `to` for `transition`;
 /// `lock_reason` (default `manual`) for `unlock`.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdminRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -128,7 +128,7 @@ pub struct AdminRequest {
 }
 
 /// One usage report: absolute totals for (org, project, period).
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UsageItem {
     pub org: String,
@@ -145,14 +145,14 @@ pub struct UsageItem {
 }
 
 /// `POST /v1/usage`.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UsageRequest {
     pub reports: Vec<UsageItem>,
 }
 
 /// `POST /v1/test-clocks`.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateClockRequest {
     pub id: String,
@@ -160,7 +160,7 @@ pub struct CreateClockRequest {
 }
 
 /// `POST /v1/test-clocks/{id}/advance`.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdvanceRequest {
     pub to: DateTime<Utc>,

@@ -21,7 +21,7 @@ fn money(amount: Decimal) -> String {
 }
 
 /// The pending deadlines of an org; absent ones are `null`.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Deadlines {
     pub trial_ends_at: Option<DateTime<Utc>>,
     pub grace_ends_at: Option<DateTime<Utc>>,
@@ -30,7 +30,7 @@ pub struct Deadlines {
 }
 
 /// What an org may use (SPEC section 3, Entitlements).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct EntitlementsDto {
     pub dashboard: bool,
     pub exports: bool,
@@ -41,7 +41,7 @@ pub struct EntitlementsDto {
 }
 
 /// The latest period with usage.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct UsageDto {
     pub period: String,
     pub usage_mau: u64,
@@ -50,7 +50,7 @@ pub struct UsageDto {
 }
 
 /// An org with its derived entitlements and legal moves.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct OrgDto {
     pub id: String,
     pub state: &'static str,
@@ -130,7 +130,7 @@ impl From<&View> for OrgDto {
 }
 
 /// `GET /v1/orgs/{id}/entitlements`: the switches, the state and every pending deadline.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct EntitlementsResponse {
     pub org: String,
     pub state: &'static str,
@@ -162,7 +162,7 @@ impl From<&Access> for EntitlementsResponse {
 }
 
 /// One org in a list.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct OrgSummary {
     pub id: String,
     pub state: &'static str,
@@ -188,14 +188,14 @@ impl From<&crate::domain::Org> for OrgSummary {
 }
 
 /// `GET /v1/orgs`: a page, and the `after` value of the next page if there may be one.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct OrgList {
     pub orgs: Vec<OrgSummary>,
     pub next_after: Option<String>,
 }
 
 /// One audit row.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct TransitionDto {
     pub at: DateTime<Utc>,
     pub recorded_at: DateTime<Utc>,
@@ -223,14 +223,14 @@ impl From<&TransitionRecord> for TransitionDto {
 }
 
 /// `GET /v1/orgs/{id}/transitions`, oldest first.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct TransitionList {
     pub org: String,
     pub transitions: Vec<TransitionDto>,
 }
 
 /// An invoice line.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct LineDto {
     pub kind: &'static str,
     pub description: String,
@@ -238,7 +238,7 @@ pub struct LineDto {
 }
 
 /// An invoice with its lines.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct InvoiceDto {
     pub id: i64,
     pub org: String,
@@ -278,14 +278,14 @@ impl From<&Invoice> for InvoiceDto {
 }
 
 /// `GET /v1/orgs/{id}/invoices`, oldest first.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct InvoiceList {
     pub org: String,
     pub invoices: Vec<InvoiceDto>,
 }
 
 /// An invoice line as a fact shows it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct FactLine {
     pub kind: &'static str,
     pub amount: String,
@@ -297,7 +297,7 @@ pub struct FactLine {
 /// Not [`Fact`]'s own `Serialize`, whose output differs from the API's: it leaves out a
 /// transition's `actor`, writes `type` after `at` and `org` rather than first, and cuts
 /// times to whole seconds.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum FactDto {
     Transition {
@@ -445,7 +445,7 @@ pub fn facts(facts: &[Fact]) -> Vec<FactDto> {
 }
 
 /// What a forecast assumes.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Assumptions {
     pub usage: &'static str,
     pub actions: &'static str,
@@ -454,7 +454,7 @@ pub struct Assumptions {
 }
 
 /// `GET /v1/orgs/{id}/forecast`: the facts up to the horizon, in order, and the org then.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct ForecastResponse {
     pub org: String,
     pub from: DateTime<Utc>,
@@ -466,7 +466,7 @@ pub struct ForecastResponse {
 }
 
 /// What a write on an org answers: the org afterwards and what the write caused.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct CommandResponse {
     /// A preview (`?dry_run=true`): nothing was written; `org` is as it would be.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -476,7 +476,7 @@ pub struct CommandResponse {
 }
 
 /// The outcome of one usage report.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ItemStatus {
     Accepted,
@@ -484,7 +484,7 @@ pub enum ItemStatus {
 }
 
 /// One item's result, in the order of the request.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct UsageResult {
     pub index: usize,
     pub org: String,
@@ -495,7 +495,7 @@ pub struct UsageResult {
 }
 
 /// `POST /v1/usage`.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct UsageResponse {
     /// A preview (`?dry_run=true`): nothing was stored.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -507,7 +507,7 @@ pub struct UsageResponse {
 }
 
 /// A test clock.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct ClockDto {
     pub id: String,
     pub now: DateTime<Utc>,
@@ -525,21 +525,39 @@ impl From<&TestClock> for ClockDto {
 }
 
 /// `POST /v1/test-clocks/{id}/advance`: the clock afterwards and everything that happened.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct AdvanceResponse {
     pub clock: ClockDto,
     pub facts: Vec<FactDto>,
 }
 
 /// `DELETE /v1/test-clocks/{id}`.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct DeletedClock {
     pub id: String,
     pub deleted_orgs: u64,
 }
 
 /// `GET /healthz`, `GET /readyz`.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Health {
     pub status: &'static str,
+}
+
+/// `GET /v1/stats` and `acctd admin stats --json`: counts by state and lock reason, and
+/// the backlogs.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct StatsResponse {
+    pub orgs: u64,
+    /// Orgs by state, in the lifecycle's order.
+    #[schema(value_type = std::collections::BTreeMap<String, u64>)]
+    pub by_state: serde_json::Map<String, serde_json::Value>,
+    /// Locked orgs by lock reason (an org may have several).
+    #[schema(value_type = std::collections::BTreeMap<String, u64>)]
+    pub by_reason: serde_json::Map<String, serde_json::Value>,
+    pub transitions: u64,
+    /// Orgs on the real clock with a passed, unprocessed deadline.
+    pub due_backlog: u64,
+    /// Notifications written but not yet delivered.
+    pub outbox_backlog: u64,
 }
