@@ -1464,11 +1464,7 @@ fn main() {
     if wants("simulate") {
         bench_simulate(dir.path(), args.runs);
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     runtime.block_on(async {
         for backend in [Backend::Sqlite, Backend::Postgres] {
             let sub = dir.path().join(match backend {
@@ -1510,11 +1506,7 @@ fn main() {
 /// `--seed URL` or `--raw-sweep URL`: one step of a benchmark by hand, on a database of
 /// the caller's (migrated first).
 fn by_hand(args: &Args) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     runtime.block_on(async {
         let url = args.seed.as_ref().or(args.raw_sweep.as_ref()).unwrap();
         let db = storage::connect(url, 2).await.expect("connect");
@@ -1546,4 +1538,13 @@ fn by_hand(args: &Args) {
         }
         db.close().await.ok();
     });
+}
+
+/// The harness's runtime: two workers, as the machine has two cores.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }

@@ -330,7 +330,7 @@ pub async fn raw_sweep(
          SELECT id, 'email', 'account_locked', admins, \
            {json_open}'org', id, 'at', {grace_z}, 'state', 'locked', 'lock_reasons', {lock_array}, \
              'trial_ends_at', {trial_z}, 'grace_ends_at', NULL, 'cancel_at', {cancel_z}, 'plan', plan, 'tier', tier{json_close}, \
-           id || ':account_locked:grace_expired:' || {grace_z}, grace_ends_at, 'pending', 0, {p2}, NULL, NULL \
+           id || ':account_locked:grace_expired:' || {grace_z} || ':v' || version || '.1', grace_ends_at, 'pending', 0, {p2}, NULL, NULL \
          FROM orgs WHERE {due} \
          ON CONFLICT (dedupe_key) DO NOTHING"
     );

@@ -1,7 +1,7 @@
 //! Multi-row `INSERT` statements built straight into SQL text and values, for the bulk
-//! writes of a transaction. sea-query's route (an active model per row, an insert
-//! statement tree, then rendering it) took about a tenth of a sweep's main thread; the
-//! statement is the same, column for column and value for value.
+//! writes of a transaction: the same statement sea-query's `InsertStatement` renders,
+//! column for column and value for value, without its expression tree per value (which
+//! a sweep pays for measurably: ARCHITECTURE.md, "Performance tricks").
 
 use sea_orm::{DbBackend, EntityTrait, IdenStatic, Statement, Value};
 
