@@ -996,9 +996,32 @@ async fn plan_changes_and_addons(backend: Backend) {
         )
         .await;
     assert_eq!(answer["org"]["addons"], json!([]), "added once paid");
+    // Asked again while that charge is pending: refused, naming the invoice; no second
+    // invoice, no second charge.
     let id = app.ok("/v1/orgs/paid/invoices").await["invoices"][1]["id"]
         .as_i64()
         .unwrap();
+    let (status, again) = app
+        .post(
+            OPERATOR,
+            "/v1/orgs/paid/addons",
+            json!({"addon": "journeys"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{again}");
+    assert_eq!(again["error"]["details"]["field"], "addon");
+    let message = again["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("pending (invoice #{id})")),
+        "{message}"
+    );
+    assert_eq!(
+        app.ok("/v1/orgs/paid/invoices").await["invoices"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
     let (_, answer) = app
         .post(
             OPERATOR,

@@ -171,6 +171,12 @@ impl Planner<'_> {
                     ));
                 }
                 self.check_plan_change(org, change, at)?;
+                if let Some(pending) = self.pending_addon_charge(org, addon) {
+                    return Err(invalid(
+                        "addon",
+                        format!("the charge for `{addon}` is pending (invoice #{pending}); the add-on is included once it is paid"),
+                    ));
+                }
                 if in_trial || price.is_zero() {
                     self.include_addon(org, addon, at);
                 } else {
@@ -314,6 +320,20 @@ impl Planner<'_> {
     /// A newer tier change supersedes an upgrade still waiting for its payment: that
     /// upgrade's invoice is voided, so a payment reported for it later is refused instead
     /// of being taken for a change that will not be made.
+    /// The open invoice charging `org` for `addon`, if its charge is still pending.
+    fn pending_addon_charge(&self, org: &Org, addon: &str) -> Option<i64> {
+        self.snapshot
+            .invoices
+            .values()
+            .find(|i| {
+                i.org_id == org.id
+                    && i.kind == InvoiceKind::Proration
+                    && i.status == InvoiceStatus::Open
+                    && matches!(Paid::from_key(&i.key), Some(Paid::Addon(a)) if a == addon)
+            })
+            .map(|i| i.id)
+    }
+
     fn void_pending_upgrades(&mut self, org: &Org, at: DateTime<Utc>) -> Result<()> {
         let pending: Vec<i64> = self
             .snapshot

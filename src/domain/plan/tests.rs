@@ -2888,8 +2888,6 @@ fn the_overage_lock_persists_past_the_end_of_the_period() {
 /// Journeys is pending (a production gateway answers later), a second request for it a
 /// second later must not ask for a second charge of the same $7.32.
 #[test]
-#[ignore = "bug: a second add_addon while the first one's charge is pending issues and \
-            charges a second prorated invoice for the same add-on"]
 fn a_second_request_for_an_addon_whose_charge_is_pending_charges_nothing_more() {
     let rules = rules();
     let mut org = Org {
@@ -2917,6 +2915,13 @@ fn a_second_request_for_an_addon_whose_charge_is_pending_charges_nothing_more() 
         !matches!(second, Ok(Step::Charge(_))),
         "Journeys is charged twice: {second:?}"
     );
+    // Refused, naming the pending invoice; the first charge's invoice stays payable.
+    let Err(Rejection::Invalid { field, message }) = second else {
+        panic!("not refused: {second:?}")
+    };
+    assert_eq!(field, "addon");
+    assert!(message.contains("pending (invoice #7)"), "{message}");
+    assert!(planner.payable(7).is_ok());
 }
 
 /// SPEC 5, "Upgrade ... takes effect immediately and only if its prorated charge ... is
