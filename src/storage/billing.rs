@@ -255,7 +255,8 @@ fn decode(m: invoice::Model, lines: Vec<Line>) -> Result<Invoice> {
 
 /// The invoices of these orgs, without their lines, that a plan from `from` on may
 /// touch: those issued at or after `from`, those with one of `keys`, the failed ones, and
-/// the open prorations (a pending plan change, which a newer one voids).
+/// the open prorations and conversions (a pending plan change or trial conversion, which
+/// a newer one voids).
 ///
 /// # Errors
 /// A database error or a corrupt row.
@@ -277,7 +278,10 @@ pub async fn window_of(
                     .add(invoice::Column::Status.eq(InvoiceStatus::Failed.as_str()))
                     .add(
                         Condition::all()
-                            .add(invoice::Column::Kind.eq(InvoiceKind::Proration.as_str()))
+                            .add(invoice::Column::Kind.is_in([
+                                InvoiceKind::Proration.as_str(),
+                                InvoiceKind::Conversion.as_str(),
+                            ]))
                             .add(invoice::Column::Status.eq(InvoiceStatus::Open.as_str())),
                     ),
             )

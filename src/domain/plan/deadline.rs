@@ -145,6 +145,26 @@ impl Planner<'_> {
             lines,
             at,
         };
+        // An earlier conversion of the same month that was declined (or is still
+        // pending) converted nothing: this one, from a later instant, replaces it, so
+        // the month is not owed twice.
+        let period = new.period.label();
+        let replaced: Vec<i64> = self
+            .snapshot
+            .invoices
+            .values()
+            .filter(|i| {
+                i.org_id == org.id
+                    && i.kind == InvoiceKind::Conversion
+                    && i.period == period
+                    && i.key != new.key
+                    && matches!(i.status, InvoiceStatus::Failed | InvoiceStatus::Open)
+            })
+            .map(|i| i.id)
+            .collect();
+        for id in replaced {
+            self.set_status(id, InvoiceStatus::Void, at)?;
+        }
         Ok(match self.issue(org, new)? {
             Some(invoice) => Conversion::Charge(ChargeRequest {
                 org: org.id.clone(),

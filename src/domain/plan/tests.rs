@@ -2590,9 +2590,6 @@ fn an_upgrade_in_trial_lifts_the_overage_lock_back_to_trial_without_a_charge() {
 /// second one pays the rest of April on 04-12. The first attempt's invoice must not stay
 /// owed: the retry of overdue invoices on 04-13 (`card_updated`) must charge nothing.
 #[test]
-#[ignore = "bug: a declined charge for a card added after trial_expired leaves its conversion \
-            invoice failed (overdue) after a later card pays the same month; a retry charges \
-            the rest of April a second time"]
 fn a_declined_card_after_trial_expired_leaves_nothing_owed_once_a_second_card_pays() {
     let rules = rules();
     let mut org = Org {
