@@ -317,35 +317,35 @@ impl Planner<'_> {
         }))
     }
 
-    /// A newer tier change supersedes an upgrade still waiting for its payment: that
-    /// upgrade's invoice is voided, so a payment reported for it later is refused instead
-    /// of being taken for a change that will not be made.
-    /// The open invoice charging `org` for `addon`, if its charge is still pending.
-    fn pending_addon_charge(&self, org: &Org, addon: &str) -> Option<i64> {
+    /// The org's plan-change invoices whose charge is still pending, with the change
+    /// each pays for.
+    fn pending_changes<'a>(&'a self, org: &'a Org) -> impl Iterator<Item = (i64, Paid)> + 'a {
         self.snapshot
             .invoices
             .values()
-            .find(|i| {
+            .filter(move |i| {
                 i.org_id == org.id
                     && i.kind == InvoiceKind::Proration
                     && i.status == InvoiceStatus::Open
-                    && matches!(Paid::from_key(&i.key), Some(Paid::Addon(a)) if a == addon)
             })
-            .map(|i| i.id)
+            .filter_map(|i| Some((i.id, Paid::from_key(&i.key)?)))
     }
 
+    /// The open invoice charging `org` for `addon`, if its charge is still pending.
+    fn pending_addon_charge(&self, org: &Org, addon: &str) -> Option<i64> {
+        self.pending_changes(org)
+            .find(|(_, paid)| matches!(paid, Paid::Addon(a) if a == addon))
+            .map(|(id, _)| id)
+    }
+
+    /// A newer tier change supersedes an upgrade still waiting for its payment: that
+    /// upgrade's invoice is voided, so a payment reported for it later is refused instead
+    /// of being taken for a change that will not be made.
     fn void_pending_upgrades(&mut self, org: &Org, at: DateTime<Utc>) -> Result<()> {
         let pending: Vec<i64> = self
-            .snapshot
-            .invoices
-            .values()
-            .filter(|i| {
-                i.org_id == org.id
-                    && i.kind == InvoiceKind::Proration
-                    && i.status == InvoiceStatus::Open
-                    && matches!(Paid::from_key(&i.key), Some(Paid::Upgrade(_)))
-            })
-            .map(|i| i.id)
+            .pending_changes(org)
+            .filter(|(_, paid)| matches!(paid, Paid::Upgrade(_)))
+            .map(|(id, _)| id)
             .collect();
         for id in pending {
             self.set_status(id, InvoiceStatus::Void, at)?;
