@@ -49,24 +49,13 @@ pub(super) async fn plan(
         .org(&id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("unknown org `{id}`")))?;
-    let change = match body.tier.cmp(&org.tier) {
-        std::cmp::Ordering::Greater => PlanChange::Upgrade { tier: body.tier },
-        std::cmp::Ordering::Less => PlanChange::Downgrade { tier: body.tier },
-        std::cmp::Ordering::Equal => {
-            return Err(ApiError::invalid(
-                "tier",
-                format!("org `{id}` is on tier {} already", org.tier),
-            ))
-        }
-    };
-    command(
-        &state,
-        dry_run,
-        &id,
-        Command::Plan(change),
-        who.actor(body.reason),
-    )
-    .await
+    let change = Command::change_tier(body.tier, org.tier).ok_or_else(|| {
+        ApiError::invalid(
+            "tier",
+            format!("org `{id}` is on tier {} already", org.tier),
+        )
+    })?;
+    command(&state, dry_run, &id, change, who.actor(body.reason)).await
 }
 
 /// `DELETE /v1/orgs/{id}/plan/scheduled`: cancels a scheduled downgrade.
