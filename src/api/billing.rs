@@ -66,15 +66,8 @@ pub(super) async fn cancel_downgrade(
     DryRun(dry_run): DryRun,
     OptionalJsonBody(body): OptionalJsonBody<ReasonBody>,
 ) -> Result<Json<CommandResponse>> {
-    let change = PlanChange::CancelDowngrade;
-    command(
-        &state,
-        dry_run,
-        &id,
-        Command::Plan(change),
-        who.actor(body.reason),
-    )
-    .await
+    let cmd = Command::Plan(PlanChange::CancelDowngrade);
+    command(&state, dry_run, &id, cmd, who.actor(body.reason)).await
 }
 
 /// `POST /v1/orgs/{id}/addons`: includes an add-on now.
@@ -85,15 +78,8 @@ pub(super) async fn add_addon(
     DryRun(dry_run): DryRun,
     JsonBody(body): JsonBody<AddonRequest>,
 ) -> Result<Json<CommandResponse>> {
-    let change = PlanChange::AddAddon { addon: body.addon };
-    command(
-        &state,
-        dry_run,
-        &id,
-        Command::Plan(change),
-        who.actor(body.reason),
-    )
-    .await
+    let cmd = Command::Plan(PlanChange::AddAddon { addon: body.addon });
+    command(&state, dry_run, &id, cmd, who.actor(body.reason)).await
 }
 
 /// `DELETE /v1/orgs/{id}/addons/{addon}`: removes an add-on (in trial at once, otherwise
@@ -105,15 +91,8 @@ pub(super) async fn remove_addon(
     DryRun(dry_run): DryRun,
     OptionalJsonBody(body): OptionalJsonBody<ReasonBody>,
 ) -> Result<Json<CommandResponse>> {
-    let change = PlanChange::RemoveAddon { addon };
-    command(
-        &state,
-        dry_run,
-        &id,
-        Command::Plan(change),
-        who.actor(body.reason),
-    )
-    .await
+    let cmd = Command::Plan(PlanChange::RemoveAddon { addon });
+    command(&state, dry_run, &id, cmd, who.actor(body.reason)).await
 }
 
 /// `POST /v1/orgs/{id}/addons/{addon}/keep`: cancels a scheduled add-on removal.
@@ -124,13 +103,6 @@ pub(super) async fn keep_addon(
     DryRun(dry_run): DryRun,
     OptionalJsonBody(body): OptionalJsonBody<ReasonBody>,
 ) -> Result<Json<CommandResponse>> {
-    let change = PlanChange::CancelAddonRemoval { addon };
-    command(
-        &state,
-        dry_run,
-        &id,
-        Command::Plan(change),
-        who.actor(body.reason),
-    )
-    .await
+    let cmd = Command::Plan(PlanChange::CancelAddonRemoval { addon });
+    command(&state, dry_run, &id, cmd, who.actor(body.reason)).await
 }
