@@ -176,8 +176,9 @@ pub struct Expect {
     pub line: usize,
 }
 
-/// The actions that run no command; the others are the customer rows of the command table.
-const ACTIONS: [&str; 4] = ["usage", "card_declined", "card_updated", "admin"];
+/// The actions that run no command of their own; the others are the customer rows of the
+/// command table.
+const ACTIONS: &str = "usage, card_declined, card_updated, admin, ";
 
 #[derive(Clone, Copy)]
 struct Ctx<'a> {
@@ -481,11 +482,10 @@ fn step_action(cx: &Ctx<'_>, s: &RawStep) -> Result<Action, Error> {
             .map(|(v, _)| v)
             .ok_or_else(|| at_key(key, format!("action `{name}` needs `{key}`")))
     };
-    let unknown = |e: FieldError, what: &str, name: &str, more: &[&str]| match e {
+    // Names the legal ones as `Kind::named` does, after the actions that run no command.
+    let unknown = |e: FieldError, what: &str, name: &str, more: &str| match e {
         FieldError::Unknown { expected, .. } => {
-            let expected =
-                [more.join(", "), expected].join(if more.is_empty() { "" } else { ", " });
-            format!("unknown {what} `{name}`, expected one of: {expected}")
+            format!("unknown {what} `{name}`, expected one of: {more}{expected}")
         }
         other => other.to_string(),
     };
@@ -500,7 +500,7 @@ fn step_action(cx: &Ctx<'_>, s: &RawStep) -> Result<Action, Error> {
         "admin" => {
             let op = required("op")?;
             let kind = Kind::named(&op, Kind::manual)
-                .map_err(|e| at_key("op", unknown(e, "op", &op, &[])))?;
+                .map_err(|e| at_key("op", unknown(e, "op", &op, "")))?;
             (Some(kind), format!("op `{op}`"), &["op", "actor", "reason"])
         }
         _ => {
@@ -508,7 +508,7 @@ fn step_action(cx: &Ctx<'_>, s: &RawStep) -> Result<Action, Error> {
                 cx.err(
                     &s.action,
                     "step.action",
-                    unknown(e, "action", name, &ACTIONS),
+                    unknown(e, "action", name, ACTIONS),
                 )
             })?;
             let allowed: &[&str] = if name == "cancel" { &["reason"] } else { &[] };
@@ -538,11 +538,10 @@ fn step_action(cx: &Ctx<'_>, s: &RawStep) -> Result<Action, Error> {
     let command = kind
         .command(|field| value(field).map(|(v, _)| v))
         .map_err(|e| match e {
-            FieldError::Missing { field, .. } => {
-                let mut err = at_key(field, format!("{what} needs `{field}`"));
-                err.line = cx.line(s.op.as_ref().unwrap_or(&s.action));
-                err
-            }
+            FieldError::Missing { field, .. } => Error {
+                line: cx.line(s.op.as_ref().unwrap_or(&s.action)),
+                ..at_key(field, format!("{what} needs `{field}`"))
+            },
             FieldError::Extra { field, .. } => at_key(field, format!("{what} takes no `{field}`")),
             other => at_key(other.field().unwrap_or("action"), other.to_string()),
         })?;
