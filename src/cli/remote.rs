@@ -342,7 +342,81 @@ pub async fn run(
 
 #[cfg(test)]
 mod tests {
-    use super::enc;
+    use serde_json::json;
+
+    use super::{command_call, enc};
+    use crate::domain::{LockReason, Status};
+    use crate::engine::{Command, PlanChange};
+
+    /// Each command's request, as `--url` sent it per subcommand before the command table.
+    #[test]
+    fn every_command_goes_to_its_route() {
+        let addon = || "add on".to_owned();
+        let cases = [
+            (Command::Lock, "POST /v1/orgs/a%2Fb/admin/lock", json!({})),
+            (
+                Command::Unlock {
+                    reason: LockReason::Overage,
+                },
+                "POST /v1/orgs/a%2Fb/admin/unlock",
+                json!({"lock_reason": "overage"}),
+            ),
+            (
+                Command::PostponeCancel { days: 7 },
+                "POST /v1/orgs/a%2Fb/admin/postpone_cancel",
+                json!({"days": 7}),
+            ),
+            (
+                Command::Transition { to: Status::Active },
+                "POST /v1/orgs/a%2Fb/admin/transition",
+                json!({"to": "active"}),
+            ),
+            (
+                Command::Cancel {
+                    confirm: "DELETE".into(),
+                },
+                "POST /v1/orgs/a%2Fb/cancel",
+                json!({"confirm": "DELETE"}),
+            ),
+            (
+                Command::AddPaymentMethod,
+                "POST /v1/orgs/a%2Fb/payment-method",
+                json!({}),
+            ),
+            (
+                Command::Plan(PlanChange::Downgrade { tier: 5_000 }),
+                "POST /v1/orgs/a%2Fb/plan",
+                json!({"tier": 5_000}),
+            ),
+            (
+                Command::Plan(PlanChange::CancelDowngrade),
+                "DELETE /v1/orgs/a%2Fb/plan/scheduled",
+                json!({}),
+            ),
+            (
+                Command::Plan(PlanChange::AddAddon { addon: addon() }),
+                "POST /v1/orgs/a%2Fb/addons",
+                json!({"addon": "add on"}),
+            ),
+            (
+                Command::Plan(PlanChange::RemoveAddon { addon: addon() }),
+                "DELETE /v1/orgs/a%2Fb/addons/add%20on",
+                json!({}),
+            ),
+            (
+                Command::Plan(PlanChange::CancelAddonRemoval { addon: addon() }),
+                "POST /v1/orgs/a%2Fb/addons/add%20on/keep",
+                json!({}),
+            ),
+        ];
+        for (command, route, mut body) in cases {
+            let call = command_call("a/b", &command, "why").unwrap();
+            body["reason"] = json!("why");
+            assert_eq!(format!("{} {}", call.method, call.path), route);
+            assert_eq!(call.body, Some(body), "{route}");
+        }
+        assert!(command_call("a", &Command::RetryOverdue, "why").is_err());
+    }
 
     #[test]
     fn path_segments_are_percent_encoded() {
