@@ -1,5 +1,6 @@
 //! Manual operations and cancellation (admin, SPEC section 10): each names its actor (the
-//! token) and a required reason, both stored in the audit trail.
+//! token) and a required reason, both stored in the audit trail. The operations and their
+//! fields are the manual rows of the command table ([`crate::domain::plan::KINDS`]).
 
 use axum::extract::State;
 use axum::{Extension, Json};
@@ -10,20 +11,8 @@ use super::error::{ApiError, Result};
 use super::extract::{DryRun, OptionalJsonBody, PathParams};
 use super::orgs::command;
 use super::ApiState;
-use crate::domain::{LockReason, Status};
+use crate::domain::plan::Kind;
 use crate::engine::Command;
-
-/// The operations of `POST /v1/orgs/{id}/admin/{op}`.
-pub const OPS: [&str; 8] = [
-    "lock",
-    "unlock",
-    "extend_trial",
-    "extend_grace",
-    "postpone_cancel",
-    "end_trial",
-    "mark_paid",
-    "transition",
-];
 
 /// A required, non-blank reason.
 fn reason(reason: Option<String>) -> Result<String> {
@@ -36,29 +25,6 @@ fn reason(reason: Option<String>) -> Result<String> {
     }
 }
 
-/// Which optional fields an operation takes; any other one given is refused.
-fn check_fields(op: &str, body: &AdminRequest, takes: &[&str]) -> Result<()> {
-    let given = [
-        ("days", body.days.is_some()),
-        ("to", body.to.is_some()),
-        ("lock_reason", body.lock_reason.is_some()),
-    ];
-    match given
-        .iter()
-        .find(|(name, set)| *set && !takes.contains(name))
-    {
-        Some((name, _)) => Err(ApiError::invalid(
-            *name,
-            format!("`{name}` does not apply to `{op}`"),
-        )),
-        None => Ok(()),
-    }
-}
-
-fn days(op: &str, days: Option<u32>) -> Result<u32> {
-    days.ok_or_else(|| ApiError::invalid("days", format!("`{op}` needs `days`")))
-}
-
 /// `POST /v1/orgs/{id}/admin/{op}`.
 pub(super) async fn operation(
     State(state): State<ApiState>,
@@ -67,49 +33,13 @@ pub(super) async fn operation(
     DryRun(dry_run): DryRun,
     OptionalJsonBody(body): OptionalJsonBody<AdminRequest>,
 ) -> Result<Json<CommandResponse>> {
-    let takes: &[&str] = match op.as_str() {
-        "unlock" => &["lock_reason"],
-        "extend_trial" | "extend_grace" | "postpone_cancel" => &["days"],
-        "transition" => &["to"],
-        "lock" | "end_trial" | "mark_paid" => &[],
-        _ => {
-            return Err(ApiError::NotFound(format!(
-                "unknown operation `{op}`, expected one of: {}",
-                OPS.join(", ")
-            )))
-        }
-    };
-    check_fields(&op, &body, takes)?;
+    let cmd = Kind::named(&op, Kind::manual)?.command(|field| match field {
+        "days" => body.days.map(|d| d.to_string()),
+        "to" => body.to.clone(),
+        "lock_reason" => body.lock_reason.clone(),
+        _ => None,
+    })?;
     let reason = reason(body.reason)?;
-    let cmd = match op.as_str() {
-        "lock" => Command::Lock,
-        "unlock" => Command::Unlock {
-            reason: body
-                .lock_reason
-                .as_deref()
-                .map_or(Ok(LockReason::Manual), str::parse)
-                .map_err(|e| ApiError::invalid("lock_reason", e.to_string()))?,
-        },
-        "extend_trial" => Command::ExtendTrial {
-            days: days(&op, body.days)?,
-        },
-        "extend_grace" => Command::ExtendGrace {
-            days: days(&op, body.days)?,
-        },
-        "postpone_cancel" => Command::PostponeCancel {
-            days: days(&op, body.days)?,
-        },
-        "end_trial" => Command::EndTrial,
-        "mark_paid" => Command::MarkPaid,
-        _ => Command::Transition {
-            to: body
-                .to
-                .as_deref()
-                .ok_or_else(|| ApiError::invalid("to", "`transition` needs `to`"))?
-                .parse::<Status>()
-                .map_err(|e| ApiError::invalid("to", e.to_string()))?,
-        },
-    };
     command(&state, dry_run, &id, cmd, who.actor(Some(reason))).await
 }
 

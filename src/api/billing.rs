@@ -49,24 +49,13 @@ pub(super) async fn plan(
         .org(&id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("unknown org `{id}`")))?;
-    let change = match body.tier.cmp(&org.tier) {
-        std::cmp::Ordering::Greater => PlanChange::Upgrade { tier: body.tier },
-        std::cmp::Ordering::Less => PlanChange::Downgrade { tier: body.tier },
-        std::cmp::Ordering::Equal => {
-            return Err(ApiError::invalid(
-                "tier",
-                format!("org `{id}` is on tier {} already", org.tier),
-            ))
-        }
-    };
-    command(
-        &state,
-        dry_run,
-        &id,
-        Command::Plan(change),
-        who.actor(body.reason),
-    )
-    .await
+    let change = Command::change_tier(body.tier, org.tier).ok_or_else(|| {
+        ApiError::invalid(
+            "tier",
+            format!("org `{id}` is on tier {} already", org.tier),
+        )
+    })?;
+    command(&state, dry_run, &id, change, who.actor(body.reason)).await
 }
 
 /// `DELETE /v1/orgs/{id}/plan/scheduled`: cancels a scheduled downgrade.
@@ -77,15 +66,8 @@ pub(super) async fn cancel_downgrade(
     DryRun(dry_run): DryRun,
     OptionalJsonBody(body): OptionalJsonBody<ReasonBody>,
 ) -> Result<Json<CommandResponse>> {
-    let change = PlanChange::CancelDowngrade;
-    command(
-        &state,
-        dry_run,
-        &id,
-        Command::Plan(change),
-        who.actor(body.reason),
-    )
-    .await
+    let cmd = Command::Plan(PlanChange::CancelDowngrade);
+    command(&state, dry_run, &id, cmd, who.actor(body.reason)).await
 }
 
 /// `POST /v1/orgs/{id}/addons`: includes an add-on now.
@@ -96,15 +78,8 @@ pub(super) async fn add_addon(
     DryRun(dry_run): DryRun,
     JsonBody(body): JsonBody<AddonRequest>,
 ) -> Result<Json<CommandResponse>> {
-    let change = PlanChange::AddAddon { addon: body.addon };
-    command(
-        &state,
-        dry_run,
-        &id,
-        Command::Plan(change),
-        who.actor(body.reason),
-    )
-    .await
+    let cmd = Command::Plan(PlanChange::AddAddon { addon: body.addon });
+    command(&state, dry_run, &id, cmd, who.actor(body.reason)).await
 }
 
 /// `DELETE /v1/orgs/{id}/addons/{addon}`: removes an add-on (in trial at once, otherwise
@@ -116,15 +91,8 @@ pub(super) async fn remove_addon(
     DryRun(dry_run): DryRun,
     OptionalJsonBody(body): OptionalJsonBody<ReasonBody>,
 ) -> Result<Json<CommandResponse>> {
-    let change = PlanChange::RemoveAddon { addon };
-    command(
-        &state,
-        dry_run,
-        &id,
-        Command::Plan(change),
-        who.actor(body.reason),
-    )
-    .await
+    let cmd = Command::Plan(PlanChange::RemoveAddon { addon });
+    command(&state, dry_run, &id, cmd, who.actor(body.reason)).await
 }
 
 /// `POST /v1/orgs/{id}/addons/{addon}/keep`: cancels a scheduled add-on removal.
@@ -135,13 +103,6 @@ pub(super) async fn keep_addon(
     DryRun(dry_run): DryRun,
     OptionalJsonBody(body): OptionalJsonBody<ReasonBody>,
 ) -> Result<Json<CommandResponse>> {
-    let change = PlanChange::CancelAddonRemoval { addon };
-    command(
-        &state,
-        dry_run,
-        &id,
-        Command::Plan(change),
-        who.actor(body.reason),
-    )
-    .await
+    let cmd = Command::Plan(PlanChange::CancelAddonRemoval { addon });
+    command(&state, dry_run, &id, cmd, who.actor(body.reason)).await
 }

@@ -9,6 +9,7 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use crate::config::Role;
+use crate::domain::plan::FieldError;
 use crate::domain::price::PriceError;
 use crate::domain::{LockReason, Refusal};
 use crate::engine;
@@ -215,6 +216,16 @@ impl From<engine::Error> for ApiError {
                 ApiError::invalid(field, crate::config::price_error_message(&e))
             }
             engine::Error::Storage(e) => e.into(),
+        }
+    }
+}
+
+/// A command the table cannot build: an unknown name is a 404, a field a 400 naming it.
+impl From<FieldError> for ApiError {
+    fn from(e: FieldError) -> Self {
+        match e.field() {
+            Some(field) => ApiError::invalid(field, e.to_string()),
+            None => ApiError::NotFound(e.to_string()),
         }
     }
 }

@@ -40,6 +40,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::config::{self, Role};
+use crate::domain::plan::Kind;
 use crate::engine::Engine;
 pub use auth::{Principal, Tokens};
 pub use error::ApiError;
@@ -101,6 +102,10 @@ pub struct Endpoint {
     pub request: Option<(Body, bool)>,
     /// The success response body's type (JSON routes).
     pub response: Option<Body>,
+    /// The kinds of command it runs (rows of [`crate::domain::plan::KINDS`]): the remote
+    /// CLI finds a command's route by this. `{op}` in the path is the command's name, any
+    /// other `{field}` but `{id}` one of its fields.
+    pub runs: Option<fn(&Kind) -> bool>,
 }
 
 /// A body's type as the `OpenAPI` document names and describes it (utoipa's `ToSchema`).
@@ -161,6 +166,7 @@ where
             example: None,
             request: None,
             response: None,
+            runs: None,
         },
         handler: on(filter, handler),
     }
@@ -184,6 +190,12 @@ impl Route {
 
     fn example(mut self, example: fn() -> Value) -> Self {
         self.doc.example = Some(example);
+        self
+    }
+
+    /// The route runs the commands whose kind `runs` accepts.
+    fn runs(mut self, runs: fn(&Kind) -> bool) -> Self {
+        self.doc.runs = Some(runs);
         self
     }
 
@@ -275,37 +287,45 @@ fn table(test_clocks: bool) -> Vec<Route> {
             .query(&["dry_run"])
             .example(|| example(&PaymentRequest { outcome: PaymentOutcome::Failed, reason: Some("provider webhook".into()) })),
         route(POST, "/v1/orgs/{id}/payment-method", operator, "A card was added", orgs::payment_method)
+            .runs(|k| k.name == "add_payment_method")
             .may_take::<dto::ReasonBody>()
             .returns::<dto::CommandResponse>()
             .query(&["dry_run"]),
         route(POST, "/v1/orgs/{id}/plan", operator, "Change the tier: upgrade if higher, downgrade if lower", billing::plan)
+            .runs(|k| matches!(k.name, "upgrade" | "downgrade"))
             .takes::<PlanRequest>()
             .returns::<dto::CommandResponse>()
             .query(&["dry_run"])
             .example(|| example(&PlanRequest { tier: 30_000, reason: None })),
         route(DELETE, "/v1/orgs/{id}/plan/scheduled", operator, "Cancel a scheduled downgrade", billing::cancel_downgrade)
+            .runs(|k| k.name == "cancel_downgrade")
             .may_take::<dto::ReasonBody>()
             .returns::<dto::CommandResponse>()
             .query(&["dry_run"]),
         route(POST, "/v1/orgs/{id}/addons", operator, "Include an add-on", billing::add_addon)
+            .runs(|k| k.name == "add_addon")
             .takes::<AddonRequest>()
             .returns::<dto::CommandResponse>()
             .query(&["dry_run"])
             .example(|| example(&AddonRequest { addon: "journeys".into(), reason: None })),
         route(DELETE, "/v1/orgs/{id}/addons/{addon}", operator, "Remove an add-on (at the next 1st unless in trial)", billing::remove_addon)
+            .runs(|k| k.name == "remove_addon")
             .may_take::<dto::ReasonBody>()
             .returns::<dto::CommandResponse>()
             .query(&["dry_run"]),
         route(POST, "/v1/orgs/{id}/addons/{addon}/keep", operator, "Cancel a scheduled add-on removal", billing::keep_addon)
+            .runs(|k| k.name == "cancel_addon_removal")
             .may_take::<dto::ReasonBody>()
             .returns::<dto::CommandResponse>()
             .query(&["dry_run"]),
         route(POST, "/v1/orgs/{id}/cancel", admin, "Cancel an org: confirm with exactly DELETE and give a reason", admin::cancel)
+            .runs(|k| k.name == "cancel")
             .may_take::<CancelRequest>()
             .returns::<dto::CommandResponse>()
             .query(&["dry_run"])
             .example(|| example(&CancelRequest { confirm: Some("DELETE".into()), reason: Some("customer asked".into()) })),
         route(POST, "/v1/orgs/{id}/admin/{op}", admin, "A manual operation: lock, unlock, extend_trial, extend_grace, postpone_cancel, end_trial, mark_paid, transition", admin::operation)
+            .runs(Kind::manual)
             .may_take::<AdminRequest>()
             .returns::<dto::CommandResponse>()
             .query(&["dry_run"])

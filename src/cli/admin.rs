@@ -117,6 +117,26 @@ pub enum AdminCommand {
         /// The org's id.
         org: String,
     },
+    // The subcommands that run a command against one org.
+    #[command(flatten)]
+    Command(OrgCommand),
+    /// Record the payment provider's outcome for an invoice.
+    Payment {
+        /// The invoice id (`admin invoices ORG` lists them).
+        invoice: i64,
+        /// What the payment provider reported.
+        #[arg(long, value_parser = ["succeeded", "failed"])]
+        outcome: String,
+        #[command(flatten)]
+        who: Who,
+    },
+}
+
+/// The subcommands that run a [`Command`] against one org: one per row of the command
+/// table ([`crate::domain::plan::KINDS`]) but `retry_overdue`, under the row's name in
+/// kebab-case.
+#[derive(Clone, Debug, Subcommand)]
+pub enum OrgCommand {
     /// Lock an org (reason `manual`).
     Lock {
         /// The org's id.
@@ -263,46 +283,45 @@ pub enum AdminCommand {
         #[command(flatten)]
         who: Who,
     },
-    /// Record the payment provider's outcome for an invoice.
-    Payment {
-        /// The invoice id (`admin invoices ORG` lists them).
-        invoice: i64,
-        /// What the payment provider reported.
-        #[arg(long, value_parser = ["succeeded", "failed"])]
-        outcome: String,
-        #[command(flatten)]
-        who: Who,
-    },
 }
 
-impl AdminCommand {
-    /// The actor and reason of a command that changes an org; `None` for the reads.
-    pub fn who(&self) -> Option<&Who> {
-        use AdminCommand as A;
+impl OrgCommand {
+    /// The org, [`Command`] and actor: the one mapping from subcommands to commands, for
+    /// the local and the remote CLI alike.
+    pub fn into_command(self) -> (String, Command, Who) {
+        use OrgCommand as O;
+        use PlanChange as P;
         match self {
-            A::Signup { who, .. }
-            | A::Lock { who, .. }
-            | A::Unlock { who, .. }
-            | A::ExtendTrial { who, .. }
-            | A::EndTrial { who, .. }
-            | A::ExtendGrace { who, .. }
-            | A::PostponeCancel { who, .. }
-            | A::MarkPaid { who, .. }
-            | A::Cancel { who, .. }
-            | A::Transition { who, .. }
-            | A::AddPaymentMethod { who, .. }
-            | A::Upgrade { who, .. }
-            | A::Downgrade { who, .. }
-            | A::CancelDowngrade { who, .. }
-            | A::AddAddon { who, .. }
-            | A::RemoveAddon { who, .. }
-            | A::CancelAddonRemoval { who, .. }
-            | A::Payment { who, .. } => Some(who),
-            A::Show { .. }
-            | A::Orgs { .. }
-            | A::Outbox(_)
-            | A::Stats { .. }
-            | A::Invoices { .. } => None,
+            O::Lock { org, who } => (org, Command::Lock, who),
+            O::Unlock {
+                org,
+                lock_reason,
+                who,
+            } => (
+                org,
+                Command::Unlock {
+                    reason: lock_reason,
+                },
+                who,
+            ),
+            O::ExtendTrial { org, days, who } => (org, Command::ExtendTrial { days }, who),
+            O::EndTrial { org, who } => (org, Command::EndTrial, who),
+            O::ExtendGrace { org, days, who } => (org, Command::ExtendGrace { days }, who),
+            O::PostponeCancel { org, days, who } => (org, Command::PostponeCancel { days }, who),
+            O::MarkPaid { org, who } => (org, Command::MarkPaid, who),
+            O::Cancel { org, confirm, who } => (org, Command::Cancel { confirm }, who),
+            O::Transition { org, to, who } => (org, Command::Transition { to }, who),
+            O::AddPaymentMethod { org, who } => (org, Command::AddPaymentMethod, who),
+            O::Upgrade { org, tier, who } => (org, Command::Plan(P::Upgrade { tier }), who),
+            O::Downgrade { org, tier, who } => (org, Command::Plan(P::Downgrade { tier }), who),
+            O::CancelDowngrade { org, who } => (org, Command::Plan(P::CancelDowngrade), who),
+            O::AddAddon { org, addon, who } => (org, Command::Plan(P::AddAddon { addon }), who),
+            O::RemoveAddon { org, addon, who } => {
+                (org, Command::Plan(P::RemoveAddon { addon }), who)
+            }
+            O::CancelAddonRemoval { org, addon, who } => {
+                (org, Command::Plan(P::CancelAddonRemoval { addon }), who)
+            }
         }
     }
 }
@@ -344,7 +363,15 @@ pub async fn run(
     out: &mut impl Write,
 ) -> Result<(), Failure> {
     let io = |e: std::io::Error| Failure::Other(e.into());
-    let (org, command, actor) = match command {
+    match command {
+        AdminCommand::Command(command) => {
+            let (org, command, who) = command.into_command();
+            let report = who
+                .engine(engine)
+                .command(&org, &command, &who.actor())
+                .await?;
+            print_report(out, &report).map_err(io)
+        }
         AdminCommand::Signup {
             org,
             plan,
@@ -367,9 +394,9 @@ pub async fn run(
                 active,
             };
             let report = who.engine(engine).signup(signup, &who.actor()).await?;
-            return print_report(out, &report).map_err(io);
+            print_report(out, &report).map_err(io)
         }
-        AdminCommand::Show { org, json } => return show(engine, &org, json, out).await,
+        AdminCommand::Show { org, json } => show(engine, &org, json, out).await,
         AdminCommand::Orgs {
             state,
             reason,
@@ -387,10 +414,10 @@ pub async fn run(
                 .iter()
                 .map(|o| json(&OrgSummary::from(o)))
                 .collect::<Result<Vec<_>, _>>()?;
-            return print_or_say(out, super::render::orgs(&rows), "no orgs match");
+            print_or_say(out, super::render::orgs(&rows), "no orgs match")
         }
-        AdminCommand::Stats { json } => return stats(engine, json, out).await,
-        AdminCommand::Outbox(command) => return super::outbox::run(engine, command, out).await,
+        AdminCommand::Stats { json } => stats(engine, json, out).await,
+        AdminCommand::Outbox(command) => super::outbox::run(engine, command, out).await,
         AdminCommand::Invoices { org } => {
             if engine.org(&org).await?.is_none() {
                 return Err(engine::Error::UnknownOrg(org).into());
@@ -400,11 +427,11 @@ pub async fn run(
                 .iter()
                 .map(|i| json(&InvoiceDto::from(i)))
                 .collect::<Result<Vec<_>, _>>()?;
-            return print_or_say(
+            print_or_say(
                 out,
                 super::render::invoices(&rows),
                 &format!("org `{org}` has no invoices yet"),
-            );
+            )
         }
         AdminCommand::Payment {
             invoice,
@@ -415,56 +442,9 @@ pub async fn run(
                 .engine(engine)
                 .payment_outcome(invoice, outcome == "succeeded", &who.actor())
                 .await?;
-            return print_report(out, &report).map_err(io);
+            print_report(out, &report).map_err(io)
         }
-        AdminCommand::Lock { org, who } => (org, Command::Lock, who),
-        AdminCommand::Unlock {
-            org,
-            lock_reason,
-            who,
-        } => (
-            org,
-            Command::Unlock {
-                reason: lock_reason,
-            },
-            who,
-        ),
-        AdminCommand::ExtendTrial { org, days, who } => (org, Command::ExtendTrial { days }, who),
-        AdminCommand::EndTrial { org, who } => (org, Command::EndTrial, who),
-        AdminCommand::ExtendGrace { org, days, who } => (org, Command::ExtendGrace { days }, who),
-        AdminCommand::PostponeCancel { org, days, who } => {
-            (org, Command::PostponeCancel { days }, who)
-        }
-        AdminCommand::MarkPaid { org, who } => (org, Command::MarkPaid, who),
-        AdminCommand::Cancel { org, confirm, who } => (org, Command::Cancel { confirm }, who),
-        AdminCommand::Transition { org, to, who } => (org, Command::Transition { to }, who),
-        AdminCommand::AddPaymentMethod { org, who } => (org, Command::AddPaymentMethod, who),
-        AdminCommand::Upgrade { org, tier, who } => {
-            (org, Command::Plan(PlanChange::Upgrade { tier }), who)
-        }
-        AdminCommand::Downgrade { org, tier, who } => {
-            (org, Command::Plan(PlanChange::Downgrade { tier }), who)
-        }
-        AdminCommand::CancelDowngrade { org, who } => {
-            (org, Command::Plan(PlanChange::CancelDowngrade), who)
-        }
-        AdminCommand::AddAddon { org, addon, who } => {
-            (org, Command::Plan(PlanChange::AddAddon { addon }), who)
-        }
-        AdminCommand::RemoveAddon { org, addon, who } => {
-            (org, Command::Plan(PlanChange::RemoveAddon { addon }), who)
-        }
-        AdminCommand::CancelAddonRemoval { org, addon, who } => (
-            org,
-            Command::Plan(PlanChange::CancelAddonRemoval { addon }),
-            who,
-        ),
-    };
-    let report = actor
-        .engine(engine)
-        .command(&org, &command, &actor.actor())
-        .await?;
-    print_report(out, &report).map_err(io)
+    }
 }
 
 /// Prints what a command did, one JSON line per fact (the simulator's format).
@@ -552,4 +532,49 @@ async fn stats(engine: &Engine, json: bool, out: &mut impl Write) -> Result<(), 
         counts.due
     ));
     out.write_all(text.as_bytes()).map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::AdminCommand;
+    use crate::cli::{Cli, Command as Cli_};
+    use crate::domain::plan::KINDS;
+
+    /// Each row of the command table but the engine's own is a subcommand under its name
+    /// in kebab-case, taking its fields as options, and runs the command of that row.
+    #[test]
+    fn every_subcommand_runs_the_command_of_its_name() {
+        for kind in KINDS.iter().filter(|k| k.name != "retry_overdue") {
+            let mut args: Vec<String> = ["acctd", "admin", &kind.name.replace('_', "-")]
+                .into_iter()
+                .chain(["acme", "--actor", "ops", "--reason", "asked"])
+                .map(str::to_owned)
+                .collect();
+            for field in kind.fields {
+                let value = match *field {
+                    "days" => "7",
+                    "to" => "locked",
+                    "lock_reason" => "manual",
+                    "tier" => "10000",
+                    "confirm" => "DELETE",
+                    _ => "journeys",
+                };
+                args.extend([format!("--{}", field.replace('_', "-")), value.to_owned()]);
+            }
+            let cli = Cli::try_parse_from(&args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            let Cli_::Admin {
+                command: AdminCommand::Command(command),
+                ..
+            } = cli.command
+            else {
+                panic!("{args:?} is not a command subcommand");
+            };
+            let (org, command, who) = command.into_command();
+            assert_eq!((org.as_str(), who.reason.as_str()), ("acme", "asked"));
+            assert_eq!(command.name(), kind.name);
+            assert_eq!(command.fields().len(), kind.fields.len(), "{}", kind.name);
+        }
+    }
 }

@@ -11,6 +11,8 @@ use serde_json::{json, Value};
 
 use super::admin::{AdminCommand, Failure};
 use crate::api::client::{Client, ClientError};
+use crate::domain::plan::FieldValue;
+use crate::engine::{Command, PlanChange};
 
 /// Where the admin API is, and the token to use.
 #[derive(Debug, Clone, Default, Args)]
@@ -82,27 +84,7 @@ struct Call {
     print: Print,
 }
 
-fn admin_op(org: &str, op: &str, body: Value) -> Call {
-    Call {
-        method: Method::POST,
-        path: format!("/v1/orgs/{}/admin/{op}", enc(org)),
-        body: Some(body),
-        print: Print::Facts,
-    }
-}
-
-fn post(path: String, body: Value) -> Call {
-    Call {
-        method: Method::POST,
-        path,
-        body: Some(body),
-        print: Print::Facts,
-    }
-}
-
-/// The request behind a subcommand. Subcommands added to [`AdminCommand`] later are
-/// refused here until they are mapped to a route.
-#[allow(unreachable_patterns, clippy::match_wildcard_for_single_variants)]
+/// The request behind a subcommand.
 fn call(command: AdminCommand) -> Result<Call, Failure> {
     let org_path = |org: &str, rest: &str| format!("/v1/orgs/{}{rest}", enc(org));
     Ok(match command {
@@ -163,85 +145,21 @@ fn call(command: AdminCommand) -> Result<Call, Failure> {
             body: None,
             print: Print::Invoices,
         },
-        AdminCommand::Lock { org, who } => admin_op(&org, "lock", json!({"reason": who.reason})),
-        AdminCommand::Unlock {
-            org,
-            lock_reason,
-            who,
-        } => admin_op(
-            &org,
-            "unlock",
-            json!({"reason": who.reason, "lock_reason": lock_reason.as_str()}),
-        ),
-        AdminCommand::ExtendTrial { org, days, who } => admin_op(
-            &org,
-            "extend_trial",
-            json!({"reason": who.reason, "days": days}),
-        ),
-        AdminCommand::EndTrial { org, who } => {
-            admin_op(&org, "end_trial", json!({"reason": who.reason}))
-        }
-        AdminCommand::ExtendGrace { org, days, who } => admin_op(
-            &org,
-            "extend_grace",
-            json!({"reason": who.reason, "days": days}),
-        ),
-        AdminCommand::PostponeCancel { org, days, who } => admin_op(
-            &org,
-            "postpone_cancel",
-            json!({"reason": who.reason, "days": days}),
-        ),
-        AdminCommand::MarkPaid { org, who } => {
-            admin_op(&org, "mark_paid", json!({"reason": who.reason}))
-        }
-        AdminCommand::Cancel { org, confirm, who } => post(
-            org_path(&org, "/cancel"),
-            json!({"confirm": confirm, "reason": who.reason}),
-        ),
-        AdminCommand::Transition { org, to, who } => admin_op(
-            &org,
-            "transition",
-            json!({"reason": who.reason, "to": to.as_str()}),
-        ),
-        AdminCommand::AddPaymentMethod { org, who } => post(
-            org_path(&org, "/payment-method"),
-            json!({"reason": who.reason}),
-        ),
-        AdminCommand::Upgrade { org, tier, who } | AdminCommand::Downgrade { org, tier, who } => {
-            post(
-                org_path(&org, "/plan"),
-                json!({"tier": tier, "reason": who.reason}),
-            )
-        }
-        AdminCommand::CancelDowngrade { org, .. } => Call {
-            method: Method::DELETE,
-            path: org_path(&org, "/plan/scheduled"),
-            body: None,
-            print: Print::Facts,
-        },
-        AdminCommand::AddAddon { org, addon, who } => post(
-            org_path(&org, "/addons"),
-            json!({"addon": addon, "reason": who.reason}),
-        ),
-        AdminCommand::RemoveAddon { org, addon, .. } => Call {
-            method: Method::DELETE,
-            path: org_path(&org, &format!("/addons/{}", enc(&addon))),
-            body: None,
-            print: Print::Facts,
-        },
-        AdminCommand::CancelAddonRemoval { org, addon, who } => post(
-            org_path(&org, &format!("/addons/{}/keep", enc(&addon))),
-            json!({"reason": who.reason}),
-        ),
         AdminCommand::Payment {
             invoice,
             outcome,
             who,
-        } => post(
-            format!("/v1/invoices/{invoice}/payment"),
-            json!({"outcome": outcome, "reason": who.reason}),
-        ),
-        other => {
+        } => Call {
+            method: Method::POST,
+            path: format!("/v1/invoices/{invoice}/payment"),
+            body: Some(json!({"outcome": outcome, "reason": who.reason})),
+            print: Print::Facts,
+        },
+        AdminCommand::Command(command) => {
+            let (org, command, who) = command.into_command();
+            command_call(&org, &command, &who.reason)?
+        }
+        other @ AdminCommand::Outbox(_) => {
             return Err(Failure::Input(format!(
                 "{other:?} is not available through the API; run it without --url"
             )))
@@ -249,12 +167,50 @@ fn call(command: AdminCommand) -> Result<Call, Failure> {
     })
 }
 
+/// The request that runs `command` against `org`: the route of the API's route table that
+/// runs its kind, with `{id}` the org, `{op}` the command's name and any other `{field}` one
+/// of its fields; the other fields and the reason go in the body.
+fn command_call(org: &str, command: &Command, reason: &str) -> Result<Call, Failure> {
+    let kind = command.kind();
+    let endpoint = crate::api::endpoints(false)
+        .into_iter()
+        .find(|e| e.runs.is_some_and(|runs| runs(kind)))
+        .ok_or_else(|| {
+            Failure::Input(format!(
+                "`{}` is not available through the API; run it without --url",
+                kind.name
+            ))
+        })?;
+    let mut path = endpoint
+        .path
+        .replace("{id}", &enc(org))
+        .replace("{op}", kind.name);
+    let mut body = json!({ "reason": reason });
+    for (field, value) in command.fields() {
+        let slot = format!("{{{field}}}");
+        if path.contains(&slot) {
+            path = path.replace(&slot, &enc(&value.to_string()));
+        } else {
+            body[field] = match value {
+                FieldValue::Number(n) => json!(n),
+                FieldValue::Text(t) => json!(t),
+            };
+        }
+    }
+    Ok(Call {
+        method: endpoint.method,
+        path,
+        body: Some(body),
+        print: Print::Facts,
+    })
+}
+
 /// `upgrade` and `downgrade` share one route that picks the direction from the tier; the
 /// CLI keeps its meaning by checking the direction first.
-async fn check_direction(client: &Client, command: &AdminCommand) -> Result<(), Failure> {
-    let (org, tier, up) = match command {
-        AdminCommand::Upgrade { org, tier, .. } => (org, *tier, true),
-        AdminCommand::Downgrade { org, tier, .. } => (org, *tier, false),
+async fn check_direction(client: &Client, org: &str, command: &Command) -> Result<(), Failure> {
+    let (tier, up) = match command {
+        Command::Plan(PlanChange::Upgrade { tier }) => (*tier, true),
+        Command::Plan(PlanChange::Downgrade { tier }) => (*tier, false),
         _ => return Ok(()),
     };
     let org_value = fetch(client, Method::GET, &format!("/v1/orgs/{}", enc(org)), None).await?;
@@ -326,8 +282,15 @@ pub async fn run(
             }
             _ => Failure::Input(e.to_string()),
         })?;
-    check_direction(&client, &command).await?;
-    let dry_run = command.who().is_some_and(|who| who.dry_run);
+    let dry_run = match &command {
+        AdminCommand::Signup { who, .. } | AdminCommand::Payment { who, .. } => who.dry_run,
+        AdminCommand::Command(command) => {
+            let (org, command, who) = command.clone().into_command();
+            check_direction(&client, &org, &command).await?;
+            who.dry_run
+        }
+        _ => false,
+    };
     let mut call = call(command)?;
     if dry_run {
         eprintln!("dry run: nothing is written");
@@ -379,7 +342,81 @@ pub async fn run(
 
 #[cfg(test)]
 mod tests {
-    use super::enc;
+    use serde_json::json;
+
+    use super::{command_call, enc};
+    use crate::domain::{LockReason, Status};
+    use crate::engine::{Command, PlanChange};
+
+    /// Each command's request, as `--url` sent it per subcommand before the command table.
+    #[test]
+    fn every_command_goes_to_its_route() {
+        let addon = || "add on".to_owned();
+        let cases = [
+            (Command::Lock, "POST /v1/orgs/a%2Fb/admin/lock", json!({})),
+            (
+                Command::Unlock {
+                    reason: LockReason::Overage,
+                },
+                "POST /v1/orgs/a%2Fb/admin/unlock",
+                json!({"lock_reason": "overage"}),
+            ),
+            (
+                Command::PostponeCancel { days: 7 },
+                "POST /v1/orgs/a%2Fb/admin/postpone_cancel",
+                json!({"days": 7}),
+            ),
+            (
+                Command::Transition { to: Status::Active },
+                "POST /v1/orgs/a%2Fb/admin/transition",
+                json!({"to": "active"}),
+            ),
+            (
+                Command::Cancel {
+                    confirm: "DELETE".into(),
+                },
+                "POST /v1/orgs/a%2Fb/cancel",
+                json!({"confirm": "DELETE"}),
+            ),
+            (
+                Command::AddPaymentMethod,
+                "POST /v1/orgs/a%2Fb/payment-method",
+                json!({}),
+            ),
+            (
+                Command::Plan(PlanChange::Downgrade { tier: 5_000 }),
+                "POST /v1/orgs/a%2Fb/plan",
+                json!({"tier": 5_000}),
+            ),
+            (
+                Command::Plan(PlanChange::CancelDowngrade),
+                "DELETE /v1/orgs/a%2Fb/plan/scheduled",
+                json!({}),
+            ),
+            (
+                Command::Plan(PlanChange::AddAddon { addon: addon() }),
+                "POST /v1/orgs/a%2Fb/addons",
+                json!({"addon": "add on"}),
+            ),
+            (
+                Command::Plan(PlanChange::RemoveAddon { addon: addon() }),
+                "DELETE /v1/orgs/a%2Fb/addons/add%20on",
+                json!({}),
+            ),
+            (
+                Command::Plan(PlanChange::CancelAddonRemoval { addon: addon() }),
+                "POST /v1/orgs/a%2Fb/addons/add%20on/keep",
+                json!({}),
+            ),
+        ];
+        for (command, route, mut body) in cases {
+            let call = command_call("a/b", &command, "why").unwrap();
+            body["reason"] = json!("why");
+            assert_eq!(format!("{} {}", call.method, call.path), route);
+            assert_eq!(call.body, Some(body), "{route}");
+        }
+        assert!(command_call("a", &Command::RetryOverdue, "why").is_err());
+    }
 
     #[test]
     fn path_segments_are_percent_encoded() {

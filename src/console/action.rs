@@ -15,7 +15,8 @@ use super::{redirect, render, ConsoleState, Failure, FormBody, Signed};
 use crate::api::extract::PathParams;
 use crate::api::ApiError;
 use crate::config::Role;
-use crate::domain::{LockReason, Org, Status};
+use crate::domain::plan::{Kind, KINDS};
+use crate::domain::Org;
 use crate::engine::{Actor, Command, PlanChange};
 
 /// One kind of action: its name in forms, its label, the role it needs and the fields it
@@ -32,97 +33,50 @@ pub struct Op {
     pub lifecycle: bool,
 }
 
-const fn op(
-    name: &'static str,
-    label: &'static str,
-    role: Role,
-    fields: &'static [&'static str],
-    lifecycle: bool,
-) -> Op {
-    Op {
-        name,
-        label,
-        role,
-        fields,
-        lifecycle,
+impl From<&Kind> for Op {
+    fn from(kind: &Kind) -> Self {
+        Op {
+            name: kind.name,
+            label: kind.summary,
+            role: if kind.admin() {
+                Role::Admin
+            } else {
+                Role::Operator
+            },
+            fields: kind.fields,
+            lifecycle: !kind.plan(),
+        }
     }
 }
 
-/// Every action the console offers.
-pub const OPS: [Op; 14] = [
-    op("lock", "Lock", Role::Admin, &[], true),
-    op("unlock", "Unlock", Role::Admin, &["lock_reason"], true),
-    op(
-        "extend_trial",
-        "Extend the trial",
-        Role::Admin,
-        &["days"],
-        true,
-    ),
-    op(
-        "extend_grace",
-        "Extend the grace period",
-        Role::Admin,
-        &["days"],
-        true,
-    ),
-    op(
-        "postpone_cancel",
-        "Postpone the cancellation",
-        Role::Admin,
-        &["days"],
-        true,
-    ),
-    op("end_trial", "End the trial now", Role::Admin, &[], true),
-    op(
-        "mark_paid",
-        "Mark the overdue invoices paid",
-        Role::Admin,
-        &[],
-        true,
-    ),
-    op("transition", "Move to a state", Role::Admin, &["to"], true),
-    op("cancel", "Cancel the org", Role::Admin, &[], true),
-    op(
-        "change_tier",
-        "Change the tier",
-        Role::Operator,
-        &["tier"],
-        false,
-    ),
-    op(
-        "cancel_downgrade",
-        "Cancel the scheduled downgrade",
-        Role::Operator,
-        &[],
-        false,
-    ),
-    op(
-        "add_addon",
-        "Add an add-on",
-        Role::Operator,
-        &["addon"],
-        false,
-    ),
-    op(
-        "remove_addon",
-        "Remove an add-on",
-        Role::Operator,
-        &["addon"],
-        false,
-    ),
-    op(
-        "keep_addon",
-        "Keep an add-on scheduled for removal",
-        Role::Operator,
-        &["addon"],
-        false,
-    ),
-];
+/// The console's tier change: an upgrade or a downgrade, picked from the tier given.
+const CHANGE_TIER: Op = Op {
+    name: "change_tier",
+    label: "Change the tier",
+    role: Role::Operator,
+    fields: &["tier"],
+    lifecycle: false,
+};
+
+/// Every action the console offers: the admin's rows of the command table and the plan
+/// changes, with one tier change for `upgrade` and `downgrade`.
+pub fn ops() -> Vec<Op> {
+    KINDS
+        .iter()
+        .filter(|k| (k.admin() || k.plan()) && k.name != "downgrade")
+        .map(|k| {
+            if k.name == "upgrade" {
+                CHANGE_TIER
+            } else {
+                Op::from(k)
+            }
+        })
+        .collect()
+}
 
 /// The actions a role may take.
 pub fn allowed(role: Role) -> Vec<Op> {
-    OPS.into_iter().filter(|o| o.role <= role).collect()
+    ops().into_iter().filter(|o| o.role <= role).collect()
 }
 
 /// An action form as submitted; every field is text, checked by [`parse`].
@@ -146,27 +100,6 @@ pub struct ActionForm {
     pub confirm: String,
 }
 
-fn invalid(field: &str, message: impl Into<String>) -> ApiError {
-    ApiError::invalid(field, message)
-}
-
-fn days(form: &ActionForm) -> Result<u32, ApiError> {
-    form.days
-        .trim()
-        .parse::<u32>()
-        .ok()
-        .filter(|d| (1..=3_650).contains(d))
-        .ok_or_else(|| invalid("days", "a whole number of days from 1 to 3650"))
-}
-
-fn addon(form: &ActionForm) -> Result<String, ApiError> {
-    let addon = form.addon.trim();
-    if addon.is_empty() {
-        return Err(invalid("addon", "choose an add-on"));
-    }
-    Ok(addon.to_owned())
-}
-
 /// The action's kind, command and a sentence saying what it does; the reason must not be
 /// blank.
 ///
@@ -174,122 +107,86 @@ fn addon(form: &ActionForm) -> Result<String, ApiError> {
 /// [`ApiError::NotFound`] for an unknown action; [`ApiError::Invalid`] for a missing or
 /// malformed field.
 pub fn parse(form: &ActionForm, org: &Org) -> Result<(Op, Command, String), ApiError> {
-    let op = OPS
+    let op = ops()
         .into_iter()
         .find(|o| o.name == form.op)
         .ok_or_else(|| ApiError::NotFound(format!("unknown action `{}`", form.op)))?;
     if form.reason.trim().is_empty() {
-        return Err(invalid(
+        return Err(ApiError::invalid(
             "reason",
             "a reason is required; it is stored in the audit trail",
         ));
     }
-    let id = &org.id;
-    let (command, summary) = match op.name {
-        "lock" => (Command::Lock, format!("Lock `{id}` (manual lock).")),
-        "unlock" => {
-            let reason = match form.lock_reason.trim() {
-                "" => LockReason::Manual,
-                r => r
-                    .parse::<LockReason>()
-                    .map_err(|e| invalid("lock_reason", e.to_string()))?,
-            };
-            (
-                Command::Unlock { reason },
-                format!("Lift the `{}` lock of `{id}`.", reason.as_str()),
-            )
-        }
-        "extend_trial" => {
-            let days = days(form)?;
-            (
-                Command::ExtendTrial { days },
-                format!("Extend the trial of `{id}` by {days} days."),
-            )
-        }
-        "extend_grace" => {
-            let days = days(form)?;
-            (
-                Command::ExtendGrace { days },
-                format!("Extend the grace period of `{id}` by {days} days."),
-            )
-        }
-        "postpone_cancel" => {
-            let days = days(form)?;
-            (
-                Command::PostponeCancel { days },
-                format!("Postpone the cancellation of `{id}` by {days} days."),
-            )
-        }
-        "end_trial" => (Command::EndTrial, format!("End the trial of `{id}` now.")),
-        "mark_paid" => (
-            Command::MarkPaid,
-            format!("Mark the overdue invoices of `{id}` paid."),
-        ),
-        "transition" => {
-            let to = form
-                .to
-                .trim()
-                .parse::<Status>()
-                .map_err(|e| invalid("to", e.to_string()))?;
-            (
-                Command::Transition { to },
-                format!("Move `{id}` to `{}`.", to.as_str()),
-            )
-        }
-        "cancel" => (
-            Command::Cancel {
-                confirm: "DELETE".to_owned(),
-            },
-            format!("Cancel `{id}`: its data is purged and it cannot come back."),
-        ),
-        "change_tier" => {
-            let tier = form
-                .tier
-                .trim()
-                .replace(['_', ','], "")
-                .parse::<u32>()
-                .map_err(|_| invalid("tier", "a tier in MAU, such as 20000"))?;
-            let change = match tier.cmp(&org.tier) {
-                std::cmp::Ordering::Greater => PlanChange::Upgrade { tier },
-                std::cmp::Ordering::Less => PlanChange::Downgrade { tier },
-                std::cmp::Ordering::Equal => {
-                    return Err(invalid("tier", format!("`{id}` is on tier {tier} already")))
-                }
-            };
-            let what = if tier > org.tier {
-                "Upgrade (charged prorated now)"
-            } else {
-                "Downgrade (at the next 1st)"
-            };
-            (
-                Command::Plan(change),
-                format!("{what} `{id}` from tier {} to tier {tier}.", org.tier),
-            )
-        }
-        "cancel_downgrade" => (
-            Command::Plan(PlanChange::CancelDowngrade),
-            format!("Cancel the scheduled downgrade of `{id}`."),
-        ),
-        "add_addon" => {
-            let addon = addon(form)?;
-            let summary = format!("Add the add-on `{addon}` to `{id}`.");
-            (Command::Plan(PlanChange::AddAddon { addon }), summary)
-        }
-        "remove_addon" => {
-            let addon = addon(form)?;
-            let summary = format!("Remove the add-on `{addon}` from `{id}`.");
-            (Command::Plan(PlanChange::RemoveAddon { addon }), summary)
-        }
-        _ => {
-            let addon = addon(form)?;
-            let summary = format!("Keep the add-on `{addon}` of `{id}` (cancel its removal).");
-            (
-                Command::Plan(PlanChange::CancelAddonRemoval { addon }),
-                summary,
-            )
-        }
+    let value = |field: &str| match field {
+        "days" => form.days.as_str(),
+        "to" => form.to.as_str(),
+        "lock_reason" => form.lock_reason.as_str(),
+        "tier" => form.tier.as_str(),
+        "addon" => form.addon.as_str(),
+        // The confirm page asks for `DELETE`; `execute` checks it.
+        "confirm" if op.name == "cancel" => "DELETE",
+        _ => "",
     };
+    let field = |name: &str| Some(value(name).trim().to_owned()).filter(|v| !v.is_empty());
+    let id = &org.id;
+    let command = match op.name {
+        // A tier is read as an upgrade's, then the org's tier picks the direction.
+        "change_tier" => match Command::from_fields("upgrade", field)? {
+            Command::Plan(PlanChange::Upgrade { tier }) => Command::change_tier(tier, org.tier)
+                .ok_or_else(|| {
+                    ApiError::invalid("tier", format!("org `{id}` is on tier {tier} already"))
+                })?,
+            other => other,
+        },
+        name => Command::from_fields(name, field)?,
+    };
+    let summary = summary(&command, org);
     Ok((op, command, summary))
+}
+
+/// A sentence saying what `command` does to `org`.
+fn summary(command: &Command, org: &Org) -> String {
+    let id = &org.id;
+    match command {
+        Command::Lock => format!("Lock `{id}` (manual lock)."),
+        Command::Unlock { reason } => format!("Lift the `{}` lock of `{id}`.", reason.as_str()),
+        Command::ExtendTrial { days } => format!("Extend the trial of `{id}` by {days} days."),
+        Command::ExtendGrace { days } => {
+            format!("Extend the grace period of `{id}` by {days} days.")
+        }
+        Command::PostponeCancel { days } => {
+            format!("Postpone the cancellation of `{id}` by {days} days.")
+        }
+        Command::EndTrial => format!("End the trial of `{id}` now."),
+        Command::MarkPaid => format!("Mark the overdue invoices of `{id}` paid."),
+        Command::Transition { to } => format!("Move `{id}` to `{}`.", to.as_str()),
+        Command::Cancel { .. } => {
+            format!("Cancel `{id}`: its data is purged and it cannot come back.")
+        }
+        Command::Plan(PlanChange::Upgrade { tier }) => format!(
+            "Upgrade (charged prorated now) `{id}` from tier {} to tier {tier}.",
+            org.tier
+        ),
+        Command::Plan(PlanChange::Downgrade { tier }) => format!(
+            "Downgrade (at the next 1st) `{id}` from tier {} to tier {tier}.",
+            org.tier
+        ),
+        Command::Plan(PlanChange::CancelDowngrade) => {
+            format!("Cancel the scheduled downgrade of `{id}`.")
+        }
+        Command::Plan(PlanChange::AddAddon { addon }) => {
+            format!("Add the add-on `{addon}` to `{id}`.")
+        }
+        Command::Plan(PlanChange::RemoveAddon { addon }) => {
+            format!("Remove the add-on `{addon}` from `{id}`.")
+        }
+        Command::Plan(PlanChange::CancelAddonRemoval { addon }) => {
+            format!("Keep the add-on `{addon}` of `{id}` (cancel its removal).")
+        }
+        Command::AddPaymentMethod | Command::RetryOverdue => {
+            format!("{} for `{id}`.", command.kind().summary)
+        }
+    }
 }
 
 /// Checks the role and parses the form against the org as it is now.
@@ -304,7 +201,7 @@ async fn prepare(
         .org(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("unknown org `{id}`")))?;
-    if let Some(op) = OPS.iter().find(|o| o.name == form.op) {
+    if let Some(op) = ops().into_iter().find(|o| o.name == form.op) {
         if signed.role() < op.role {
             return Err(Failure(ApiError::Forbidden {
                 role: signed.role(),
@@ -476,7 +373,7 @@ mod tests {
 
     #[test]
     fn every_action_needs_a_reason() {
-        for op in OPS {
+        for op in ops() {
             let err = parse(&form(op.name, "  "), &org()).unwrap_err();
             assert!(err.to_string().starts_with("reason:"), "{}: {err}", op.name);
         }
@@ -510,7 +407,7 @@ mod tests {
     fn viewers_may_take_no_action() {
         assert!(allowed(Role::Viewer).is_empty());
         assert!(allowed(Role::Operator).iter().all(|o| !o.lifecycle));
-        assert_eq!(allowed(Role::Admin).len(), OPS.len());
+        assert_eq!(allowed(Role::Admin).len(), ops().len());
     }
 
     #[test]

@@ -19,7 +19,7 @@ use crate::engine::{self, Actor, Command, Engine, Fact, ScriptedGateway, Signup}
 use crate::report::html;
 use crate::storage;
 pub use scenario::Scenario;
-use scenario::{Action, AdminOp, Expect};
+use scenario::{Action, Expect};
 
 /// Why a simulation could not run.
 #[derive(Debug, thiserror::Error)]
@@ -379,42 +379,26 @@ async fn step_run<W: Write>(
     step: &scenario::Step,
     out: &mut Out<'_, W>,
 ) -> Result<(), Error> {
-    let customer = Actor::new(step.org.clone(), step.name.clone());
     let (command, actor) = match &step.action {
         Action::Usage { .. } => return usage_run(engine, &[step], out).await,
-        Action::Plan(change) => (Command::Plan(change.clone()), customer),
-        Action::AddPaymentMethod => (Command::AddPaymentMethod, customer),
         Action::CardDeclined => {
             gateway.decline(&step.org);
             return Ok(());
         }
         Action::CardUpdated => {
             gateway.approve(&step.org);
-            (Command::AddPaymentMethod, customer)
+            let actor = Actor::new(step.org.clone(), step.name.clone());
+            (Command::AddPaymentMethod, actor)
         }
-        Action::EndTrial => (Command::EndTrial, customer),
-        Action::Cancel { confirm, reason } => (
-            Command::Cancel {
-                confirm: confirm.clone(),
-            },
-            Actor {
-                name: step.org.clone(),
-                reason: reason.clone(),
-            },
+        Action::Customer { command, reason } => (
+            command.clone(),
+            Actor::new(step.org.clone(), reason.clone()),
         ),
-        Action::Admin { op, actor, reason } => {
-            let command = match op {
-                AdminOp::Lock => Command::Lock,
-                AdminOp::Unlock(reason) => Command::Unlock { reason: *reason },
-                AdminOp::ExtendTrial(days) => Command::ExtendTrial { days: *days },
-                AdminOp::EndTrial => Command::EndTrial,
-                AdminOp::ExtendGrace(days) => Command::ExtendGrace { days: *days },
-                AdminOp::PostponeCancel(days) => Command::PostponeCancel { days: *days },
-                AdminOp::MarkPaid => Command::MarkPaid,
-                AdminOp::Transition(to) => Command::Transition { to: *to },
-            };
-            (command, Actor::new(actor.clone(), reason.clone()))
-        }
+        Action::Admin {
+            command,
+            actor,
+            reason,
+        } => (command.clone(), Actor::new(actor.clone(), reason.clone())),
     };
     let mut result = engine.command(&step.org, &command, &actor).await;
     if matches!(step.action, Action::CardUpdated) {

@@ -10,8 +10,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::config::line_col;
+use crate::domain::plan::{FieldError, Kind, FIELDS};
 use crate::domain::{LockReason, Status};
-use crate::engine::PlanChange;
+use crate::engine::Command;
 
 /// A scenario the simulator refuses to run: exit code 2.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,19 +131,6 @@ pub struct Org {
     pub line: usize,
 }
 
-/// The manual operations an `admin` step can run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AdminOp {
-    Lock,
-    Unlock(LockReason),
-    ExtendTrial(u32),
-    EndTrial,
-    ExtendGrace(u32),
-    PostponeCancel(u32),
-    MarkPaid,
-    Transition(Status),
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     Usage {
@@ -151,17 +139,18 @@ pub enum Action {
         data_points: u64,
         correction: bool,
     },
-    Plan(crate::engine::PlanChange),
-    AddPaymentMethod,
     CardDeclined,
     CardUpdated,
-    EndTrial,
-    Cancel {
-        confirm: String,
-        reason: Option<String>,
+    /// A command the org asks for itself (a customer row of the command table, named by
+    /// `action`): the org is the actor; the reason is the one given (`cancel` takes one)
+    /// or else the action's name.
+    Customer {
+        command: Command,
+        reason: String,
     },
+    /// A manual operation (a manual row of the command table, named by `op`).
     Admin {
-        op: AdminOp,
+        command: Command,
         actor: String,
         reason: String,
     },
@@ -187,10 +176,9 @@ pub struct Expect {
     pub line: usize,
 }
 
-const ACTIONS: &str =
-    "usage, add_payment_method, card_declined, card_updated, end_trial, cancel, admin";
-const OPS: &str =
-    "lock, unlock, extend_trial, end_trial, extend_grace, postpone_cancel, mark_paid, transition";
+/// The actions that run no command of their own; the others are the customer rows of the
+/// command table.
+const ACTIONS: &str = "usage, card_declined, card_updated, admin, ";
 
 #[derive(Clone, Copy)]
 struct Ctx<'a> {
@@ -452,161 +440,121 @@ pub fn parse(file: &Path, text: String) -> Result<Scenario, Error> {
     })
 }
 
+/// A key's value as text, and its line.
+fn given<T: ToString>(cx: &Ctx<'_>, v: Option<&Spanned<T>>) -> Option<(String, usize)> {
+    v.map(|v| (v.get_ref().to_string(), cx.line(v)))
+}
+
 fn step_action(cx: &Ctx<'_>, s: &RawStep) -> Result<Action, Error> {
     let name = s.action.get_ref().as_str();
-    let allowed: &[&str] = match name {
-        "add_payment_method" | "card_declined" | "card_updated" | "end_trial"
-        | "cancel_downgrade" => &[],
-        "usage" => &["project", "mau", "data_points", "correction"],
-        "upgrade" | "downgrade" => &["tier"],
-        "add_addon" | "remove_addon" | "cancel_addon_removal" => &["addon"],
-        "cancel" => &["confirm", "reason"],
-        "admin" => &["op", "actor", "reason", "days", "lock_reason", "to"],
-        _ => {
-            return Err(cx.err(
-                &s.action,
-                "step.action",
-                format!("unknown action `{name}`, expected one of: {ACTIONS}"),
-            ));
-        }
-    };
-    let present: [(&str, Option<usize>); 13] = [
-        ("project", s.project.as_ref().map(|v| cx.line(v))),
-        ("mau", s.mau.as_ref().map(|v| cx.line(v))),
-        ("data_points", s.data_points.as_ref().map(|v| cx.line(v))),
-        ("correction", s.correction.as_ref().map(|v| cx.line(v))),
-        ("tier", s.tier.as_ref().map(|v| cx.line(v))),
-        ("addon", s.addon.as_ref().map(|v| cx.line(v))),
-        ("confirm", s.confirm.as_ref().map(|v| cx.line(v))),
-        ("reason", s.reason.as_ref().map(|v| cx.line(v))),
-        ("op", s.op.as_ref().map(|v| cx.line(v))),
-        ("actor", s.actor.as_ref().map(|v| cx.line(v))),
-        ("days", s.days.as_ref().map(|v| cx.line(v))),
-        ("lock_reason", s.lock_reason.as_ref().map(|v| cx.line(v))),
-        ("to", s.to.as_ref().map(|v| cx.line(v))),
+    // Every key a step may carry besides `at`, `org` and `action`: its value and line.
+    let keys: [(&str, Option<(String, usize)>); 13] = [
+        ("project", given(cx, s.project.as_ref())),
+        ("mau", given(cx, s.mau.as_ref())),
+        ("data_points", given(cx, s.data_points.as_ref())),
+        ("correction", given(cx, s.correction.as_ref())),
+        ("tier", given(cx, s.tier.as_ref())),
+        ("addon", given(cx, s.addon.as_ref())),
+        ("confirm", given(cx, s.confirm.as_ref())),
+        ("reason", given(cx, s.reason.as_ref())),
+        ("op", given(cx, s.op.as_ref())),
+        ("actor", given(cx, s.actor.as_ref())),
+        ("days", given(cx, s.days.as_ref())),
+        ("lock_reason", given(cx, s.lock_reason.as_ref())),
+        ("to", given(cx, s.to.as_ref())),
     ];
-    if let Some((key, line)) = present
-        .iter()
-        .find_map(|(key, line)| line.filter(|_| !allowed.contains(key)).map(|l| (*key, l)))
-    {
-        return Err(Error {
+    let value = |key: &str| {
+        keys.iter()
+            .find(|(k, _)| *k == key)
+            .and_then(|(_, v)| v.clone())
+    };
+    let at_key = |key: &str, message: String| {
+        let line = value(key).map_or_else(|| cx.line(&s.action), |(_, line)| line);
+        Error {
             file: cx.file.to_owned(),
             line,
             key: format!("step.{key}"),
-            message: format!("action `{name}` takes no `{key}`"),
-        });
-    }
-    let required = |v: &Option<Spanned<String>>, key: &str| -> Result<String, Error> {
-        v.as_ref().map(|v| v.get_ref().clone()).ok_or_else(|| {
-            cx.err(
-                &s.action,
-                &format!("step.{key}"),
-                format!("action `{name}` needs `{key}`"),
-            )
-        })
+            message,
+        }
     };
-    Ok(match name {
-        "usage" => Action::Usage {
-            project: required(&s.project, "project")?,
-            mau: s
-                .mau
-                .as_ref()
-                .map(|v| *v.get_ref())
-                .ok_or_else(|| cx.err(&s.action, "step.mau", "action `usage` needs `mau`"))?,
-            data_points: s.data_points.as_ref().map_or(0, |v| *v.get_ref()),
-            correction: s.correction.as_ref().is_some_and(|v| *v.get_ref()),
-        },
-        "upgrade" | "downgrade" => {
-            let tier = s.tier.as_ref().map(|v| *v.get_ref()).ok_or_else(|| {
+    let required = |key: &str| {
+        value(key)
+            .map(|(v, _)| v)
+            .ok_or_else(|| at_key(key, format!("action `{name}` needs `{key}`")))
+    };
+    // Names the legal ones as `Kind::named` does, after the actions that run no command.
+    let unknown = |e: FieldError, what: &str, name: &str, more: &str| match e {
+        FieldError::Unknown { expected, .. } => {
+            format!("unknown {what} `{name}`, expected one of: {more}{expected}")
+        }
+        other => other.to_string(),
+    };
+    // The command's kind and what to call it in messages, and the other keys it takes.
+    let (kind, what, allowed): (_, _, &[&str]) = match name {
+        "usage" => (
+            None,
+            String::new(),
+            &["project", "mau", "data_points", "correction"],
+        ),
+        "card_declined" | "card_updated" => (None, String::new(), &[]),
+        "admin" => {
+            let op = required("op")?;
+            let kind = Kind::named(&op, Kind::manual)
+                .map_err(|e| at_key("op", unknown(e, "op", &op, "")))?;
+            (Some(kind), format!("op `{op}`"), &["op", "actor", "reason"])
+        }
+        _ => {
+            let kind = Kind::named(name, Kind::customer).map_err(|e| {
                 cx.err(
                     &s.action,
-                    "step.tier",
-                    format!("action `{name}` needs `tier`"),
+                    "step.action",
+                    unknown(e, "action", name, ACTIONS),
                 )
             })?;
-            Action::Plan(if name == "upgrade" {
-                PlanChange::Upgrade { tier }
-            } else {
-                PlanChange::Downgrade { tier }
-            })
+            let allowed: &[&str] = if name == "cancel" { &["reason"] } else { &[] };
+            (Some(kind), format!("action `{name}`"), allowed)
         }
-        "cancel_downgrade" => Action::Plan(PlanChange::CancelDowngrade),
-        "add_addon" => Action::Plan(PlanChange::AddAddon {
-            addon: required(&s.addon, "addon")?,
-        }),
-        "remove_addon" => Action::Plan(PlanChange::RemoveAddon {
-            addon: required(&s.addon, "addon")?,
-        }),
-        "cancel_addon_removal" => Action::Plan(PlanChange::CancelAddonRemoval {
-            addon: required(&s.addon, "addon")?,
-        }),
-        "add_payment_method" => Action::AddPaymentMethod,
-        "card_declined" => Action::CardDeclined,
-        "card_updated" => Action::CardUpdated,
-        "end_trial" => Action::EndTrial,
-        "cancel" => Action::Cancel {
-            confirm: required(&s.confirm, "confirm")?,
-            reason: s.reason.as_ref().map(|r| r.get_ref().clone()),
-        },
-        _ => {
-            let op_name = required(&s.op, "op")?;
-            let op_span = s.op.as_ref().unwrap_or(&s.action);
-            // A day count the rules would refuse is a bad scenario, not a refused step.
-            let days = || {
-                let d = s.days.as_ref().ok_or_else(|| {
-                    cx.err(op_span, "step.days", format!("op `{op_name}` needs `days`"))
-                })?;
-                let range = crate::domain::plan::EXTENSION_DAYS;
-                if range.contains(d.get_ref()) {
-                    Ok(*d.get_ref())
-                } else {
-                    Err(cx.err(
-                        d,
-                        "step.days",
-                        format!(
-                            "{} is out of range {}..={}",
-                            d.get_ref(),
-                            range.start(),
-                            range.end()
-                        ),
-                    ))
+    };
+    let takes = |key: &&str| allowed.contains(key) || (kind.is_some() && FIELDS.contains(key));
+    if let Some((key, _)) = keys.iter().find(|(key, v)| v.is_some() && !takes(key)) {
+        return Err(at_key(key, format!("action `{name}` takes no `{key}`")));
+    }
+    let Some(kind) = kind else {
+        return Ok(match name {
+            "usage" => {
+                Action::Usage {
+                    project: required("project")?,
+                    mau: s.mau.as_ref().map(|v| *v.get_ref()).ok_or_else(|| {
+                        cx.err(&s.action, "step.mau", "action `usage` needs `mau`")
+                    })?,
+                    data_points: s.data_points.as_ref().map_or(0, |v| *v.get_ref()),
+                    correction: s.correction.as_ref().is_some_and(|v| *v.get_ref()),
                 }
-            };
-            let op = match op_name.as_str() {
-                "lock" => AdminOp::Lock,
-                "unlock" => AdminOp::Unlock(match &s.lock_reason {
-                    Some(r) => r
-                        .get_ref()
-                        .parse()
-                        .map_err(|e: crate::domain::UnknownName| {
-                            cx.err(r, "step.lock_reason", e.to_string())
-                        })?,
-                    None => LockReason::Manual,
-                }),
-                "extend_trial" => AdminOp::ExtendTrial(days()?),
-                "end_trial" => AdminOp::EndTrial,
-                "extend_grace" => AdminOp::ExtendGrace(days()?),
-                "postpone_cancel" => AdminOp::PostponeCancel(days()?),
-                "mark_paid" => AdminOp::MarkPaid,
-                "transition" => {
-                    let to = required(&s.to, "to")?;
-                    AdminOp::Transition(to.parse().map_err(|e: crate::domain::UnknownName| {
-                        cx.err(s.to.as_ref().unwrap_or(op_span), "step.to", e.to_string())
-                    })?)
-                }
-                other => {
-                    return Err(cx.err(
-                        op_span,
-                        "step.op",
-                        format!("unknown op `{other}`, expected one of: {OPS}"),
-                    ))
-                }
-            };
-            Action::Admin {
-                op,
-                actor: required(&s.actor, "actor")?,
-                reason: required(&s.reason, "reason")?,
             }
+            "card_declined" => Action::CardDeclined,
+            _ => Action::CardUpdated,
+        });
+    };
+    let command = kind
+        .command(|field| value(field).map(|(v, _)| v))
+        .map_err(|e| match e {
+            FieldError::Missing { field, .. } => Error {
+                line: cx.line(s.op.as_ref().unwrap_or(&s.action)),
+                ..at_key(field, format!("{what} needs `{field}`"))
+            },
+            FieldError::Extra { field, .. } => at_key(field, format!("{what} takes no `{field}`")),
+            other => at_key(other.field().unwrap_or("action"), other.to_string()),
+        })?;
+    Ok(if name == "admin" {
+        Action::Admin {
+            command,
+            actor: required("actor")?,
+            reason: required("reason")?,
+        }
+    } else {
+        Action::Customer {
+            command,
+            reason: value("reason").map_or_else(|| name.to_owned(), |(v, _)| v),
         }
     })
 }

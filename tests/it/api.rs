@@ -1612,6 +1612,21 @@ async fn admin_cli_acts_through_the_api(backend: Backend) {
         "{shown}"
     );
 
+    // Each command goes to its route: its fields in the path or the body, with the
+    // reason (a DELETE too).
+    for args in [
+        &["unlock", "acme", "--lock-reason", "manual"][..],
+        &["extend-trial", "acme", "--days", "3"],
+        &["add-addon", "acme", "--addon", "journeys"],
+        &["remove-addon", "acme", "--addon", "journeys"],
+    ] {
+        let out = run(admin(ADMIN, &[args, &who].concat()), vec![])
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+    }
+
     let out = run(
         vec![
             "admin".into(),

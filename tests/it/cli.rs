@@ -80,6 +80,8 @@ fn bad_scenarios_exit_2_naming_file_line_and_key() {
         ("[[step]]\nat = \"2026-03-05T00:00:00Z\"\norg = \"a\"\naction = \"admin\"\nop = \"lock\"\n", "needs `actor`"),
         ("[config.lifecycle]\ngrace_dayz = 3\n", ":9: key `lifecycle.grace_dayz`"),
         ("[[step]]\nat = \"2026-03-05T00:00:00Z\"\norg = \"a\"\naction = \"upgrade\"\n", "key `step.tier`: action `upgrade` needs `tier`"),
+        ("[[step]]\nat = \"2026-03-05T00:00:00Z\"\norg = \"a\"\naction = \"admin\"\nop = \"lock\"\ndays = 3\n", ":13: key `step.days`: op `lock` takes no `days`"),
+        ("[[step]]\nat = \"2026-03-05T00:00:00Z\"\norg = \"a\"\naction = \"admin\"\nop = \"nuke\"\n", ":12: key `step.op`: unknown op `nuke`, expected one of: lock, unlock"),
     ];
     for (body, expected) in cases {
         let path = scenario(dir.path(), body);

@@ -25,7 +25,8 @@ pub enum PlanChange {
 }
 
 impl PlanChange {
-    fn name(&self) -> &'static str {
+    /// Its name in the command table ([`super::KINDS`]).
+    pub fn name(&self) -> &'static str {
         match self {
             PlanChange::Upgrade { .. } => "upgrade",
             PlanChange::Downgrade { .. } => "downgrade",

@@ -38,7 +38,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use rust_decimal::Decimal;
 
 pub use change::PlanChange;
-pub use command::Command;
+pub use command::{Command, FieldError, FieldValue, Kind, FIELDS, KINDS};
 pub use deadline::EXTENSION_DAYS;
 pub use usage::{Outcome, UsageReport};
 
