@@ -10,7 +10,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 
 use acctd::domain::period::{next_first_after, Period};
 use acctd::domain::{Lifecycle, LockReason, LockReasons, Org, Status, Timers};
@@ -248,8 +248,7 @@ pub async fn seed(
     while start < orgs {
         let end = (start + SEED_CHUNK).min(orgs);
         let chunk: Vec<Org> = (start..end).map(|i| org(scenario, i, now)).collect();
-        let txn = db.begin().await?;
-        storage::lock_writes(&txn).await?;
+        let txn = storage::begin_write(db).await?;
         storage::org::insert_many(&txn, &chunk, now).await?;
         txn.commit().await?;
         start = end;
@@ -349,8 +348,7 @@ pub async fn raw_sweep(
            grace_ends_at = NULL, overage_lock_mau = NULL, version = version + 1, updated_at = {p2} \
          WHERE {due}"
     );
-    let txn = db.begin().await?;
-    storage::lock_writes(&txn).await?;
+    let txn = storage::begin_write(db).await?;
     let values = |n: usize| -> Vec<sea_orm::Value> { vec![now.into(); n] };
     let t = txn
         .execute_raw(Statement::from_sql_and_values(

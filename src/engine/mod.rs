@@ -18,7 +18,7 @@ pub mod whatif;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{DatabaseConnection, DatabaseTransaction, TransactionTrait};
+use sea_orm::{DatabaseConnection, DatabaseTransaction};
 
 use crate::clock::Clock;
 pub use crate::domain::fact::{Fact, Report};
@@ -385,8 +385,7 @@ impl Engine {
         let limit = self.sizer.next();
         // Where a batch's time goes, for `log.level = "acctd=debug"`.
         let t0 = std::time::Instant::now();
-        let txn = self.db.begin().await?;
-        storage::lock_writes(&txn).await?;
+        let txn = storage::begin_write(&self.db).await?;
         let (mut due, last_rowid) = match after {
             None => (
                 orgs::claim_due(&txn, until, limit, self.scope.as_deref()).await?,
@@ -546,8 +545,7 @@ impl Engine {
             new.push(org);
         }
         let storage_error = |e: Error| (0, e);
-        let txn = self.db.begin().await.map_err(|e| storage_error(e.into()))?;
-        storage::lock_writes(&txn)
+        let txn = storage::begin_write(&self.db)
             .await
             .map_err(|e| storage_error(e.into()))?;
         let ids: Vec<&str> = new.iter().map(|o| o.id.as_str()).collect();
@@ -674,8 +672,7 @@ impl Engine {
 
     async fn try_command(&self, org_id: &str, command: &Command, actor: &Actor) -> Result<Report> {
         let at = self.clock.now();
-        let txn = self.db.begin().await?;
-        storage::lock_writes(&txn).await?;
+        let txn = storage::begin_write(&self.db).await?;
         let mut org = orgs::load(&txn, org_id)
             .await?
             .ok_or_else(|| Error::UnknownOrg(org_id.to_owned()))?;
@@ -720,8 +717,7 @@ impl Engine {
     ) -> Result<Report> {
         check_reason(actor)?;
         let at = self.clock.now();
-        let txn = self.db.begin().await?;
-        storage::lock_writes(&txn).await?;
+        let txn = storage::begin_write(&self.db).await?;
         // This read only finds the org. The invoice is checked in the snapshot, read once
         // the org is locked: concurrent outcomes for one invoice wait for each other there
         // (on PostgreSQL; SQLite has one writer), and each sees what the one before did.

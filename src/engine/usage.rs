@@ -3,8 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use sea_orm::TransactionTrait;
-
 use super::{Actor, Engine, Report, Result};
 use crate::domain::period::Period;
 pub use crate::domain::plan::{Outcome, UsageReport};
@@ -79,8 +77,7 @@ impl Engine {
             CHUNK
         };
         for (c, chunk) in reports.chunks(size).enumerate() {
-            let txn = self.db.begin().await?;
-            storage::lock_writes(&txn).await?;
+            let txn = storage::begin_write(&self.db).await?;
             // The chunk's orgs (locked on PostgreSQL, in id order), as read.
             let mut ids: Vec<&str> = chunk.iter().map(|r| r.org.as_str()).collect();
             ids.sort_unstable();

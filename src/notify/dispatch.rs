@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
-use sea_orm::{DatabaseConnection, TransactionTrait};
+use sea_orm::DatabaseConnection;
 use tokio::sync::Notify as Bell;
 use tokio_util::sync::CancellationToken;
 
@@ -104,8 +104,7 @@ impl Dispatcher {
         let now = self.clock.now();
         let lease =
             now + Duration::seconds(i64::try_from(self.settings.lease_seconds).unwrap_or(120));
-        let txn = self.db.begin().await?;
-        storage::lock_writes(&txn).await?;
+        let txn = storage::begin_write(&self.db).await?;
         let mut channels = Vec::new();
         if self.mailer.delivers() {
             channels.push("email");

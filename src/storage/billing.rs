@@ -74,7 +74,7 @@ impl NewInvoice<'_> {
 
 /// Reserves at least `n` new invoice ids, in increasing order, for [`insert_many`].
 ///
-/// On `SQLite` the caller holds the write lock (see [`super::lock_writes`]), so the ids
+/// On `SQLite` the caller holds the write lock (see [`super::begin_write`]), so the ids
 /// are those after the highest ever used (the table is `AUTOINCREMENT`). On `PostgreSQL` they come from the id
 /// sequence, so concurrent writers never collide; an unused one is a gap, as any rolled
 /// back insert leaves.

@@ -21,7 +21,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, Statement,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbErr,
+    Statement,
 };
 
 pub use migration::{Migrator, MigratorTrait};
@@ -363,21 +364,20 @@ pub async fn claim_job(
     Ok(matches!(result, sea_orm::TryInsertResult::Inserted(n) if n > 0))
 }
 
-/// Inside a transaction on `SQLite`, takes the database's write lock now (like `BEGIN
-/// IMMEDIATE`) so that the transaction cannot fail later when upgrading a read lock.
-/// `PostgreSQL` locks rows instead; nothing to do there.
+/// Begins a transaction that writes. On `SQLite` it takes the database's write lock at
+/// once (`BEGIN IMMEDIATE`, waiting up to the busy timeout), so that it cannot fail later
+/// when upgrading a read lock; `PostgreSQL` locks rows instead, as each write reads them.
 ///
 /// # Errors
-/// The lock could not be taken within the busy timeout.
-pub async fn lock_writes(conn: &impl ConnectionTrait) -> Result<()> {
-    if conn.get_database_backend() == DbBackend::Sqlite {
-        conn.execute_raw(Statement::from_string(
-            DbBackend::Sqlite,
-            "UPDATE orgs SET version = version WHERE 0 = 1",
-        ))
-        .await?;
-    }
-    Ok(())
+/// The lock could not be taken within the busy timeout, or no connection.
+pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction> {
+    use sea_orm::{SqliteTransactionMode, TransactionOptions, TransactionTrait};
+    Ok(db
+        .begin_with_options(TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..TransactionOptions::default()
+        })
+        .await?)
 }
 
 /// Opens `url` for reading only (`acctd whatif`): a `SQLite` file in read-only mode (no
