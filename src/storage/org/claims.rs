@@ -5,11 +5,11 @@ use chrono::{DateTime, Utc};
 use entity::org;
 use sea_orm::sea_query::{LockBehavior, LockType};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, Iterable, QueryFilter, QueryOrder,
-    QuerySelect, QueryTrait, Select, StreamTrait,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    QueryTrait, Select, StreamTrait,
 };
 
-use super::codec::{fetch, fetch_streaming, model_at, push_org, to_domain};
+use super::codec::{fetch, fetch_streaming};
 use crate::domain::Org;
 use crate::storage::Result;
 
@@ -66,7 +66,7 @@ pub async fn load_many(
         if ConnectionTrait::get_database_backend(conn) == DbBackend::Postgres {
             query = query.lock(LockType::Update);
         }
-        fetch_streaming(conn, query, |row| push_org(&mut found, row)).await?;
+        fetch_streaming(conn, query, false, |org, _| found.push(org)).await?;
     }
     Ok(found)
 }
@@ -85,10 +85,8 @@ pub async fn claim_due(
 ) -> Result<Vec<Org>> {
     let backend = ConnectionTrait::get_database_backend(conn);
     let mut found = Vec::with_capacity(usize::try_from(limit).unwrap_or(0).min(100_000));
-    fetch_streaming(conn, claim_due_query(backend, until, limit, clock), |row| {
-        push_org(&mut found, row)
-    })
-    .await?;
+    let query = claim_due_query(backend, until, limit, clock);
+    fetch_streaming(conn, query, false, |org, _| found.push(org)).await?;
     Ok(found)
 }
 
@@ -143,15 +141,12 @@ pub async fn claim_due_by_rowid(
 ) -> Result<Vec<(i64, Org)>> {
     use sea_orm::sea_query::Expr;
     let query = due(until, None)
-        .column_as(Expr::cust("rowid"), "row_id")
         .filter(Expr::cust_with_values("rowid > ?", [after]))
         .order_by(Expr::cust("rowid"), sea_orm::Order::Asc)
         .limit(limit);
     let mut found = Vec::new();
-    fetch_streaming(conn, query, |row| {
-        let rowid: i64 = row.try_get_by_index(org::Column::iter().count())?;
-        found.push((rowid, to_domain(model_at(row)?)?));
-        Ok(())
+    fetch_streaming(conn, query, true, |org, rowid| {
+        found.push((rowid.unwrap_or_default(), org));
     })
     .await?;
     Ok(found)

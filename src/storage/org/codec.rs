@@ -3,9 +3,11 @@
 
 use chrono::{DateTime, Utc};
 use entity::org;
+use sea_orm::sea_query::Expr;
 use sea_orm::sqlx;
 use sea_orm::{
-    ActiveValue::Set, ConnectionTrait, DbErr, QueryResult, QueryTrait, Select, StreamTrait,
+    ActiveValue::Set, ConnectionTrait, DbBackend, DbErr, IdenStatic, Iterable, QueryResult,
+    QuerySelect, QueryTrait, Select, StreamTrait,
 };
 
 use crate::domain::period::Period;
@@ -75,19 +77,152 @@ pub(in crate::storage) fn to_domain(m: org::Model) -> Result<Org> {
     })
 }
 
-/// Decodes an org row by position. Every org query here selects the entity's columns in
-/// declaration order (`Entity::find()` does), so a column's index is its `org::Column`
-/// ordinal; by name, sea-orm searches the row's column names for each column, and org
-/// rows are read on every sweep batch, command and usage chunk.
-pub(super) fn model_at(row: &QueryResult) -> std::result::Result<org::Model, DbErr> {
-    let decoded = if let Some(row) = row.try_as_sqlite_row() {
-        model_of(row)
-    } else if let Some(row) = row.try_as_pg_row() {
-        model_of(row)
-    } else {
-        unreachable!("acctd connects to SQLite or PostgreSQL only")
+/// The select list of whole org rows: on `SQLite` one JSON array of the entity's columns
+/// in declaration order (`json_array(…)`), decoded by [`unpack`]; elsewhere the columns
+/// themselves. sqlx's `SQLite` driver copies every column of every row into a value of its
+/// own on its worker thread (an allocation each, freed on the caller's), and an org row
+/// has 28 columns: one text value a row costs far less (ARCHITECTURE.md, "Performance
+/// tricks").
+pub(super) fn selecting(query: Select<org::Entity>, backend: DbBackend) -> Select<org::Entity> {
+    static PACKED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let columns: Vec<String> = org::Column::iter()
+            .map(|c| format!("\"orgs\".\"{}\"", c.as_str()))
+            .collect();
+        format!("json_array({})", columns.join(", "))
+    });
+    match backend {
+        DbBackend::Sqlite => query.select_only().expr(Expr::cust(PACKED.as_str())),
+        _ => query,
+    }
+}
+
+/// Decodes a row of a [`selecting`] select.
+pub(super) fn decode(row: &QueryResult) -> Result<Org> {
+    let model = match row.try_as_sqlite_row() {
+        Some(row) => {
+            let text: &str = sqlx::Row::try_get(row, 0).map_err(driver_error)?;
+            unpack(text)?
+        }
+        None => model_at(row)?,
     };
-    decoded.map_err(|e| DbErr::Query(sea_orm::RuntimeErr::SqlxError(e.into())))
+    to_domain(model)
+}
+
+fn driver_error(e: sqlx::Error) -> Error {
+    Error::Db(DbErr::Query(sea_orm::RuntimeErr::SqlxError(e.into())))
+}
+
+/// An org row as `SQLite`'s `json_array` writes it (see [`selecting`]): booleans are
+/// integers, times are the text sqlx wrote them as.
+#[derive(serde::Deserialize)]
+#[allow(clippy::type_complexity)]
+struct Packed(
+    String,
+    String,
+    String,
+    String,
+    i64,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    DateTime<Utc>,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+    i64,
+    DateTime<Utc>,
+    Option<String>,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    String,
+    Option<String>,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+);
+
+fn unpack(text: &str) -> Result<org::Model> {
+    let Packed(
+        id,
+        state,
+        lock_reasons,
+        plan,
+        tier,
+        addons,
+        currency,
+        admins,
+        billing_email,
+        payment_method,
+        subscriber,
+        signup_at,
+        trial_ends_at,
+        grace_ends_at,
+        cancel_at,
+        next_cycle_at,
+        next_due_at,
+        canceled_at,
+        version,
+        updated_at,
+        usage_period,
+        usage_mau,
+        overage_lock_mau,
+        scheduled_tier,
+        scheduled_removals,
+        clock_id,
+        reminder_at,
+        reminded_through,
+    ) = serde_json::from_str(text).map_err(|e| {
+        Error::Db(DbErr::Type(format!(
+            "an org row that does not decode ({e}): {text}"
+        )))
+    })?;
+    Ok(org::Model {
+        id,
+        state,
+        lock_reasons,
+        plan,
+        tier,
+        addons,
+        currency,
+        admins,
+        billing_email,
+        payment_method: payment_method != 0,
+        subscriber: subscriber != 0,
+        signup_at,
+        trial_ends_at,
+        grace_ends_at,
+        cancel_at,
+        next_cycle_at,
+        next_due_at,
+        canceled_at,
+        version,
+        updated_at,
+        usage_period,
+        usage_mau,
+        overage_lock_mau,
+        scheduled_tier,
+        scheduled_removals,
+        clock_id,
+        reminder_at,
+        reminded_through,
+    })
+}
+
+/// Decodes an org row by position (`PostgreSQL`). Every org query here selects the
+/// entity's columns in declaration order (`Entity::find()` does), so a column's index is
+/// its `org::Column` ordinal; by name, sea-orm searches the row's column names for each
+/// column.
+fn model_at(row: &QueryResult) -> Result<org::Model> {
+    let row = row
+        .try_as_pg_row()
+        .expect("acctd connects to SQLite or PostgreSQL only");
+    model_of(row).map_err(driver_error)
 }
 
 /// [`model_at`] on the driver's own row: sea-orm's decoding of a NULL into an `Option`
@@ -135,51 +270,53 @@ where
     })
 }
 
-/// Runs a select of whole org rows and decodes each by position (see [`model_at`]) as it
-/// arrives, while the database produces the next: the bulk reads (`claim_due`,
-/// `load_many`). On `SQLite` the connection's worker thread steps the statement and hands
-/// rows over a bounded channel; collecting them all before decoding left that thread idle
-/// while this one decoded, and this one idle while that one stepped. Appends to `found`,
-/// so that `load_many`'s chunks fill one vector without copying.
+/// Runs a select of whole org rows ([`selecting`]) and decodes each as it arrives, while
+/// the database produces the next: the bulk reads (`claim_due`, `load_many`, catch-up
+/// claims). On `SQLite` the connection's worker thread steps the statement and hands rows
+/// over a bounded channel; collecting them all before decoding left that thread idle while
+/// this one decoded, and this one idle while that one stepped. With `rowid` (`SQLite`'s
+/// catch-up claims) each org comes with its rowid.
 pub(super) async fn fetch_streaming<C>(
     conn: &C,
     query: Select<org::Entity>,
-    mut each: impl FnMut(&QueryResult) -> Result<()>,
+    rowid: bool,
+    mut each: impl FnMut(Org, Option<i64>),
 ) -> Result<()>
 where
     C: ConnectionTrait + StreamTrait,
 {
     use futures_core::Stream;
-    let stream = conn
-        .stream_raw(query.build(ConnectionTrait::get_database_backend(conn)))
-        .await?;
+    let backend = ConnectionTrait::get_database_backend(conn);
+    let mut query = selecting(query, backend);
+    if rowid {
+        query = query.column_as(Expr::cust("rowid"), "row_id");
+    }
+    let stream = conn.stream_raw(query.build(backend)).await?;
     let mut stream = std::pin::pin!(stream);
     while let Some(row) = std::future::poll_fn(|cx| stream.as_mut().poll_next(cx)).await {
-        each(&row?)?;
+        let row = row?;
+        let id = if rowid {
+            Some(row.try_get::<i64>("", "row_id")?)
+        } else {
+            None
+        };
+        each(decode(&row)?, id);
     }
     Ok(())
 }
 
-/// Decodes an org row (by position) onto `found`: what [`fetch_streaming`] does with
-/// each row of a bulk read.
-pub(super) fn push_org(found: &mut Vec<Org>, row: &QueryResult) -> Result<()> {
-    found.push(to_domain(model_at(row)?)?);
-    Ok(())
-}
-
-/// Runs a select of whole org rows and decodes them by position (see [`model_at`]).
+/// Runs a select of whole org rows ([`selecting`]) and decodes them.
 pub(super) async fn fetch(
     conn: &impl ConnectionTrait,
     query: Select<org::Entity>,
 ) -> Result<Vec<Org>> {
+    let backend = conn.get_database_backend();
     let rows = conn
-        .query_all_raw(query.build(conn.get_database_backend()))
+        .query_all_raw(selecting(query, backend).build(backend))
         .await?;
     // Each row is dropped as soon as it is decoded: a batch's rows and its orgs are not
     // all held at once.
-    rows.into_iter()
-        .map(|row| to_domain(model_at(&row)?))
-        .collect()
+    rows.iter().map(decode).collect()
 }
 
 pub(super) fn to_active(o: &Org, now: DateTime<Utc>) -> org::ActiveModel {
