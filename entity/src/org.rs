@@ -2,7 +2,9 @@
 
 use sea_orm::entity::prelude::*;
 
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+/// Also `Deserialize`: a JSON array of the columns in declaration order is a row (what
+/// acctd selects on SQLite).
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Deserialize)]
 #[sea_orm(table_name = "orgs")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]

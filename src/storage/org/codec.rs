@@ -6,8 +6,8 @@ use entity::org;
 use sea_orm::sea_query::Expr;
 use sea_orm::sqlx;
 use sea_orm::{
-    ActiveValue::Set, ConnectionTrait, DbBackend, DbErr, IdenStatic, Iterable, QueryResult,
-    QuerySelect, QueryTrait, Select, StreamTrait,
+    ActiveValue::Set, ColumnTrait, ColumnType, ConnectionTrait, DbBackend, DbErr, IdenStatic,
+    Iterable, QueryResult, QuerySelect, QueryTrait, Select, StreamTrait,
 };
 
 use crate::domain::period::Period;
@@ -78,15 +78,21 @@ pub(in crate::storage) fn to_domain(m: org::Model) -> Result<Org> {
 }
 
 /// The select list of whole org rows: on `SQLite` one JSON array of the entity's columns
-/// in declaration order (`json_array(…)`), decoded by [`unpack`]; elsewhere the columns
-/// themselves. sqlx's `SQLite` driver copies every column of every row into a value of its
-/// own on its worker thread (an allocation each, freed on the caller's), and an org row
-/// has 28 columns: one text value a row costs far less (ARCHITECTURE.md, "Performance
-/// tricks").
+/// in declaration order (`json_array(…)`, booleans as `true`/`false`), which is a
+/// `org::Model` to serde; elsewhere the columns themselves. sqlx's `SQLite` driver copies
+/// every column of every row into a value of its own on its worker thread (an allocation
+/// each, freed on the caller's), and an org row has 28 columns: one text value a row costs
+/// far less (ARCHITECTURE.md, "Performance tricks").
 pub(super) fn selecting(query: Select<org::Entity>, backend: DbBackend) -> Select<org::Entity> {
     static PACKED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         let columns: Vec<String> = org::Column::iter()
-            .map(|c| format!("\"orgs\".\"{}\"", c.as_str()))
+            .map(|c| match c.def().get_column_type() {
+                ColumnType::Boolean => format!(
+                    "json(CASE WHEN \"orgs\".\"{}\" THEN 'true' ELSE 'false' END)",
+                    c.as_str()
+                ),
+                _ => format!("\"orgs\".\"{}\"", c.as_str()),
+            })
             .collect();
         format!("json_array({})", columns.join(", "))
     });
@@ -101,7 +107,11 @@ pub(super) fn decode(row: &QueryResult) -> Result<Org> {
     let model = match row.try_as_sqlite_row() {
         Some(row) => {
             let text: &str = sqlx::Row::try_get(row, 0).map_err(driver_error)?;
-            unpack(text)?
+            serde_json::from_str(text).map_err(|e| {
+                Error::Db(DbErr::Type(format!(
+                    "an org row that does not decode ({e}): {text}"
+                )))
+            })?
         }
         None => model_at(row)?,
     };
@@ -110,108 +120,6 @@ pub(super) fn decode(row: &QueryResult) -> Result<Org> {
 
 fn driver_error(e: sqlx::Error) -> Error {
     Error::Db(DbErr::Query(sea_orm::RuntimeErr::SqlxError(e.into())))
-}
-
-/// An org row as `SQLite`'s `json_array` writes it (see [`selecting`]): booleans are
-/// integers, times are the text sqlx wrote them as.
-#[derive(serde::Deserialize)]
-#[allow(clippy::type_complexity)]
-struct Packed(
-    String,
-    String,
-    String,
-    String,
-    i64,
-    String,
-    String,
-    String,
-    String,
-    i64,
-    i64,
-    DateTime<Utc>,
-    Option<DateTime<Utc>>,
-    Option<DateTime<Utc>>,
-    Option<DateTime<Utc>>,
-    Option<DateTime<Utc>>,
-    Option<DateTime<Utc>>,
-    Option<DateTime<Utc>>,
-    i64,
-    DateTime<Utc>,
-    Option<String>,
-    i64,
-    Option<i64>,
-    Option<i64>,
-    String,
-    Option<String>,
-    Option<DateTime<Utc>>,
-    Option<DateTime<Utc>>,
-);
-
-fn unpack(text: &str) -> Result<org::Model> {
-    let Packed(
-        id,
-        state,
-        lock_reasons,
-        plan,
-        tier,
-        addons,
-        currency,
-        admins,
-        billing_email,
-        payment_method,
-        subscriber,
-        signup_at,
-        trial_ends_at,
-        grace_ends_at,
-        cancel_at,
-        next_cycle_at,
-        next_due_at,
-        canceled_at,
-        version,
-        updated_at,
-        usage_period,
-        usage_mau,
-        overage_lock_mau,
-        scheduled_tier,
-        scheduled_removals,
-        clock_id,
-        reminder_at,
-        reminded_through,
-    ) = serde_json::from_str(text).map_err(|e| {
-        Error::Db(DbErr::Type(format!(
-            "an org row that does not decode ({e}): {text}"
-        )))
-    })?;
-    Ok(org::Model {
-        id,
-        state,
-        lock_reasons,
-        plan,
-        tier,
-        addons,
-        currency,
-        admins,
-        billing_email,
-        payment_method: payment_method != 0,
-        subscriber: subscriber != 0,
-        signup_at,
-        trial_ends_at,
-        grace_ends_at,
-        cancel_at,
-        next_cycle_at,
-        next_due_at,
-        canceled_at,
-        version,
-        updated_at,
-        usage_period,
-        usage_mau,
-        overage_lock_mau,
-        scheduled_tier,
-        scheduled_removals,
-        clock_id,
-        reminder_at,
-        reminded_through,
-    })
 }
 
 /// Decodes an org row by position (`PostgreSQL`). Every org query here selects the
