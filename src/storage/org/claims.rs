@@ -73,7 +73,7 @@ pub async fn load_many(
 
 /// Claims up to `limit` orgs whose next deadline is at or before `until`, earliest first.
 /// On `PostgreSQL` rows are locked with `FOR UPDATE SKIP LOCKED`, so concurrent sweeps take
-/// disjoint batches; `SQLite` has one writer at a time (see [`crate::storage::lock_writes`]).
+/// disjoint batches; `SQLite` has one writer at a time (see [`crate::storage::begin_write`]).
 ///
 /// # Errors
 /// A database error or a corrupt row.
